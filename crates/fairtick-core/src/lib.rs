@@ -1,0 +1,21 @@
+//! The pure core of fairtick: the rules and the math, with no IO, no async and no database.
+//!
+//! Everything that decides money or a result lives here so that it can be read, tested and
+//! property-checked on its own, and so that the compiler keeps IO out of it (this crate does
+//! not depend on tokio, sqlx or axum).
+//!
+//! # Layout
+//!
+//! - [`money`]: [`Money`], exact amounts in minor units (cents of VUSD).
+//! - [`account`]: who a user is: [`Email`], [`Role`], [`UserStatus`], password rules.
+//! - [`ledger`]: double-entry transactions whose postings always sum to zero.
+//! - [`wallet`]: the limits on virtual deposits and withdrawals.
+#![forbid(unsafe_code)]
+
+pub mod account;
+pub mod ledger;
+pub mod money;
+pub mod wallet;
+
+pub use account::{Email, Role, UserId, UserStatus};
+pub use money::Money;
