@@ -10,12 +10,18 @@
 //! - [`account`]: who a user is: [`Email`], [`Role`], [`UserStatus`], password rules.
 //! - [`ledger`]: double-entry transactions whose postings always sum to zero.
 //! - [`wallet`]: the limits on virtual deposits and withdrawals.
+//! - [`price`]: [`Price`], exact prices at scale 8.
+//! - [`fairness`]: the provably fair price engine, its independent verifier and the pricing
+//!   model (specified in `docs/fairness.md`).
 #![forbid(unsafe_code)]
 
 pub mod account;
+pub mod fairness;
 pub mod ledger;
 pub mod money;
+pub mod price;
 pub mod wallet;
 
 pub use account::{Email, Role, UserId, UserStatus};
 pub use money::Money;
+pub use price::Price;

@@ -66,6 +66,26 @@ impl WalletState {
     }
 }
 
+/// A movement a user asks of their wallet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WalletOp {
+    Deposit(Money),
+    Withdraw(Money),
+    Reset,
+}
+
+impl WalletOp {
+    /// The transfer this operation makes from `state`, `None` when there is nothing to move
+    /// (a reset of a balance already at the start), or why it is refused.
+    pub fn plan(self, limits: &WalletLimits, state: &WalletState) -> Result<Option<Transfer>, WalletRefusal> {
+        match self {
+            WalletOp::Deposit(amount) => plan_deposit(limits, state, amount).map(Some),
+            WalletOp::Withdraw(amount) => plan_withdrawal(state, amount).map(Some),
+            WalletOp::Reset => plan_reset(limits, state),
+        }
+    }
+}
+
 /// The transfer crediting a new account.
 pub fn signup_credit(limits: &WalletLimits) -> Transfer {
     Transfer::between(

@@ -1,0 +1,173 @@
+//! Typed configuration. Every setting has a flag and an environment variable with a documented
+//! default that is safe for a local run; secrets are kept out of `Debug` and logs.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Args;
+use fairtick_core::wallet::WalletLimits;
+use rand::RngCore;
+use secrecy::{ExposeSecret, SecretString};
+
+/// Where the data lives; shared by every subcommand that opens the database.
+#[derive(Args, Clone, Debug)]
+pub struct StorageArgs {
+    /// Directory for the SQLite database and generated secrets.
+    #[arg(long, env = "FAIRTICK_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+
+    /// Database URL: `sqlite://PATH` or `postgres://USER@HOST/DB`. Default: a SQLite file in the
+    /// data directory.
+    #[arg(long, env = "DATABASE_URL")]
+    pub database_url: Option<String>,
+
+    /// Most database connections the process keeps open.
+    #[arg(long, env = "FAIRTICK_DB_MAX_CONNECTIONS", default_value_t = 16)]
+    pub db_max_connections: u32,
+}
+
+impl StorageArgs {
+    /// The database URL to open, creating the data directory for the SQLite default.
+    pub fn database_url(&self) -> anyhow::Result<String> {
+        if let Some(url) = &self.database_url {
+            return Ok(url.clone());
+        }
+        std::fs::create_dir_all(&self.data_dir)
+            .with_context(|| format!("creating the data directory {}", self.data_dir.display()))?;
+        Ok(format!("sqlite://{}", self.data_dir.join("fairtick.db").display()))
+    }
+}
+
+/// Settings of `fairtick serve`.
+#[derive(Args, Clone, Debug)]
+pub struct ServeArgs {
+    /// Address to listen on; port 0 picks a free port (the log says which).
+    #[arg(long, env = "FAIRTICK_ADDR", default_value = "127.0.0.1:3000")]
+    pub addr: SocketAddr,
+
+    #[command(flatten)]
+    pub storage: StorageArgs,
+
+    /// Lifetime of a login token, in seconds.
+    #[arg(long, env = "FAIRTICK_TOKEN_TTL_SECS", default_value_t = 3600)]
+    pub token_ttl_secs: u64,
+
+    /// Register and login attempts allowed per client IP per minute.
+    #[arg(long, env = "FAIRTICK_AUTH_PER_IP_PER_MINUTE", default_value_t = 60)]
+    pub auth_per_ip_per_minute: u32,
+
+    /// Login attempts allowed per account (email) per minute.
+    #[arg(long, env = "FAIRTICK_LOGIN_PER_ACCOUNT_PER_MINUTE", default_value_t = 10)]
+    pub login_per_account_per_minute: u32,
+
+    /// Password hashes computed at once; more wait, so logins can never starve the API.
+    #[arg(long, env = "FAIRTICK_HASHING_CONCURRENCY", default_value_t = 2)]
+    pub hashing_concurrency: usize,
+
+    #[command(flatten)]
+    pub wallet: WalletArgs,
+}
+
+/// Limits of the virtual wallet, in VUSD.
+#[derive(Args, Clone, Debug)]
+pub struct WalletArgs {
+    /// Balance credited at registration and restored by a reset.
+    #[arg(long, env = "FAIRTICK_STARTING_BALANCE", default_value = "10000.00")]
+    pub starting_balance: fairtick_core::Money,
+    /// Most one deposit may add.
+    #[arg(long, env = "FAIRTICK_MAX_DEPOSIT", default_value = "10000.00")]
+    pub max_deposit: fairtick_core::Money,
+    /// Most that may be deposited in any rolling 24 hours.
+    #[arg(long, env = "FAIRTICK_MAX_DEPOSIT_PER_DAY", default_value = "50000.00")]
+    pub max_deposit_per_day: fairtick_core::Money,
+    /// Highest total balance a deposit may reach.
+    #[arg(long, env = "FAIRTICK_MAX_BALANCE", default_value = "1000000.00")]
+    pub max_balance: fairtick_core::Money,
+}
+
+impl WalletArgs {
+    pub fn limits(&self) -> anyhow::Result<WalletLimits> {
+        let limits = WalletLimits {
+            starting_balance: self.starting_balance,
+            max_deposit: self.max_deposit,
+            max_deposit_per_day: self.max_deposit_per_day,
+            max_balance: self.max_balance,
+        };
+        for (name, value) in [
+            ("starting balance", limits.starting_balance),
+            ("max deposit", limits.max_deposit),
+            ("max deposit per day", limits.max_deposit_per_day),
+            ("max balance", limits.max_balance),
+        ] {
+            anyhow::ensure!(value.is_positive(), "the {name} must be positive, not {value}");
+        }
+        Ok(limits)
+    }
+}
+
+/// Everything the running service needs, resolved and validated.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub database_url: String,
+    pub db_max_connections: u32,
+    pub jwt_secret: SecretString,
+    pub token_ttl: Duration,
+    pub auth_per_ip_per_minute: u32,
+    pub login_per_account_per_minute: u32,
+    pub hashing_concurrency: usize,
+    pub wallet: WalletLimits,
+}
+
+impl Config {
+    /// Resolves `serve` arguments: the JWT secret comes from `JWT_SECRET`, or from a file in the
+    /// data directory that is generated (0600) on first start.
+    pub fn from_serve_args(args: &ServeArgs) -> anyhow::Result<Config> {
+        anyhow::ensure!(args.token_ttl_secs > 0, "the token lifetime must be positive");
+        anyhow::ensure!(args.hashing_concurrency > 0, "hashing concurrency must be at least 1");
+        let jwt_secret = match std::env::var("JWT_SECRET") {
+            Ok(secret) if !secret.is_empty() => SecretString::from(secret),
+            _ => load_or_create_secret(&args.storage.data_dir, "jwt_secret")?,
+        };
+        anyhow::ensure!(
+            jwt_secret.expose_secret().len() >= 32,
+            "JWT_SECRET must be at least 32 characters long"
+        );
+        Ok(Config {
+            database_url: args.storage.database_url()?,
+            db_max_connections: args.storage.db_max_connections,
+            jwt_secret,
+            token_ttl: Duration::from_secs(args.token_ttl_secs),
+            auth_per_ip_per_minute: args.auth_per_ip_per_minute,
+            login_per_account_per_minute: args.login_per_account_per_minute,
+            hashing_concurrency: args.hashing_concurrency,
+            wallet: args.wallet.limits()?,
+        })
+    }
+}
+
+/// Reads a secret kept in the data directory, or generates 32 random bytes (hex) and stores
+/// them readable by the owner only.
+pub fn load_or_create_secret(data_dir: &Path, name: &str) -> anyhow::Result<SecretString> {
+    let path = data_dir.join(name);
+    if let Ok(existing) = std::fs::read_to_string(&path) {
+        return Ok(SecretString::from(existing.trim().to_owned()));
+    }
+    std::fs::create_dir_all(data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    let secret = hex::encode(bytes);
+    write_private(&path, &secret).with_context(|| format!("writing {}", path.display()))?;
+    tracing::warn!(path = %path.display(), "no {} in the environment: generated one and stored it", name.to_uppercase());
+    Ok(SecretString::from(secret))
+}
+
+fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(path)?.write_all(contents.as_bytes())
+}

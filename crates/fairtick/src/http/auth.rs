@@ -1,0 +1,131 @@
+//! `/api/auth/*`: register, login, logout, me. Thin: parse, call the accounts service, answer.
+
+use axum::extract::State;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use chrono::Utc;
+use fairtick_core::Role;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::AppState;
+use super::dto::UserDto;
+use super::error::{ApiError, ErrorBody};
+use super::extract::{AuthUser, ClientIp, Json, SESSION_COOKIE};
+use crate::services::accounts::{Registration, Session};
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RegisterRequest {
+    #[schema(example = "ann@example.com")]
+    pub email: String,
+    /// 8 to 128 characters.
+    pub password: String,
+    pub first_name: String,
+    pub last_name: String,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LoginRequest {
+    pub email: String,
+    pub password: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SessionResponse {
+    /// A JWT (HS256) to send as `Authorization: Bearer …`; also set as an HttpOnly cookie.
+    pub token: String,
+    pub user: UserDto,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MeResponse {
+    pub user: UserDto,
+}
+
+fn session_cookie(value: &str, max_age_secs: u64) -> HeaderValue {
+    HeaderValue::try_from(format!(
+        "{SESSION_COOKIE}={value}; HttpOnly; SameSite=Strict; Path=/; Max-Age={max_age_secs}"
+    ))
+    .expect("a token is a valid header value")
+}
+
+fn session_response(status: StatusCode, session: Session, ttl_secs: u64) -> Response {
+    let cookie = session_cookie(&session.token, ttl_secs);
+    let body = SessionResponse { user: UserDto::from(&session.profile), token: session.token };
+    let mut response = (status, Json(body)).into_response();
+    response.headers_mut().insert(header::SET_COOKIE, cookie);
+    response
+}
+
+/// Create an account, credited with 10,000.00 virtual VUSD, and sign in.
+#[utoipa::path(post, path = "/api/auth/register", tag = "auth", request_body = RegisterRequest,
+    responses(
+        (status = 201, description = "Registered and signed in", body = SessionResponse),
+        (status = 400, description = "Invalid field", body = ErrorBody),
+        (status = 409, description = "Email already registered", body = ErrorBody),
+        (status = 429, description = "Too many attempts", body = ErrorBody),
+    ))]
+pub async fn register(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    Json(request): Json<RegisterRequest>,
+) -> Result<Response, ApiError> {
+    state.auth_limits.check_ip(ip)?;
+    let registration = Registration {
+        email: request.email,
+        password: request.password,
+        first_name: request.first_name,
+        last_name: request.last_name,
+        role: Role::User,
+    };
+    let session = state.accounts.sign_up(registration, Utc::now()).await?;
+    Ok(session_response(StatusCode::CREATED, session, state.accounts.tokens().ttl().as_secs()))
+}
+
+/// Sign in with email and password.
+#[utoipa::path(post, path = "/api/auth/login", tag = "auth", request_body = LoginRequest,
+    responses(
+        (status = 200, description = "Signed in", body = SessionResponse),
+        (status = 401, description = "Email or password is incorrect", body = ErrorBody),
+        (status = 403, description = "Account suspended", body = ErrorBody),
+        (status = 429, description = "Too many attempts", body = ErrorBody),
+    ))]
+pub async fn login(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    Json(request): Json<LoginRequest>,
+) -> Result<Response, ApiError> {
+    state.auth_limits.check_ip(ip)?;
+    state.auth_limits.check_account(&request.email)?;
+    let session = state.accounts.login(&request.email, &request.password, Utc::now()).await?;
+    Ok(session_response(StatusCode::OK, session, state.accounts.tokens().ttl().as_secs()))
+}
+
+/// Sign out: this token is refused from now on and the cookie is cleared.
+#[utoipa::path(post, path = "/api/auth/logout", tag = "auth",
+    responses(
+        (status = 204, description = "Signed out"),
+        (status = 401, description = "Not signed in", body = ErrorBody),
+    ),
+    security(("bearer" = [])))]
+pub async fn logout(State(state): State<AppState>, AuthUser(claims): AuthUser) -> Result<Response, ApiError> {
+    state.accounts.logout(&claims, Utc::now()).await?;
+    let mut response = StatusCode::NO_CONTENT.into_response();
+    response.headers_mut().insert(header::SET_COOKIE, session_cookie("", 0));
+    Ok(response)
+}
+
+/// The signed-in user.
+#[utoipa::path(get, path = "/api/auth/me", tag = "auth",
+    responses(
+        (status = 200, description = "The signed-in user", body = MeResponse),
+        (status = 401, description = "Not signed in", body = ErrorBody),
+        (status = 403, description = "Account suspended", body = ErrorBody),
+    ),
+    security(("bearer" = [])))]
+pub async fn me(State(state): State<AppState>, AuthUser(claims): AuthUser) -> Result<Json<MeResponse>, ApiError> {
+    let profile = state.accounts.profile(claims.user(), Utc::now()).await?;
+    Ok(Json(MeResponse { user: UserDto::from(&profile) }))
+}

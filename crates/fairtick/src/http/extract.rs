@@ -1,0 +1,148 @@
+//! Extractors: JSON and query strings whose rejections use our error shape, the authenticated
+//! user, the client's address and the `Idempotency-Key` header.
+
+use std::net::{IpAddr, SocketAddr};
+
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use axum::http::header;
+
+use super::AppState;
+use super::error::ApiError;
+use crate::services::tokens::Claims;
+
+/// The session cookie the web app uses; the same token as the `Authorization: Bearer` one.
+pub const SESSION_COOKIE: &str = "fairtick_session";
+
+/// `axum::Json` with our error body on rejection.
+#[derive(FromRequest)]
+#[from_request(via(axum::Json), rejection(ApiError))]
+pub struct Json<T>(pub T);
+
+impl<T: serde::Serialize> axum::response::IntoResponse for Json<T> {
+    fn into_response(self) -> axum::response::Response {
+        axum::Json(self.0).into_response()
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(rejection: JsonRejection) -> ApiError {
+        match rejection {
+            JsonRejection::MissingJsonContentType(_) => ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "send the body as JSON with Content-Type: application/json",
+            ),
+            JsonRejection::JsonSyntaxError(e) => {
+                ApiError::new(StatusCode::BAD_REQUEST, "malformed_json", format!("the body is not valid JSON: {}", e.body_text()))
+            }
+            JsonRejection::JsonDataError(e) => data_error(&e.body_text()),
+            JsonRejection::BytesRejection(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "the request body is too large")
+            }
+            other => ApiError::new(other.status(), "bad_request", other.body_text()),
+        }
+    }
+}
+
+/// Turns serde's message ("Failed to deserialize …: amount: must have at most 2 decimals at
+/// line 1 column 20") into a validation error naming the field.
+fn data_error(text: &str) -> ApiError {
+    let detail = text.split_once("target type: ").map_or(text, |(_, rest)| rest);
+    let detail = detail.rsplit_once(" at line ").map_or(detail, |(head, _)| head);
+    let (path, message) = match detail.split_once(": ") {
+        Some((path, message)) if !path.contains(' ') && path != "." => (Some(path), message),
+        _ => (None, detail),
+    };
+    let quoted = |prefix: &str| message.strip_prefix(prefix).and_then(|rest| rest.split('`').next());
+    let nested = |name: &str| path.map_or_else(|| name.to_owned(), |p| format!("{p}.{name}"));
+    if let Some(name) = quoted("missing field `") {
+        return ApiError::invalid(nested(name), "is required");
+    }
+    if let Some(name) = quoted("unknown field `") {
+        return ApiError::invalid(path.unwrap_or(name), "is not a known field");
+    }
+    match path {
+        Some(path) => ApiError::invalid(path, message),
+        None => ApiError::new(StatusCode::BAD_REQUEST, "validation_error", detail.to_owned()),
+    }
+}
+
+/// `axum::extract::Query` with our error body on rejection.
+#[derive(FromRequestParts)]
+#[from_request(via(axum::extract::Query), rejection(ApiError))]
+pub struct Query<T>(pub T);
+
+impl From<QueryRejection> for ApiError {
+    fn from(rejection: QueryRejection) -> ApiError {
+        let text = rejection.body_text();
+        let detail = text.split_once("Failed to deserialize query string: ").map_or(text.as_str(), |(_, rest)| rest);
+        match detail.split_once(": ") {
+            Some((field, message)) if !field.contains(' ') => ApiError::invalid(field, message),
+            _ => ApiError::new(StatusCode::BAD_REQUEST, "validation_error", detail.to_owned()),
+        }
+    }
+}
+
+/// The token a request presents: `Authorization: Bearer …` first, then the session cookie.
+pub fn presented_token(parts: &Parts) -> Option<&str> {
+    if let Some(value) = parts.headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
+        return value.strip_prefix("Bearer ").map(str::trim);
+    }
+    parts
+        .headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == SESSION_COOKIE)
+        .map(|(_, value)| value)
+}
+
+/// A request from a signed-in, active account. Checked against the database on every request.
+pub struct AuthUser(pub Claims);
+
+impl FromRequestParts<AppState> for AuthUser {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let token = presented_token(parts).ok_or_else(|| {
+            ApiError::new(StatusCode::UNAUTHORIZED, "unauthenticated", "sign in first: no token was presented")
+        })?;
+        Ok(AuthUser(state.accounts.authenticate(token).await?))
+    }
+}
+
+/// The client's IP address, as seen on the socket.
+pub struct ClientIp(pub IpAddr);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let ip = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map_or(IpAddr::from([127, 0, 0, 1]), |ConnectInfo(addr)| addr.ip());
+        Ok(ClientIp(ip))
+    }
+}
+
+/// The optional `Idempotency-Key` header: 1–255 visible ASCII characters.
+pub struct IdempotencyKey(pub Option<String>);
+
+impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let Some(value) = parts.headers.get("idempotency-key") else { return Ok(IdempotencyKey(None)) };
+        let key = value.to_str().ok().filter(|k| (1..=255).contains(&k.len()) && k.bytes().all(|b| b.is_ascii_graphic()));
+        match key {
+            Some(key) => Ok(IdempotencyKey(Some(key.to_owned()))),
+            None => Err(ApiError::invalid("Idempotency-Key", "must be 1 to 255 visible ASCII characters")),
+        }
+    }
+}

@@ -1,0 +1,116 @@
+//! The HTTP API: routes, shared state and the middleware stack. Handlers are thin: they extract,
+//! call one service, and map the answer; no SQL and no business rule lives here.
+
+pub mod auth;
+pub mod dto;
+pub mod error;
+pub mod extract;
+pub mod health;
+pub mod rate_limit;
+pub mod wallet;
+
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{Request, StatusCode};
+use axum::routing::get;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::services::accounts::Accounts;
+use crate::services::wallet::Wallet;
+use crate::store::Store;
+use error::ApiError;
+use rate_limit::AuthRateLimits;
+
+/// Largest request body accepted; every request fits in far less.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// What every handler can reach. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Store,
+    pub accounts: Accounts,
+    pub wallet: Wallet,
+    pub auth_limits: AuthRateLimits,
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "fairtick",
+        description = "Practice flash trades on provably fair simulated prices, with virtual funds (VUSD). \
+                       Nobody can choose a trade's result. Errors: `{\"error\": {\"code\", \"message\", \"field\"?}}`."
+    ),
+    modifiers(&BearerAuth),
+    components(schemas(error::ErrorBody))
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build()),
+        );
+    }
+}
+
+/// Every documented route, with its OpenAPI description gathered from the same registration,
+/// so the spec cannot list a route that does not exist or miss one that does.
+fn api_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(health::healthz))
+        .routes(routes!(health::readyz))
+        .routes(routes!(auth::register))
+        .routes(routes!(auth::login))
+        .routes(routes!(auth::logout))
+        .routes(routes!(auth::me))
+        .routes(routes!(wallet::balance))
+        .routes(routes!(wallet::deposit))
+        .routes(routes!(wallet::withdraw))
+        .routes(routes!(wallet::reset))
+        .routes(routes!(wallet::transactions))
+        .routes(routes!(wallet::transactions_csv))
+}
+
+/// The OpenAPI document of the whole API.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    api_routes().into_openapi()
+}
+
+pub fn router(state: AppState) -> Router {
+    let (router, spec) = api_routes().split_for_parts();
+    let spec_json = std::sync::Arc::new(spec.to_pretty_json().expect("the OpenAPI document serialises"));
+    router
+        .route(
+            "/api/openapi.json",
+            get(move || {
+                let spec_json = spec_json.clone();
+                async move { ([(axum::http::header::CONTENT_TYPE, "application/json")], spec_json.as_str().to_owned()) }
+            }),
+        )
+        .fallback(|| async { ApiError::not_found() })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this method is not allowed here")
+        })
+        .with_state(state)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
+            let request_id = request.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("-");
+            tracing::info_span!("request", method = %request.method(), path = %request.uri().path(), request_id)
+        }))
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+}
+
+/// How often rate-limiter memory is swept.
+pub const RATE_LIMIT_SWEEP: Duration = Duration::from_secs(60);

@@ -1,0 +1,136 @@
+//! Accounts: registration, login, logout, and turning a presented token into an authenticated
+//! user (checked against the database every time, so logout and suspension act at once).
+
+use chrono::{DateTime, Utc};
+use fairtick_core::account::{check_password, parse_name};
+use fairtick_core::wallet::{WalletLimits, WalletState, signup_credit};
+use fairtick_core::{Email, Role, UserId, UserStatus};
+
+use super::passwords::{Passwords, Verification};
+use super::tokens::{Claims, Tokens};
+use super::{Error, Result};
+use crate::store::{NewUser, Store, StoreError, UserRecord};
+
+/// Registration input as received; validated here.
+#[derive(Clone, Debug)]
+pub struct Registration {
+    pub email: String,
+    pub password: String,
+    pub first_name: String,
+    pub last_name: String,
+    pub role: Role,
+}
+
+/// A user with their current balances, as shown to them.
+#[derive(Clone, Debug)]
+pub struct Profile {
+    pub user: UserRecord,
+    pub wallet: WalletState,
+}
+
+/// A fresh login: the signed token, its claims and the profile.
+#[derive(Clone, Debug)]
+pub struct Session {
+    pub token: String,
+    pub claims: Claims,
+    pub profile: Profile,
+}
+
+#[derive(Clone)]
+pub struct Accounts {
+    store: Store,
+    passwords: Passwords,
+    tokens: Tokens,
+    wallet_limits: WalletLimits,
+}
+
+impl Accounts {
+    pub fn new(store: Store, passwords: Passwords, tokens: Tokens, wallet_limits: WalletLimits) -> Accounts {
+        Accounts { store, passwords, tokens, wallet_limits }
+    }
+
+    pub fn tokens(&self) -> &Tokens {
+        &self.tokens
+    }
+
+    /// Creates an account credited with the starting balance. Used by the API (role `user`)
+    /// and by `fairtick user create` (any role).
+    pub async fn register(&self, input: Registration, now: DateTime<Utc>) -> Result<UserRecord> {
+        let email = Email::parse(&input.email).map_err(|e| Error::invalid("email", e))?;
+        check_password(&input.password).map_err(|e| Error::invalid("password", e))?;
+        let first_name = parse_name(&input.first_name).map_err(|e| Error::invalid("firstName", e))?;
+        let last_name = parse_name(&input.last_name).map_err(|e| Error::invalid("lastName", e))?;
+        let password_hash = self.passwords.hash(&input.password).await?;
+        let new = NewUser { email, password_hash, first_name, last_name, role: input.role };
+        match self.store.register_user(new, &signup_credit(&self.wallet_limits), now).await {
+            Ok(user) => Ok(user),
+            Err(StoreError::EmailTaken) => Err(Error::EmailTaken),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Registers a `user` and signs them in.
+    pub async fn sign_up(&self, input: Registration, now: DateTime<Utc>) -> Result<Session> {
+        let user = self.register(input, now).await?;
+        self.open_session(user, now).await
+    }
+
+    /// Checks the password and signs in. Every failure is the same error and costs the same
+    /// hashing work, so it reveals nothing about which emails exist.
+    pub async fn login(&self, email: &str, password: &str, now: DateTime<Utc>) -> Result<Session> {
+        let user = match Email::parse(email) {
+            Ok(email) => self.store.user_by_email(&email).await?,
+            Err(_) => None,
+        };
+        let Some(user) = user else {
+            self.passwords.verify_decoy(password).await?;
+            return Err(Error::BadCredentials);
+        };
+        let Verification::Matches { needs_rehash } = self.passwords.verify(password, &user.password_hash).await?
+        else {
+            return Err(Error::BadCredentials);
+        };
+        if user.status == UserStatus::Suspended {
+            return Err(Error::Suspended);
+        }
+        if needs_rehash {
+            let upgraded = self.passwords.hash(password).await?;
+            self.store.set_password_hash(user.id, &upgraded).await?;
+            tracing::info!(user = %user.id, "upgraded a password hash to argon2id");
+        }
+        self.open_session(user, now).await
+    }
+
+    async fn open_session(&self, user: UserRecord, now: DateTime<Utc>) -> Result<Session> {
+        let (token, claims) = self.tokens.issue(user.id, &user.email, user.role, now)?;
+        let wallet = self.store.wallet_state(user.id, now).await?;
+        Ok(Session { token, claims, profile: Profile { user, wallet } })
+    }
+
+    /// Refuses this token from now on.
+    pub async fn logout(&self, claims: &Claims, now: DateTime<Utc>) -> Result<()> {
+        self.store.revoke_token(&claims.jti, claims.expires_at(), now).await?;
+        Ok(())
+    }
+
+    /// The claims of a valid, unrevoked token whose account is active, with the role as it is
+    /// now (a role change applies at once, not at the token's expiry).
+    pub async fn authenticate(&self, token: &str) -> Result<Claims> {
+        let mut claims = self.tokens.decode(token)?;
+        let state = self.store.session_state(claims.user(), &claims.jti).await?.ok_or(Error::Unauthenticated)?;
+        if state.revoked {
+            return Err(Error::Unauthenticated);
+        }
+        if state.status == UserStatus::Suspended {
+            return Err(Error::Suspended);
+        }
+        claims.role = state.role;
+        Ok(claims)
+    }
+
+    pub async fn profile(&self, user: UserId, now: DateTime<Utc>) -> Result<Profile> {
+        let user = self.store.user_by_id(user).await?.ok_or(Error::Unauthenticated)?;
+        let wallet = self.store.wallet_state(user.id, now).await?;
+        Ok(Profile { user, wallet })
+    }
+}

@@ -1,0 +1,147 @@
+//! The virtual wallet: balances, deposits, withdrawals, resets and the statement.
+
+use chrono::{DateTime, Utc};
+use fairtick_core::ledger::TransactionKind;
+use fairtick_core::wallet::{WalletLimits, WalletOp, WalletRefusal, WalletState};
+use fairtick_core::UserId;
+use sha2::{Digest, Sha256};
+
+use super::{Error, Result};
+use crate::store::{IdempotencyKey, StatementQuery, StatementRow, Store, WalletOutcome, WalletReceipt};
+
+/// Most statement rows in one page, and the default.
+pub const MAX_PAGE: u32 = 200;
+pub const DEFAULT_PAGE: u32 = 50;
+
+/// Most rows one CSV export holds; the filters narrow a larger statement.
+pub const MAX_EXPORT_ROWS: usize = 100_000;
+
+/// Whether an answer is new or repeats one already given for the same idempotency key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Answer {
+    pub receipt: WalletReceipt,
+    pub replayed: bool,
+}
+
+/// One statement page and the cursor of the next, if any.
+#[derive(Clone, Debug)]
+pub struct Page {
+    pub rows: Vec<StatementRow>,
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Clone)]
+pub struct Wallet {
+    store: Store,
+    limits: WalletLimits,
+}
+
+impl Wallet {
+    pub fn new(store: Store, limits: WalletLimits) -> Wallet {
+        Wallet { store, limits }
+    }
+
+    pub fn limits(&self) -> &WalletLimits {
+        &self.limits
+    }
+
+    pub async fn balances(&self, user: UserId, now: DateTime<Utc>) -> Result<WalletState> {
+        Ok(self.store.wallet_state(user, now).await?)
+    }
+
+    /// Applies a deposit, withdrawal or reset once per idempotency key.
+    pub async fn apply(
+        &self,
+        user: UserId,
+        op: WalletOp,
+        idempotency_key: Option<String>,
+        now: DateTime<Utc>,
+    ) -> Result<Answer> {
+        if let WalletOp::Deposit(amount) | WalletOp::Withdraw(amount) = op {
+            if !amount.is_positive() {
+                return Err(Error::invalid("amount", "must be greater than zero"));
+            }
+        }
+        let key = idempotency_key.map(|key| IdempotencyKey { request_hash: request_hash(&op), key });
+        match self.store.move_funds(user, op, &self.limits, key.as_ref(), now).await? {
+            WalletOutcome::Done(receipt) => Ok(Answer { receipt, replayed: false }),
+            WalletOutcome::Replayed(receipt) => Ok(Answer { receipt, replayed: true }),
+            WalletOutcome::KeyReused => Err(Error::IdempotencyKeyReused),
+            WalletOutcome::Refused(refusal) => Err(refused(refusal)),
+        }
+    }
+
+    pub async fn statement(&self, user: UserId, filter: StatementFilter) -> Result<Page> {
+        let limit = filter.limit.unwrap_or(DEFAULT_PAGE);
+        if !(1..=MAX_PAGE).contains(&limit) {
+            return Err(Error::invalid("limit", format!("must be between 1 and {MAX_PAGE}")));
+        }
+        let before = match filter.cursor.as_deref() {
+            None | Some("") => None,
+            Some(cursor) => Some(
+                cursor.parse::<i64>().ok().filter(|c| *c > 0).ok_or_else(|| Error::invalid("cursor", "is not a cursor from a previous page"))?,
+            ),
+        };
+        let query = StatementQuery { kind: filter.kind, from: filter.from, to: filter.to, before, limit: limit + 1 };
+        let mut rows = self.store.statement(user, &query).await?;
+        let next_cursor = if rows.len() > limit as usize {
+            rows.truncate(limit as usize);
+            rows.last().map(|row| row.id.to_string())
+        } else {
+            None
+        };
+        Ok(Page { rows, next_cursor })
+    }
+
+    /// Every row matching the filter (newest first), page by page, up to [`MAX_EXPORT_ROWS`].
+    pub async fn export(&self, user: UserId, mut filter: StatementFilter) -> Result<Vec<StatementRow>> {
+        filter.limit = Some(MAX_PAGE);
+        let mut all = Vec::new();
+        loop {
+            let page = self.statement(user, filter.clone()).await?;
+            all.extend(page.rows);
+            match page.next_cursor {
+                Some(cursor) if all.len() < MAX_EXPORT_ROWS => filter.cursor = Some(cursor),
+                _ => break,
+            }
+        }
+        all.truncate(MAX_EXPORT_ROWS);
+        Ok(all)
+    }
+}
+
+/// Statement filters as received.
+#[derive(Clone, Debug, Default)]
+pub struct StatementFilter {
+    pub kind: Option<TransactionKind>,
+    pub from: Option<DateTime<Utc>>,
+    pub to: Option<DateTime<Utc>>,
+    pub cursor: Option<String>,
+    pub limit: Option<u32>,
+}
+
+/// Identifies the request an idempotency key was first used with: the operation and amount
+/// as parsed, so `"10"` and `10.00` count as the same request.
+fn request_hash(op: &WalletOp) -> String {
+    let canonical = match op {
+        WalletOp::Deposit(amount) => format!("wallet.deposit:{}", amount.cents()),
+        WalletOp::Withdraw(amount) => format!("wallet.withdraw:{}", amount.cents()),
+        WalletOp::Reset => "wallet.reset".to_owned(),
+    };
+    hex::encode(Sha256::digest(canonical.as_bytes()))
+}
+
+fn refused(refusal: WalletRefusal) -> Error {
+    let code = match refusal {
+        WalletRefusal::NotPositive => return Error::invalid("amount", refusal),
+        WalletRefusal::DepositTooLarge { .. } => "deposit_too_large",
+        WalletRefusal::DailyDepositLimit { .. } => "daily_deposit_limit",
+        WalletRefusal::BalanceCap { .. } => "balance_cap",
+        WalletRefusal::InsufficientFunds { .. } => "insufficient_funds",
+        WalletRefusal::TradesInPlay { .. } => {
+            return Error::Conflict { code: "trades_in_play", message: refusal.to_string() };
+        }
+    };
+    Error::Refused { code, message: refusal.to_string() }
+}
+

@@ -1,0 +1,66 @@
+//! `fairtick audit`: every ledger invariant, checked over the whole database.
+
+use serde::Serialize;
+
+use super::{Store, StoreResult};
+
+/// What the audit looked at and every violation it found.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct AuditReport {
+    pub transactions: i64,
+    pub postings: i64,
+    pub accounts: i64,
+    pub violations: Vec<String>,
+}
+
+impl AuditReport {
+    pub fn is_clean(&self) -> bool {
+        self.violations.is_empty()
+    }
+}
+
+impl Store {
+    #[tracing::instrument(skip_all)]
+    pub async fn audit(&self) -> StoreResult<AuditReport> {
+        let mut report = AuditReport::default();
+        let (transactions, postings, accounts): (i64, i64, i64) = sqlx::query_as(
+            "SELECT (SELECT COUNT(*) FROM ledger_transactions), (SELECT COUNT(*) FROM postings), \
+                    (SELECT COUNT(*) FROM accounts)",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        report.transactions = transactions;
+        report.postings = postings;
+        report.accounts = accounts;
+
+        let unbalanced: Vec<(i64, i64, i64)> = sqlx::query_as(
+            "SELECT t.id, CAST(COALESCE(SUM(p.amount), 0) AS BIGINT), COUNT(p.id) \
+             FROM ledger_transactions t LEFT JOIN postings p ON p.transaction_id = t.id \
+             GROUP BY t.id HAVING COALESCE(SUM(p.amount), 0) <> 0 OR COUNT(p.id) < 2",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        for (id, sum, count) in unbalanced {
+            report.violations.push(format!("transaction {id}: {count} postings summing to {sum} cents"));
+        }
+
+        let drifted: Vec<(i64, String, i64, i64)> = sqlx::query_as(
+            "SELECT a.id, a.kind, a.balance, \
+                    CAST(COALESCE((SELECT SUM(p.amount) FROM postings p WHERE p.account_id = a.id), 0) AS BIGINT) \
+             FROM accounts a WHERE a.user_id IS NOT NULL",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        for (id, kind, cached, summed) in drifted {
+            if cached != summed {
+                report.violations.push(format!(
+                    "account {id} ({kind}): cached balance {cached} cents but postings sum to {summed}"
+                ));
+            }
+            if cached < 0 {
+                report.violations.push(format!("account {id} ({kind}) is negative: {cached} cents"));
+            }
+        }
+        Ok(report)
+    }
+}

@@ -1,0 +1,331 @@
+//! Money movements: applying a balanced [`Transfer`] atomically, the wallet operations, the
+//! user's statement, and the idempotency records that make retries safe.
+//!
+//! A user account is changed only by a conditional update (`balance + amount >= 0`), inside a
+//! write transaction that first read the balances under lock; the `CHECK` on `accounts` is the
+//! third line of defence.
+
+use chrono::{DateTime, Duration, Utc};
+use fairtick_core::Money;
+use fairtick_core::UserId;
+use fairtick_core::ledger::{AccountKind, LedgerError, TransactionKind, Transfer};
+use fairtick_core::wallet::{WalletLimits, WalletOp, WalletRefusal, WalletState};
+use serde::{Deserialize, Serialize};
+use serde::de::DeserializeOwned;
+use sqlx::AnyConnection;
+
+use super::{Store, StoreError, StoreResult, WriteTx, is_unique_violation, time_from_ms};
+
+/// One line of a user's statement: a movement of their available (cash) balance.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatementRow {
+    /// The ledger transaction's id.
+    pub id: i64,
+    pub kind: TransactionKind,
+    /// Signed change of the available balance.
+    pub amount: Money,
+    /// Available balance right after this movement.
+    pub balance_after: Money,
+    pub reference: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// Filters and cursor of a statement page, newest first.
+#[derive(Clone, Debug, Default)]
+pub struct StatementQuery {
+    pub kind: Option<TransactionKind>,
+    pub from: Option<DateTime<Utc>>,
+    pub to: Option<DateTime<Utc>>,
+    /// Only transactions older than this id (the previous page's last id).
+    pub before: Option<i64>,
+    pub limit: u32,
+}
+
+/// What a wallet operation did, kept so that a retry can be answered identically.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WalletReceipt {
+    /// The statement line written, or `None` when nothing needed to move.
+    pub entry: Option<StatementRow>,
+    /// Balances right after the operation.
+    pub state: WalletState,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum WalletOutcome {
+    Done(WalletReceipt),
+    /// The same request was made before with this idempotency key; here is its answer.
+    Replayed(WalletReceipt),
+    Refused(WalletRefusal),
+    /// The idempotency key was used before for a different request.
+    KeyReused,
+}
+
+/// A client's idempotency key and a digest of the request it came with.
+#[derive(Clone, Debug)]
+pub struct IdempotencyKey {
+    pub key: String,
+    pub request_hash: String,
+}
+
+/// A transfer as written: its id and the user's available balance afterwards.
+pub(crate) struct Posted {
+    pub transaction_id: i64,
+    pub cash_after: Option<Money>,
+}
+
+enum Remembered<T> {
+    Answer(T),
+    OtherRequest,
+}
+
+impl Store {
+    /// Writes `transfer` for `user` inside `w`. An overdraft comes back as `Ok(Err(_))` and the
+    /// caller must drop the transaction, which rolls back what was written so far.
+    pub(crate) async fn post_transfer(
+        &self,
+        w: &mut WriteTx,
+        user: UserId,
+        transfer: &Transfer,
+        reference: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Result<Posted, LedgerError>> {
+        let (transaction_id,): (i64,) = sqlx::query_as(
+            "INSERT INTO ledger_transactions (kind, user_id, reference, created_at) \
+             VALUES ($1, $2, $3, $4) RETURNING id",
+        )
+        .bind(transfer.kind().as_str())
+        .bind(user.0)
+        .bind(reference)
+        .bind(now.timestamp_millis())
+        .fetch_one(&mut *w.tx)
+        .await?;
+        let mut cash_after = None;
+        for posting in transfer.postings() {
+            let amount = posting.amount.cents();
+            let (account_id, balance_after) = match posting.account {
+                AccountKind::House => (self.system_accounts.house, None),
+                AccountKind::Faucet => (self.system_accounts.faucet, None),
+                kind @ (AccountKind::Cash | AccountKind::InPlay) => {
+                    let updated: Option<(i64, i64)> = sqlx::query_as(
+                        "UPDATE accounts SET balance = balance + $1 \
+                         WHERE user_id = $2 AND kind = $3 AND balance + $1 >= 0 RETURNING id, balance",
+                    )
+                    .bind(amount)
+                    .bind(user.0)
+                    .bind(kind.as_str())
+                    .fetch_optional(&mut *w.tx)
+                    .await?;
+                    let Some((id, balance)) = updated else {
+                        return Ok(Err(LedgerError::Overdrawn(kind)));
+                    };
+                    if kind == AccountKind::Cash {
+                        cash_after = Some(Money::from_cents(balance));
+                    }
+                    (id, Some(balance))
+                }
+            };
+            sqlx::query(
+                "INSERT INTO postings (transaction_id, account_id, amount, balance_after) \
+                 VALUES ($1, $2, $3, $4)",
+            )
+            .bind(transaction_id)
+            .bind(account_id)
+            .bind(amount)
+            .bind(balance_after)
+            .execute(&mut *w.tx)
+            .await?;
+        }
+        Ok(Ok(Posted { transaction_id, cash_after }))
+    }
+
+    /// Reads a user's balances and their deposits of the last 24 hours. With `lock`, the user's
+    /// account rows stay locked until the transaction ends.
+    pub(crate) async fn read_wallet_state(
+        &self,
+        conn: &mut AnyConnection,
+        user: UserId,
+        now: DateTime<Utc>,
+        lock: bool,
+    ) -> StoreResult<WalletState> {
+        let lock = if lock { self.for_update() } else { "" };
+        let rows: Vec<(String, i64)> =
+            sqlx::query_as(&format!("SELECT kind, balance FROM accounts WHERE user_id = $1{lock}"))
+                .bind(user.0)
+                .fetch_all(&mut *conn)
+                .await?;
+        let mut state = WalletState::default();
+        for (kind, balance) in rows {
+            match kind.as_str() {
+                "cash" => state.available = Money::from_cents(balance),
+                "in_play" => state.in_play = Money::from_cents(balance),
+                other => return Err(StoreError::Corrupt(format!("user {user} has a {other} account"))),
+            }
+        }
+        let (deposited,): (i64,) = sqlx::query_as(
+            "SELECT CAST(COALESCE(SUM(p.amount), 0) AS BIGINT) \
+             FROM ledger_transactions t \
+             JOIN postings p ON p.transaction_id = t.id \
+             JOIN accounts a ON a.id = p.account_id AND a.kind = 'cash' \
+             WHERE t.user_id = $1 AND t.kind = 'deposit' AND t.created_at > $2",
+        )
+        .bind(user.0)
+        .bind((now - Duration::hours(24)).timestamp_millis())
+        .fetch_one(&mut *conn)
+        .await?;
+        state.deposited_last_day = Money::from_cents(deposited);
+        Ok(state)
+    }
+
+    /// The user's balances as of now.
+    #[tracing::instrument(skip_all)]
+    pub async fn wallet_state(&self, user: UserId, now: DateTime<Utc>) -> StoreResult<WalletState> {
+        let mut conn = self.pool.acquire().await?;
+        self.read_wallet_state(&mut conn, user, now, false).await
+    }
+
+    /// Deposits, withdraws or resets, checking the limits against balances read under the same
+    /// lock that the write holds.
+    #[tracing::instrument(skip_all)]
+    pub async fn move_funds(
+        &self,
+        user: UserId,
+        op: WalletOp,
+        limits: &WalletLimits,
+        idempotency: Option<&IdempotencyKey>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<WalletOutcome> {
+        let mut w = self.begin_write().await?;
+        if let Some(key) = idempotency {
+            match self.remembered(&mut w.tx, user, key).await? {
+                Some(Remembered::Answer(receipt)) => return Ok(WalletOutcome::Replayed(receipt)),
+                Some(Remembered::OtherRequest) => return Ok(WalletOutcome::KeyReused),
+                None => {}
+            }
+        }
+        let state = self.read_wallet_state(&mut w.tx, user, now, true).await?;
+        let transfer = match op.plan(limits, &state) {
+            Ok(transfer) => transfer,
+            Err(refusal) => return Ok(WalletOutcome::Refused(refusal)),
+        };
+        let mut after = state;
+        let entry = match &transfer {
+            None => None,
+            Some(transfer) => {
+                let posted = self
+                    .post_transfer(&mut w, user, transfer, None, now)
+                    .await?
+                    .map_err(|e| StoreError::Corrupt(format!("a checked wallet transfer failed: {e}")))?;
+                let amount = transfer.change_of(AccountKind::Cash);
+                after.available = posted.cash_after.unwrap_or(after.available);
+                if transfer.kind() == TransactionKind::Deposit {
+                    after.deposited_last_day = after.deposited_last_day.checked_add(amount).unwrap_or(Money::ZERO);
+                }
+                Some(StatementRow {
+                    id: posted.transaction_id,
+                    kind: transfer.kind(),
+                    amount,
+                    balance_after: after.available,
+                    reference: None,
+                    created_at: time_from_ms(now.timestamp_millis()),
+                })
+            }
+        };
+        let receipt = WalletReceipt { entry, state: after };
+        if let Some(key) = idempotency {
+            if let Err(e) = self.remember(&mut w.tx, user, key, &receipt, now).await {
+                // Another request with this key committed first: answer as it did.
+                if matches!(&e, StoreError::Database(db) if is_unique_violation(db)) {
+                    drop(w);
+                    let mut conn = self.pool.acquire().await?;
+                    return Ok(match self.remembered(&mut conn, user, key).await? {
+                        Some(Remembered::Answer(receipt)) => WalletOutcome::Replayed(receipt),
+                        _ => WalletOutcome::KeyReused,
+                    });
+                }
+                return Err(e);
+            }
+        }
+        w.tx.commit().await?;
+        Ok(WalletOutcome::Done(receipt))
+    }
+
+    /// One page of the user's statement, newest first. The cursor is a seek on the
+    /// `(account_id, transaction_id)` index, so deep pages cost the same as the first.
+    #[tracing::instrument(skip_all)]
+    pub async fn statement(&self, user: UserId, query: &StatementQuery) -> StoreResult<Vec<StatementRow>> {
+        let rows: Vec<(i64, String, i64, Option<i64>, Option<String>, i64)> = sqlx::query_as(
+            "SELECT t.id, t.kind, p.amount, p.balance_after, t.reference, t.created_at \
+             FROM postings p JOIN ledger_transactions t ON t.id = p.transaction_id \
+             WHERE p.account_id = (SELECT id FROM accounts WHERE user_id = $1 AND kind = 'cash') \
+               AND p.transaction_id < $2 \
+               AND (CAST($3 AS TEXT) IS NULL OR t.kind = $3) \
+               AND (CAST($4 AS BIGINT) IS NULL OR t.created_at >= $4) \
+               AND (CAST($5 AS BIGINT) IS NULL OR t.created_at < $5) \
+             ORDER BY p.transaction_id DESC LIMIT $6",
+        )
+        .bind(user.0)
+        .bind(query.before.unwrap_or(i64::MAX))
+        .bind(query.kind.map(|k| k.as_str()))
+        .bind(query.from.map(|t| t.timestamp_millis()))
+        .bind(query.to.map(|t| t.timestamp_millis()))
+        .bind(i64::from(query.limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|(id, kind, amount, balance_after, reference, created_at)| {
+                Ok(StatementRow {
+                    id,
+                    kind: kind.parse().map_err(|e| StoreError::Corrupt(format!("transaction {id}: {e}")))?,
+                    amount: Money::from_cents(amount),
+                    balance_after: Money::from_cents(balance_after.unwrap_or_default()),
+                    reference,
+                    created_at: time_from_ms(created_at),
+                })
+            })
+            .collect()
+    }
+
+    async fn remembered<T: DeserializeOwned>(
+        &self,
+        conn: &mut AnyConnection,
+        user: UserId,
+        key: &IdempotencyKey,
+    ) -> StoreResult<Option<Remembered<T>>> {
+        let row: Option<(String, String)> =
+            sqlx::query_as("SELECT request_hash, response FROM idempotency_keys WHERE user_id = $1 AND key = $2")
+                .bind(user.0)
+                .bind(&key.key)
+                .fetch_optional(conn)
+                .await?;
+        let Some((hash, response)) = row else { return Ok(None) };
+        if hash != key.request_hash {
+            return Ok(Some(Remembered::OtherRequest));
+        }
+        let answer = serde_json::from_str(&response)
+            .map_err(|e| StoreError::Corrupt(format!("idempotency record {:?}: {e}", key.key)))?;
+        Ok(Some(Remembered::Answer(answer)))
+    }
+
+    async fn remember<T: Serialize>(
+        &self,
+        conn: &mut AnyConnection,
+        user: UserId,
+        key: &IdempotencyKey,
+        answer: &T,
+        now: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        let response = serde_json::to_string(answer).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        sqlx::query(
+            "INSERT INTO idempotency_keys (user_id, key, request_hash, response, created_at) \
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(user.0)
+        .bind(&key.key)
+        .bind(&key.request_hash)
+        .bind(response)
+        .bind(now.timestamp_millis())
+        .execute(conn)
+        .await?;
+        Ok(())
+    }
+}

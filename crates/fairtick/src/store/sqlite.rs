@@ -1,0 +1,35 @@
+//! The embedded SQLite backend: a file under the data directory, no setup needed.
+//!
+//! Durability comes first: WAL with `synchronous=FULL`, so an acknowledged money movement
+//! survives `kill -9` and power loss.
+
+use std::str::FromStr;
+
+use sqlx::any::AnyPoolOptions;
+use sqlx::sqlite::SqliteConnectOptions;
+use sqlx::{AnyPool, Executor};
+
+use super::StoreResult;
+
+pub(super) async fn connect(url: &str, options: AnyPoolOptions) -> StoreResult<AnyPool> {
+    // Create the file if needed, with the native driver, before the `Any` pool opens it.
+    let native = SqliteConnectOptions::from_str(url)?.create_if_missing(true);
+    let bootstrap = sqlx::SqlitePool::connect_with(native).await?;
+    sqlx::migrate!("migrations/sqlite").run(&bootstrap).await?;
+    bootstrap.close().await;
+
+    let pool = options
+        .after_connect(|conn, _meta| {
+            Box::pin(async move {
+                conn.execute(
+                    "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
+                     PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000;",
+                )
+                .await?;
+                Ok(())
+            })
+        })
+        .connect(url)
+        .await?;
+    Ok(pool)
+}

@@ -1,0 +1,188 @@
+//! Accounts and sessions: registering a user with their ledger accounts and welcome credit,
+//! finding users, revoking tokens and suspending accounts.
+
+use chrono::{DateTime, Utc};
+use fairtick_core::ledger::Transfer;
+use fairtick_core::{Email, Role, UserId, UserStatus};
+
+use super::{Store, StoreError, StoreResult, is_unique_violation, time_from_ms};
+
+/// A new account to create.
+#[derive(Debug)]
+pub struct NewUser {
+    pub email: Email,
+    pub password_hash: String,
+    pub first_name: String,
+    pub last_name: String,
+    pub role: Role,
+}
+
+/// A user as stored.
+#[derive(Clone, Debug)]
+pub struct UserRecord {
+    pub id: UserId,
+    pub email: String,
+    pub password_hash: String,
+    pub first_name: String,
+    pub last_name: String,
+    pub role: Role,
+    pub status: UserStatus,
+    pub vip_level: i32,
+    pub created_at: DateTime<Utc>,
+}
+
+/// What every authenticated request needs to know about its token's account, read fresh so
+/// that a suspension or a logout takes effect at once.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SessionState {
+    pub role: Role,
+    pub status: UserStatus,
+    pub revoked: bool,
+}
+
+const USER_COLUMNS: &str =
+    "id, email, password_hash, first_name, last_name, role, status, vip_level, created_at";
+
+type UserRow = (i64, String, String, String, String, String, String, i32, i64);
+
+fn user_from_row(row: UserRow) -> StoreResult<UserRecord> {
+    let (id, email, password_hash, first_name, last_name, role, status, vip_level, created_at) = row;
+    Ok(UserRecord {
+        id: UserId(id),
+        email,
+        password_hash,
+        first_name,
+        last_name,
+        role: role.parse().map_err(|e| StoreError::Corrupt(format!("user {id} role: {e}")))?,
+        status: status.parse().map_err(|e| StoreError::Corrupt(format!("user {id} status: {e}")))?,
+        vip_level,
+        created_at: time_from_ms(created_at),
+    })
+}
+
+impl Store {
+    /// Creates the user, their cash and in-play accounts, and posts the welcome credit, in one
+    /// transaction: a user never exists without their accounts and opening balance.
+    #[tracing::instrument(skip_all)]
+    pub async fn register_user(
+        &self,
+        new: NewUser,
+        welcome: &Transfer,
+        now: DateTime<Utc>,
+    ) -> StoreResult<UserRecord> {
+        let mut w = self.begin_write().await?;
+        let inserted: Result<(i64,), sqlx::Error> = sqlx::query_as(
+            "INSERT INTO users (email, password_hash, first_name, last_name, role, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+        )
+        .bind(new.email.as_str())
+        .bind(&new.password_hash)
+        .bind(&new.first_name)
+        .bind(&new.last_name)
+        .bind(new.role.as_str())
+        .bind(now.timestamp_millis())
+        .fetch_one(&mut *w.tx)
+        .await;
+        let (id,) = match inserted {
+            Ok(row) => row,
+            Err(e) if is_unique_violation(&e) => return Err(StoreError::EmailTaken),
+            Err(e) => return Err(e.into()),
+        };
+        sqlx::query("INSERT INTO accounts (user_id, kind) VALUES ($1, 'cash'), ($1, 'in_play')")
+            .bind(id)
+            .execute(&mut *w.tx)
+            .await?;
+        self.post_transfer(&mut w, UserId(id), welcome, None, now)
+            .await?
+            .map_err(|overdrawn| StoreError::Corrupt(format!("welcome credit refused: {overdrawn}")))?;
+        w.tx.commit().await?;
+        Ok(UserRecord {
+            id: UserId(id),
+            email: new.email.as_str().to_owned(),
+            password_hash: new.password_hash,
+            first_name: new.first_name,
+            last_name: new.last_name,
+            role: new.role,
+            status: UserStatus::Active,
+            vip_level: 1,
+            created_at: super::time_from_ms(now.timestamp_millis()),
+        })
+    }
+
+    #[tracing::instrument(skip_all)]
+    pub async fn user_by_email(&self, email: &Email) -> StoreResult<Option<UserRecord>> {
+        let row: Option<UserRow> = sqlx::query_as(&format!("SELECT {USER_COLUMNS} FROM users WHERE email = $1"))
+            .bind(email.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(user_from_row).transpose()
+    }
+
+    #[tracing::instrument(skip_all)]
+    pub async fn user_by_id(&self, id: UserId) -> StoreResult<Option<UserRecord>> {
+        let row: Option<UserRow> = sqlx::query_as(&format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1"))
+            .bind(id.0)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(user_from_row).transpose()
+    }
+
+    /// Replaces a password hash, e.g. when an imported bcrypt hash is upgraded at login.
+    #[tracing::instrument(skip_all)]
+    pub async fn set_password_hash(&self, id: UserId, hash: &str) -> StoreResult<()> {
+        sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
+            .bind(hash)
+            .bind(id.0)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Suspends or reactivates an account; returns whether the user exists.
+    #[tracing::instrument(skip_all)]
+    pub async fn set_user_status(&self, id: UserId, status: UserStatus) -> StoreResult<bool> {
+        let done = sqlx::query("UPDATE users SET status = $1 WHERE id = $2")
+            .bind(status.as_str())
+            .bind(id.0)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// The account state behind a token, or `None` if the user no longer exists.
+    #[tracing::instrument(skip_all)]
+    pub async fn session_state(&self, id: UserId, jti: &str) -> StoreResult<Option<SessionState>> {
+        let row: Option<(String, String, i64)> = sqlx::query_as(
+            "SELECT role, status, (SELECT COUNT(*) FROM revoked_tokens WHERE jti = $2) \
+             FROM users WHERE id = $1",
+        )
+        .bind(id.0)
+        .bind(jti)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|(role, status, revoked)| {
+            Ok(SessionState {
+                role: role.parse().map_err(|e| StoreError::Corrupt(format!("role: {e}")))?,
+                status: status.parse().map_err(|e| StoreError::Corrupt(format!("status: {e}")))?,
+                revoked: revoked > 0,
+            })
+        })
+        .transpose()
+    }
+
+    /// Refuses a token from now on. Expired revocations are swept at the same time, so the
+    /// table only ever holds tokens that could still be presented.
+    #[tracing::instrument(skip_all)]
+    pub async fn revoke_token(&self, jti: &str, expires_at: DateTime<Utc>, now: DateTime<Utc>) -> StoreResult<()> {
+        sqlx::query("DELETE FROM revoked_tokens WHERE expires_at < $1")
+            .bind(now.timestamp_millis())
+            .execute(&self.pool)
+            .await?;
+        sqlx::query("INSERT INTO revoked_tokens (jti, expires_at) VALUES ($1, $2) ON CONFLICT (jti) DO NOTHING")
+            .bind(jti)
+            .bind(expires_at.timestamp_millis())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+}
