@@ -97,7 +97,8 @@ impl Price {
         if whole.len() > 11 {
             return Err(PriceError::TooLarge);
         }
-        let whole: i64 = if whole.is_empty() { 0 } else { whole.parse().map_err(|_| PriceError::TooLarge)? };
+        let whole: i64 =
+            if whole.is_empty() { 0 } else { whole.parse().map_err(|_| PriceError::TooLarge)? };
         let mut fraction_units: i64 = 0;
         for (i, digit) in fraction.bytes().enumerate() {
             fraction_units += i64::from(digit - b'0') * 10_i64.pow(7 - i as u32);

@@ -45,7 +45,8 @@ fn tick_message(seed: &Seed, symbol: &str, epoch_id: i64, index: u64) -> Vec<u8>
 /// The normal-like draw `z_raw` of one tick: twice the sum of the first twelve big-endian
 /// 16-bit words of the tick hash, minus [`Z_CENTRE`].
 fn z_raw(hash: &[u8; 32]) -> i64 {
-    let sum: i64 = hash.chunks_exact(2).take(UNIFORMS).map(|w| i64::from(u16::from_be_bytes([w[0], w[1]]))).sum();
+    let sum: i64 =
+        hash.chunks_exact(2).take(UNIFORMS).map(|w| i64::from(u16::from_be_bytes([w[0], w[1]]))).sum();
     2 * sum - Z_CENTRE
 }
 
@@ -56,8 +57,10 @@ fn step(prev: Price, sigma: TickSigma, z_raw: i64) -> Price {
     let numerator = i128::from(prev.units()) * i128::from(sigma.raw()) * i128::from(z_raw);
     let magnitude = (2 * numerator.abs() + STEP_DIVISOR) / (2 * STEP_DIVISOR);
     let change = if numerator < 0 { -magnitude } else { magnitude };
-    let next = (i128::from(prev.units()) + change).clamp(i128::from(Price::MIN.units()), i128::from(Price::MAX.units()));
-    Price::from_units(i64::try_from(next).expect("clamped into the price range")).expect("clamped into the price range")
+    let next = (i128::from(prev.units()) + change)
+        .clamp(i128::from(Price::MIN.units()), i128::from(Price::MAX.units()));
+    Price::from_units(i64::try_from(next).expect("clamped into the price range"))
+        .expect("clamped into the price range")
 }
 
 /// The price of tick `index` (0-based within the epoch), given the price before it: the

@@ -130,7 +130,9 @@ mod tests {
         assert_eq!(ln_ratio(1, 2), -(LN2 as i128));
         // ln 10 = 2.302585092994045684…; the error budget is a few hundred units of 10⁻¹⁸.
         assert!((ln_ratio(10, 1) - 2_302_585_092_994_045_684).abs() < 200);
-        for (num, den) in [(3_u128, 7_u128), (1_000_001, 1_000_000), (10_u128.pow(19), 1), (1, 10_u128.pow(19))] {
+        for (num, den) in
+            [(3_u128, 7_u128), (1_000_001, 1_000_000), (10_u128.pow(19), 1), (1, 10_u128.pow(19))]
+        {
             let expected = (num as f64 / den as f64).ln();
             assert!((to_f64(ln_ratio(num, den)) - expected).abs() < 1e-12, "{num}/{den}");
         }
@@ -141,9 +143,9 @@ mod tests {
         assert_eq!(exp_neg(0), ONE as u128);
         // e⁻¹ = 0.367879441171442321…
         assert!((exp_neg(ONE as u128) as i128 - 367_879_441_171_442_321).abs() < 100);
-        for y in [0.001, 0.5, 2.0, 10.0, 30.0, 50.0] {
+        for y in [0.001_f64, 0.5, 2.0, 10.0, 30.0, 50.0] {
             let got = exp_neg((y * 1e18) as u128) as f64 / 1e18;
-            assert!((got - (-y as f64).exp()).abs() < 1e-15, "exp(-{y})");
+            assert!((got - (-y).exp()).abs() < 1e-15, "exp(-{y})");
         }
         assert_eq!(exp_neg(200 * ONE as u128), 0);
     }

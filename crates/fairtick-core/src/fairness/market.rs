@@ -5,8 +5,6 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::fixed::isqrt;
-
 /// Milliseconds in the 365-day year over which volatility is annualised.
 pub const MS_PER_YEAR: u64 = 31_536_000_000;
 
@@ -102,8 +100,9 @@ impl MarketParams {
     /// scale allows; both roundings are down, so the published σ never overstates the walk.
     pub fn tick_sigma(&self) -> TickSigma {
         let vol = u128::from(self.volatility_bp);
-        let variance = vol * vol * u128::from(self.tick_interval_ms) * 10_u128.pow(16) / u128::from(MS_PER_YEAR);
-        TickSigma(u64::try_from(isqrt(variance)).expect("σ < 1 inside the parameter bounds"))
+        let variance =
+            vol * vol * u128::from(self.tick_interval_ms) * 10_u128.pow(16) / u128::from(MS_PER_YEAR);
+        TickSigma(u64::try_from(variance.isqrt()).expect("σ < 1 inside the parameter bounds"))
     }
 
     /// How many ticks fall strictly after a tick and at or before `duration_ms` later, on a
@@ -147,7 +146,11 @@ mod tests {
             ("SIM", 2500, 0, MarketParamsError::TickIntervalOutOfRange),
             ("SIM", 2500, 86_400_001, MarketParamsError::TickIntervalOutOfRange),
         ] {
-            assert_eq!(MarketParams::new(symbol, vol, interval), Err(why.clone()), "{symbol:?} {vol} {interval}");
+            assert_eq!(
+                MarketParams::new(symbol, vol, interval),
+                Err(why.clone()),
+                "{symbol:?} {vol} {interval}"
+            );
         }
         assert!(MarketParams::new("SIM-100/x_y.z:1", 1, 1).is_ok());
     }
@@ -171,8 +174,10 @@ mod tests {
             serde_json::from_str(r#"{"symbol":"SIM","volatilityBp":2500,"tickIntervalMs":1000}"#).unwrap();
         assert_eq!(ok.volatility_bp(), 2500);
         assert!(
-            serde_json::from_str::<MarketParams>(r#"{"symbol":"SIM","volatilityBp":0,"tickIntervalMs":1000}"#)
-                .is_err()
+            serde_json::from_str::<MarketParams>(
+                r#"{"symbol":"SIM","volatilityBp":0,"tickIntervalMs":1000}"#
+            )
+            .is_err()
         );
     }
 

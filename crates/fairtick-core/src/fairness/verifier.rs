@@ -163,7 +163,10 @@ mod tests {
             verify_epoch(&spec.market, &spec.seed, &commitment, spec.epoch_id, spec.start_price, &ticks),
             Ok(())
         );
-        assert_eq!(verify_ticks(&spec.market, &spec.seed, spec.epoch_id, 1500, ticks[1499], &ticks[1500..]), Ok(()));
+        assert_eq!(
+            verify_ticks(&spec.market, &spec.seed, spec.epoch_id, 1500, ticks[1499], &ticks[1500..]),
+            Ok(())
+        );
     }
 
     #[test]
@@ -171,7 +174,11 @@ mod tests {
         for vol in [1, 7, 2500, 9999, 100_000] {
             for interval in [1, 3, 250, 1000, 60_000, 86_400_000] {
                 let params = MarketParams::new("S", vol, interval).unwrap();
-                assert_eq!(sigma_per_tick(vol, interval), u128::from(params.tick_sigma().raw()), "{vol} {interval}");
+                assert_eq!(
+                    sigma_per_tick(vol, interval),
+                    u128::from(params.tick_sigma().raw()),
+                    "{vol} {interval}"
+                );
             }
         }
     }
@@ -181,7 +188,8 @@ mod tests {
         let spec = spec();
         let ticks: Vec<Price> = spec.ticks().take(10).collect();
         let published = Seed::from_bytes([43; 32]).commitment();
-        let result = verify_epoch(&spec.market, &spec.seed, &published, spec.epoch_id, spec.start_price, &ticks);
+        let result =
+            verify_epoch(&spec.market, &spec.seed, &published, spec.epoch_id, spec.start_price, &ticks);
         assert!(matches!(result, Err(VerifyError::CommitmentMismatch { .. })));
     }
 
