@@ -65,7 +65,15 @@ pub enum UserCommand {
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Serve(args) => serve(&args).await,
-        Command::User(UserCommand::Create { email, role, password_stdin: _, first_name, last_name, storage, wallet }) => {
+        Command::User(UserCommand::Create {
+            email,
+            role,
+            password_stdin: _,
+            first_name,
+            last_name,
+            storage,
+            wallet,
+        }) => {
             let mut password = String::new();
             std::io::stdin().lock().read_line(&mut password).context("reading the password from stdin")?;
             let password = password.trim_end_matches(['\r', '\n']).to_owned();
@@ -84,7 +92,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             let services = Services::new(store.clone(), &config).await?;
             let registration = Registration { email, password, first_name, last_name, role };
-            let user = services.accounts.register(registration, Utc::now()).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+            let user = services
+                .accounts
+                .register(registration, Utc::now())
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
             println!("created {} {} (id {})", user.role, user.email, user.id);
             store.close().await;
             Ok(ExitCode::SUCCESS)
@@ -101,7 +113,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     report.transactions,
                     report.postings,
                     report.accounts,
-                    if report.is_clean() { "OK".to_owned() } else { format!("{} violations", report.violations.len()) }
+                    if report.is_clean() {
+                        "OK".to_owned()
+                    } else {
+                        format!("{} violations", report.violations.len())
+                    }
                 );
                 for violation in &report.violations {
                     println!("  violation: {violation}");
@@ -115,7 +131,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 async fn serve(args: &ServeArgs) -> anyhow::Result<ExitCode> {
     let config = Config::from_serve_args(args)?;
     let app = Application::build(&config).await?;
-    let listener = tokio::net::TcpListener::bind(args.addr).await.with_context(|| format!("binding {}", args.addr))?;
+    let listener =
+        tokio::net::TcpListener::bind(args.addr).await.with_context(|| format!("binding {}", args.addr))?;
     let addr = listener.local_addr()?;
     tracing::info!(%addr, backend = ?app.state().store.backend(), "fairtick is listening");
     println!("fairtick is running at http://{addr}/ (practice platform, virtual funds only)");

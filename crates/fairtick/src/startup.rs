@@ -29,7 +29,10 @@ impl Application {
             store,
             accounts: services.accounts,
             wallet: services.wallet,
-            auth_limits: AuthRateLimits::new(config.auth_per_ip_per_minute, config.login_per_account_per_minute),
+            auth_limits: AuthRateLimits::new(
+                config.auth_per_ip_per_minute,
+                config.login_per_account_per_minute,
+            ),
         };
         Ok(Application { state })
     }
@@ -39,7 +42,11 @@ impl Application {
     }
 
     /// Serves until `shutdown` resolves, then finishes the requests in flight.
-    pub async fn serve(self, listener: TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
         let limits = self.state.auth_limits.clone();
         let sweeper = tokio::spawn(async move {
             let mut every = tokio::time::interval(http::RATE_LIMIT_SWEEP);

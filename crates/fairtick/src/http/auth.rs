@@ -125,7 +125,10 @@ pub async fn logout(State(state): State<AppState>, AuthUser(claims): AuthUser) -
         (status = 403, description = "Account suspended", body = ErrorBody),
     ),
     security(("bearer" = [])))]
-pub async fn me(State(state): State<AppState>, AuthUser(claims): AuthUser) -> Result<Json<MeResponse>, ApiError> {
+pub async fn me(
+    State(state): State<AppState>,
+    AuthUser(claims): AuthUser,
+) -> Result<Json<MeResponse>, ApiError> {
     let profile = state.accounts.profile(claims.user(), Utc::now()).await?;
     Ok(Json(MeResponse { user: UserDto::from(&profile) }))
 }

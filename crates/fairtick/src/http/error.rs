@@ -60,7 +60,11 @@ impl ApiError {
     pub fn rate_limited(retry_after: Duration) -> ApiError {
         ApiError {
             retry_after: Some(retry_after),
-            ..ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", "too many requests; try again later")
+            ..ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                "too many requests; try again later",
+            )
         }
     }
 
@@ -87,7 +91,11 @@ impl From<services::Error> for ApiError {
             }
             E::Store(_) | E::Internal(_) => {
                 tracing::error!(error = %message, "internal error");
-                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "something went wrong on our side")
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "something went wrong on our side",
+                )
             }
         }
     }
@@ -95,7 +103,9 @@ impl From<services::Error> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = ErrorBody { error: ErrorDetail { code: self.code.to_owned(), message: self.message, field: self.field } };
+        let body = ErrorBody {
+            error: ErrorDetail { code: self.code.to_owned(), message: self.message, field: self.field },
+        };
         let mut response = (self.status, axum::Json(body)).into_response();
         if let Some(wait) = self.retry_after {
             let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);

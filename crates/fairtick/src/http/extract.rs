@@ -6,8 +6,8 @@ use std::net::{IpAddr, SocketAddr};
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{ConnectInfo, FromRequest, FromRequestParts};
 use axum::http::StatusCode;
-use axum::http::request::Parts;
 use axum::http::header;
+use axum::http::request::Parts;
 
 use super::AppState;
 use super::error::ApiError;
@@ -35,13 +35,17 @@ impl From<JsonRejection> for ApiError {
                 "unsupported_media_type",
                 "send the body as JSON with Content-Type: application/json",
             ),
-            JsonRejection::JsonSyntaxError(e) => {
-                ApiError::new(StatusCode::BAD_REQUEST, "malformed_json", format!("the body is not valid JSON: {}", e.body_text()))
-            }
+            JsonRejection::JsonSyntaxError(e) => ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "malformed_json",
+                format!("the body is not valid JSON: {}", e.body_text()),
+            ),
             JsonRejection::JsonDataError(e) => data_error(&e.body_text()),
-            JsonRejection::BytesRejection(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "the request body is too large")
-            }
+            JsonRejection::BytesRejection(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                "the request body is too large",
+            ),
             other => ApiError::new(other.status(), "bad_request", other.body_text()),
         }
     }
@@ -78,7 +82,8 @@ pub struct Query<T>(pub T);
 impl From<QueryRejection> for ApiError {
     fn from(rejection: QueryRejection) -> ApiError {
         let text = rejection.body_text();
-        let detail = text.split_once("Failed to deserialize query string: ").map_or(text.as_str(), |(_, rest)| rest);
+        let detail =
+            text.split_once("Failed to deserialize query string: ").map_or(text.as_str(), |(_, rest)| rest);
         match detail.split_once(": ") {
             Some((field, message)) if !field.contains(' ') => ApiError::invalid(field, message),
             _ => ApiError::new(StatusCode::BAD_REQUEST, "validation_error", detail.to_owned()),
@@ -110,7 +115,11 @@ impl FromRequestParts<AppState> for AuthUser {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         let token = presented_token(parts).ok_or_else(|| {
-            ApiError::new(StatusCode::UNAUTHORIZED, "unauthenticated", "sign in first: no token was presented")
+            ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthenticated",
+                "sign in first: no token was presented",
+            )
         })?;
         Ok(AuthUser(state.accounts.authenticate(token).await?))
     }
@@ -139,7 +148,10 @@ impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
         let Some(value) = parts.headers.get("idempotency-key") else { return Ok(IdempotencyKey(None)) };
-        let key = value.to_str().ok().filter(|k| (1..=255).contains(&k.len()) && k.bytes().all(|b| b.is_ascii_graphic()));
+        let key = value
+            .to_str()
+            .ok()
+            .filter(|k| (1..=255).contains(&k.len()) && k.bytes().all(|b| b.is_ascii_graphic()));
         match key {
             Some(key) => Ok(IdempotencyKey(Some(key.to_owned()))),
             None => Err(ApiError::invalid("Idempotency-Key", "must be 1 to 255 visible ASCII characters")),

@@ -64,10 +64,10 @@ impl TransactionsQuery {
                 ApiError::invalid("type", format!("must be one of {}", known.join(", ")))
             })?),
         };
-        if let (Some(from), Some(to)) = (self.from, self.to) {
-            if from > to {
-                return Err(ApiError::invalid("from", "must not be after `to`"));
-            }
+        if let (Some(from), Some(to)) = (self.from, self.to)
+            && from > to
+        {
+            return Err(ApiError::invalid("from", "must not be after `to`"));
         }
         Ok(StatementFilter { kind, from: self.from, to: self.to, cursor: self.cursor, limit: self.limit })
     }
@@ -89,7 +89,10 @@ fn movement_response(answer: Answer) -> Response {
 #[utoipa::path(get, path = "/api/wallet/balance", tag = "wallet",
     responses((status = 200, body = BalanceDto), (status = 401, body = ErrorBody)),
     security(("bearer" = [])))]
-pub async fn balance(State(state): State<AppState>, AuthUser(claims): AuthUser) -> Result<Json<BalanceDto>, ApiError> {
+pub async fn balance(
+    State(state): State<AppState>,
+    AuthUser(claims): AuthUser,
+) -> Result<Json<BalanceDto>, ApiError> {
     let balances = state.wallet.balances(claims.user(), Utc::now()).await?;
     Ok(Json(BalanceDto::from(&balances)))
 }
@@ -110,7 +113,8 @@ pub async fn deposit(
     IdempotencyKey(key): IdempotencyKey,
     Json(request): Json<AmountRequest>,
 ) -> Result<Response, ApiError> {
-    let answer = state.wallet.apply(claims.user(), WalletOp::Deposit(request.amount.0), key, Utc::now()).await?;
+    let answer =
+        state.wallet.apply(claims.user(), WalletOp::Deposit(request.amount.0), key, Utc::now()).await?;
     Ok(movement_response(answer))
 }
 
@@ -130,7 +134,8 @@ pub async fn withdraw(
     IdempotencyKey(key): IdempotencyKey,
     Json(request): Json<AmountRequest>,
 ) -> Result<Response, ApiError> {
-    let answer = state.wallet.apply(claims.user(), WalletOp::Withdraw(request.amount.0), key, Utc::now()).await?;
+    let answer =
+        state.wallet.apply(claims.user(), WalletOp::Withdraw(request.amount.0), key, Utc::now()).await?;
     Ok(movement_response(answer))
 }
 

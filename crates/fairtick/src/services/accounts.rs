@@ -86,7 +86,8 @@ impl Accounts {
             self.passwords.verify_decoy(password).await?;
             return Err(Error::BadCredentials);
         };
-        let Verification::Matches { needs_rehash } = self.passwords.verify(password, &user.password_hash).await?
+        let Verification::Matches { needs_rehash } =
+            self.passwords.verify(password, &user.password_hash).await?
         else {
             return Err(Error::BadCredentials);
         };
@@ -117,7 +118,8 @@ impl Accounts {
     /// now (a role change applies at once, not at the token's expiry).
     pub async fn authenticate(&self, token: &str) -> Result<Claims> {
         let mut claims = self.tokens.decode(token)?;
-        let state = self.store.session_state(claims.user(), &claims.jti).await?.ok_or(Error::Unauthenticated)?;
+        let state =
+            self.store.session_state(claims.user(), &claims.jti).await?.ok_or(Error::Unauthenticated)?;
         if state.revoked {
             return Err(Error::Unauthenticated);
         }

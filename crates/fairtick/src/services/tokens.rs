@@ -47,14 +47,25 @@ impl Tokens {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.leeway = 0;
         validation.set_required_spec_claims(&["exp", "iat", "jti"]);
-        Tokens { encoding: EncodingKey::from_secret(bytes), decoding: DecodingKey::from_secret(bytes), validation, ttl }
+        Tokens {
+            encoding: EncodingKey::from_secret(bytes),
+            decoding: DecodingKey::from_secret(bytes),
+            validation,
+            ttl,
+        }
     }
 
     pub fn ttl(&self) -> Duration {
         self.ttl
     }
 
-    pub fn issue(&self, user: UserId, email: &str, role: Role, now: DateTime<Utc>) -> Result<(String, Claims)> {
+    pub fn issue(
+        &self,
+        user: UserId,
+        email: &str,
+        role: Role,
+        now: DateTime<Utc>,
+    ) -> Result<(String, Claims)> {
         let mut jti = [0u8; 16];
         rand::rng().fill_bytes(&mut jti);
         let claims = Claims {
@@ -106,7 +117,8 @@ mod tests {
 
         // "alg": "none" with the same claims must never pass.
         use base64::Engine;
-        let b64 = |v: serde_json::Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string());
+        let b64 =
+            |v: serde_json::Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string());
         let unsigned = format!(
             "{}.{}.",
             b64(serde_json::json!({"alg": "none", "typ": "JWT"})),

@@ -1,9 +1,9 @@
 //! The virtual wallet: balances, deposits, withdrawals, resets and the statement.
 
 use chrono::{DateTime, Utc};
+use fairtick_core::UserId;
 use fairtick_core::ledger::TransactionKind;
 use fairtick_core::wallet::{WalletLimits, WalletOp, WalletRefusal, WalletState};
-use fairtick_core::UserId;
 use sha2::{Digest, Sha256};
 
 use super::{Error, Result};
@@ -57,10 +57,10 @@ impl Wallet {
         idempotency_key: Option<String>,
         now: DateTime<Utc>,
     ) -> Result<Answer> {
-        if let WalletOp::Deposit(amount) | WalletOp::Withdraw(amount) = op {
-            if !amount.is_positive() {
-                return Err(Error::invalid("amount", "must be greater than zero"));
-            }
+        if let WalletOp::Deposit(amount) | WalletOp::Withdraw(amount) = op
+            && !amount.is_positive()
+        {
+            return Err(Error::invalid("amount", "must be greater than zero"));
         }
         let key = idempotency_key.map(|key| IdempotencyKey { request_hash: request_hash(&op), key });
         match self.store.move_funds(user, op, &self.limits, key.as_ref(), now).await? {
@@ -79,10 +79,15 @@ impl Wallet {
         let before = match filter.cursor.as_deref() {
             None | Some("") => None,
             Some(cursor) => Some(
-                cursor.parse::<i64>().ok().filter(|c| *c > 0).ok_or_else(|| Error::invalid("cursor", "is not a cursor from a previous page"))?,
+                cursor
+                    .parse::<i64>()
+                    .ok()
+                    .filter(|c| *c > 0)
+                    .ok_or_else(|| Error::invalid("cursor", "is not a cursor from a previous page"))?,
             ),
         };
-        let query = StatementQuery { kind: filter.kind, from: filter.from, to: filter.to, before, limit: limit + 1 };
+        let query =
+            StatementQuery { kind: filter.kind, from: filter.from, to: filter.to, before, limit: limit + 1 };
         let mut rows = self.store.statement(user, &query).await?;
         let next_cursor = if rows.len() > limit as usize {
             rows.truncate(limit as usize);
@@ -144,4 +149,3 @@ fn refused(refusal: WalletRefusal) -> Error {
     };
     Error::Refused { code, message: refusal.to_string() }
 }
-

@@ -10,8 +10,8 @@ use fairtick_core::Money;
 use fairtick_core::UserId;
 use fairtick_core::ledger::{AccountKind, LedgerError, TransactionKind, Transfer};
 use fairtick_core::wallet::{WalletLimits, WalletOp, WalletRefusal, WalletState};
-use serde::{Deserialize, Serialize};
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 use sqlx::AnyConnection;
 
 use super::{Store, StoreError, StoreResult, WriteTx, is_unique_violation, time_from_ms};
@@ -72,6 +72,9 @@ pub(crate) struct Posted {
     pub transaction_id: i64,
     pub cash_after: Option<Money>,
 }
+
+/// A statement row as selected: id, kind, amount, balance after, reference, time.
+type StatementTuple = (i64, String, i64, Option<i64>, Option<String>, i64);
 
 enum Remembered<T> {
     Answer(T),
@@ -218,7 +221,8 @@ impl Store {
                 let amount = transfer.change_of(AccountKind::Cash);
                 after.available = posted.cash_after.unwrap_or(after.available);
                 if transfer.kind() == TransactionKind::Deposit {
-                    after.deposited_last_day = after.deposited_last_day.checked_add(amount).unwrap_or(Money::ZERO);
+                    after.deposited_last_day =
+                        after.deposited_last_day.checked_add(amount).unwrap_or(Money::ZERO);
                 }
                 Some(StatementRow {
                     id: posted.transaction_id,
@@ -231,19 +235,19 @@ impl Store {
             }
         };
         let receipt = WalletReceipt { entry, state: after };
-        if let Some(key) = idempotency {
-            if let Err(e) = self.remember(&mut w.tx, user, key, &receipt, now).await {
-                // Another request with this key committed first: answer as it did.
-                if matches!(&e, StoreError::Database(db) if is_unique_violation(db)) {
-                    drop(w);
-                    let mut conn = self.pool.acquire().await?;
-                    return Ok(match self.remembered(&mut conn, user, key).await? {
-                        Some(Remembered::Answer(receipt)) => WalletOutcome::Replayed(receipt),
-                        _ => WalletOutcome::KeyReused,
-                    });
-                }
-                return Err(e);
+        if let Some(key) = idempotency
+            && let Err(e) = self.remember(&mut w.tx, user, key, &receipt, now).await
+        {
+            // Another request with this key committed first: answer as it did.
+            if matches!(&e, StoreError::Database(db) if is_unique_violation(db)) {
+                drop(w);
+                let mut conn = self.pool.acquire().await?;
+                return Ok(match self.remembered(&mut conn, user, key).await? {
+                    Some(Remembered::Answer(receipt)) => WalletOutcome::Replayed(receipt),
+                    _ => WalletOutcome::KeyReused,
+                });
             }
+            return Err(e);
         }
         w.tx.commit().await?;
         Ok(WalletOutcome::Done(receipt))
@@ -253,7 +257,7 @@ impl Store {
     /// `(account_id, transaction_id)` index, so deep pages cost the same as the first.
     #[tracing::instrument(skip_all)]
     pub async fn statement(&self, user: UserId, query: &StatementQuery) -> StoreResult<Vec<StatementRow>> {
-        let rows: Vec<(i64, String, i64, Option<i64>, Option<String>, i64)> = sqlx::query_as(
+        let rows: Vec<StatementTuple> = sqlx::query_as(
             "SELECT t.id, t.kind, p.amount, p.balance_after, t.reference, t.created_at \
              FROM postings p JOIN ledger_transactions t ON t.id = p.transaction_id \
              WHERE p.account_id = (SELECT id FROM accounts WHERE user_id = $1 AND kind = 'cash') \
@@ -291,12 +295,13 @@ impl Store {
         user: UserId,
         key: &IdempotencyKey,
     ) -> StoreResult<Option<Remembered<T>>> {
-        let row: Option<(String, String)> =
-            sqlx::query_as("SELECT request_hash, response FROM idempotency_keys WHERE user_id = $1 AND key = $2")
-                .bind(user.0)
-                .bind(&key.key)
-                .fetch_optional(conn)
-                .await?;
+        let row: Option<(String, String)> = sqlx::query_as(
+            "SELECT request_hash, response FROM idempotency_keys WHERE user_id = $1 AND key = $2",
+        )
+        .bind(user.0)
+        .bind(&key.key)
+        .fetch_optional(conn)
+        .await?;
         let Some((hash, response)) = row else { return Ok(None) };
         if hash != key.request_hash {
             return Ok(Some(Remembered::OtherRequest));

@@ -111,10 +111,11 @@ impl Store {
 
     #[tracing::instrument(skip_all)]
     pub async fn user_by_email(&self, email: &Email) -> StoreResult<Option<UserRecord>> {
-        let row: Option<UserRow> = sqlx::query_as(&format!("SELECT {USER_COLUMNS} FROM users WHERE email = $1"))
-            .bind(email.as_str())
-            .fetch_optional(&self.pool)
-            .await?;
+        let row: Option<UserRow> =
+            sqlx::query_as(&format!("SELECT {USER_COLUMNS} FROM users WHERE email = $1"))
+                .bind(email.as_str())
+                .fetch_optional(&self.pool)
+                .await?;
         row.map(user_from_row).transpose()
     }
 
@@ -173,16 +174,23 @@ impl Store {
     /// Refuses a token from now on. Expired revocations are swept at the same time, so the
     /// table only ever holds tokens that could still be presented.
     #[tracing::instrument(skip_all)]
-    pub async fn revoke_token(&self, jti: &str, expires_at: DateTime<Utc>, now: DateTime<Utc>) -> StoreResult<()> {
+    pub async fn revoke_token(
+        &self,
+        jti: &str,
+        expires_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<()> {
         sqlx::query("DELETE FROM revoked_tokens WHERE expires_at < $1")
             .bind(now.timestamp_millis())
             .execute(&self.pool)
             .await?;
-        sqlx::query("INSERT INTO revoked_tokens (jti, expires_at) VALUES ($1, $2) ON CONFLICT (jti) DO NOTHING")
-            .bind(jti)
-            .bind(expires_at.timestamp_millis())
-            .execute(&self.pool)
-            .await?;
+        sqlx::query(
+            "INSERT INTO revoked_tokens (jti, expires_at) VALUES ($1, $2) ON CONFLICT (jti) DO NOTHING",
+        )
+        .bind(jti)
+        .bind(expires_at.timestamp_millis())
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 }

@@ -1,0 +1,92 @@
+//! The `fairtick` command line: `user create` and `audit`, run as real processes.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use reqwest::StatusCode;
+
+use crate::helpers::{TestApp, body};
+
+fn fairtick(database_url: &str, args: &[&str], stdin: &str) -> std::process::Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_fairtick"))
+        .args(args)
+        .env("DATABASE_URL", database_url)
+        .env("RUST_LOG", "error")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the fairtick binary runs");
+    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[tokio::test]
+async fn user_create_makes_a_superadmin_who_can_log_in() {
+    let app = TestApp::spawn().await;
+    let output = fairtick(
+        &app.database_url,
+        &["user", "create", "--email", "Root@Example.com", "--role", "superadmin", "--password-stdin"],
+        "a long admin password\n",
+    );
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(String::from_utf8_lossy(&output.stdout).contains("created superadmin root@example.com"));
+
+    let login = app.login("root@example.com", "a long admin password").await;
+    assert_eq!(login.status(), StatusCode::OK);
+    let user = body(login).await["user"].clone();
+    assert_eq!(user["role"], "superadmin");
+    assert_eq!(user["balance"], "10000.00");
+
+    let again = fairtick(
+        &app.database_url,
+        &["user", "create", "--email", "root@example.com", "--role", "admin", "--password-stdin"],
+        "another password\n",
+    );
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already registered"));
+
+    let short = fairtick(
+        &app.database_url,
+        &["user", "create", "--email", "x@example.com", "--password-stdin"],
+        "short\n",
+    );
+    assert!(!short.status.success());
+    assert!(String::from_utf8_lossy(&short.stderr).contains("password"));
+}
+
+#[tokio::test]
+async fn audit_passes_a_clean_database_and_fails_a_tampered_one() {
+    use sqlx::Connection;
+    let app = TestApp::spawn().await;
+    app.signed_up("audit@example.com").await;
+
+    let clean = fairtick(&app.database_url, &["audit"], "");
+    assert!(clean.status.success(), "{}", String::from_utf8_lossy(&clean.stdout));
+    assert!(String::from_utf8_lossy(&clean.stdout).contains("OK"));
+
+    sqlx::any::install_default_drivers();
+    let mut conn = sqlx::AnyConnection::connect(&app.database_url).await.unwrap();
+    sqlx::query("UPDATE accounts SET balance = balance + 7 WHERE kind = 'cash'")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let dirty = fairtick(&app.database_url, &["audit"], "");
+    assert!(!dirty.status.success());
+    assert!(String::from_utf8_lossy(&dirty.stdout).contains("violation"));
+}
+
+#[test]
+fn every_command_has_help() {
+    for args in [&["--help"][..], &["serve", "--help"], &["user", "create", "--help"], &["audit", "--help"]] {
+        let output = Command::new(env!("CARGO_BIN_EXE_fairtick")).args(args).output().unwrap();
+        assert!(output.status.success(), "{args:?}");
+        let help = String::from_utf8_lossy(&output.stdout);
+        assert!(help.contains("Usage:"), "{args:?}: {help}");
+    }
+    let serve = Command::new(env!("CARGO_BIN_EXE_fairtick")).args(["serve", "--help"]).output().unwrap();
+    let serve = String::from_utf8_lossy(&serve.stdout);
+    for flag in ["--addr", "FAIRTICK_ADDR", "--data-dir", "FAIRTICK_DATA_DIR", "DATABASE_URL"] {
+        assert!(serve.contains(flag), "serve --help does not mention {flag}");
+    }
+}

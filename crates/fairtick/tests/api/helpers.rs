@@ -1,0 +1,180 @@
+//! `TestApp`: a real fairtick server on port 0 with a fresh database, and one helper per endpoint.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use fairtick::config::Config;
+use fairtick::startup::Application;
+use fairtick::store::Store;
+use fairtick_core::wallet::WalletLimits;
+use reqwest::{Response, StatusCode};
+use secrecy::SecretString;
+use serde_json::{Value, json};
+use sqlx::Connection;
+
+pub const PASSWORD: &str = "correct horse battery";
+
+pub struct TestApp {
+    pub base: String,
+    pub client: reqwest::Client,
+    pub store: Store,
+    pub database_url: String,
+    _data_dir: tempfile::TempDir,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(stop) = self.shutdown.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+static NEXT_DB: AtomicU64 = AtomicU64::new(0);
+
+/// A fresh database: a SQLite file in `dir`, or a new PostgreSQL database on the server
+/// named by `TEST_DATABASE_URL`.
+pub async fn fresh_database_url(dir: &std::path::Path) -> String {
+    let Ok(server) = std::env::var("TEST_DATABASE_URL") else {
+        return format!("sqlite://{}", dir.join("fairtick.db").display());
+    };
+    let name = format!(
+        "fairtick_test_{}_{}_{}",
+        std::process::id(),
+        NEXT_DB.fetch_add(1, Ordering::Relaxed),
+        rand::random::<u32>()
+    );
+    let mut admin = sqlx::PgConnection::connect(&server).await.expect("TEST_DATABASE_URL is reachable");
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut admin)
+        .await
+        .expect("create a test database");
+    admin.close().await.ok();
+    let (base, _) = server.rsplit_once('/').expect("TEST_DATABASE_URL ends with /DATABASE");
+    format!("{base}/{name}")
+}
+
+pub fn test_config(database_url: String) -> Config {
+    Config {
+        database_url,
+        db_max_connections: 8,
+        jwt_secret: SecretString::from("test-secret-test-secret-test-secret-0123"),
+        token_ttl: Duration::from_secs(3600),
+        auth_per_ip_per_minute: 10_000,
+        login_per_account_per_minute: 10,
+        hashing_concurrency: 2,
+        wallet: WalletLimits::default(),
+    }
+}
+
+impl TestApp {
+    pub async fn spawn() -> TestApp {
+        TestApp::spawn_with(|_| {}).await
+    }
+
+    pub async fn spawn_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
+        let data_dir = tempfile::tempdir().expect("a temporary directory");
+        let database_url = fresh_database_url(data_dir.path()).await;
+        let mut config = test_config(database_url.clone());
+        adjust(&mut config);
+        let app = Application::build(&config).await.expect("the application builds");
+        let store = app.state().store.clone();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind port 0");
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(app.serve(listener, async move {
+            let _ = stopped.await;
+        }));
+        TestApp {
+            base,
+            client: reqwest::Client::new(),
+            store,
+            database_url,
+            _data_dir: data_dir,
+            shutdown: Some(stop),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    pub async fn post_json(&self, path: &str, token: Option<&str>, body: &Value) -> Response {
+        let mut request = self.client.post(self.url(path)).json(body);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        request.send().await.expect("request sent")
+    }
+
+    pub async fn get(&self, path: &str, token: Option<&str>) -> Response {
+        let mut request = self.client.get(self.url(path));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        request.send().await.expect("request sent")
+    }
+
+    pub async fn register(&self, email: &str) -> Response {
+        self.post_json(
+            "/api/auth/register",
+            None,
+            &json!({"email": email, "password": PASSWORD, "firstName": "Test", "lastName": "User"}),
+        )
+        .await
+    }
+
+    /// Registers `email` and returns its token.
+    pub async fn signed_up(&self, email: &str) -> String {
+        let response = self.register(email).await;
+        assert_eq!(response.status(), StatusCode::CREATED, "registering {email}");
+        body(response).await["token"].as_str().expect("a token").to_owned()
+    }
+
+    pub async fn login(&self, email: &str, password: &str) -> Response {
+        self.post_json("/api/auth/login", None, &json!({"email": email, "password": password})).await
+    }
+
+    pub async fn me(&self, token: &str) -> Response {
+        self.get("/api/auth/me", Some(token)).await
+    }
+
+    pub async fn balance(&self, token: &str) -> Value {
+        let response = self.get("/api/wallet/balance", Some(token)).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        body(response).await
+    }
+
+    pub async fn wallet_post(&self, op: &str, token: &str, body: &Value, key: Option<&str>) -> Response {
+        let mut request =
+            self.client.post(self.url(&format!("/api/wallet/{op}"))).bearer_auth(token).json(body);
+        if let Some(key) = key {
+            request = request.header("Idempotency-Key", key);
+        }
+        request.send().await.expect("request sent")
+    }
+
+    pub async fn transactions(&self, token: &str, query: &str) -> Response {
+        self.get(&format!("/api/wallet/transactions{query}"), Some(token)).await
+    }
+
+    pub async fn user_id(&self, token: &str) -> i64 {
+        body(self.me(token).await).await["user"]["id"].as_i64().expect("a user id")
+    }
+}
+
+pub async fn body(response: Response) -> Value {
+    let text = response.text().await.expect("a body");
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+}
+
+/// Asserts the documented error shape and returns `(code, field)`.
+pub async fn error_of(response: Response) -> (StatusCode, String, Option<String>) {
+    let status = response.status();
+    let body = body(response).await;
+    let error = &body["error"];
+    assert!(error["message"].as_str().is_some_and(|m| !m.is_empty()), "error without a message: {body}");
+    let code = error["code"].as_str().unwrap_or_else(|| panic!("error without a code: {body}")).to_owned();
+    (status, code, error["field"].as_str().map(str::to_owned))
+}
