@@ -25,12 +25,16 @@ pub struct Price(i64);
 /// Why a text or a number is not a price.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum PriceError {
+    /// Not a plain decimal number.
     #[error("must be a decimal number such as \"1234.5678\"")]
     NotANumber,
+    /// More than eight decimals: refused rather than rounded.
     #[error("must have at most 8 decimals")]
     TooManyDecimals,
+    /// Zero or negative.
     #[error("must be greater than zero")]
     NotPositive,
+    /// Above [`Price::MAX`].
     #[error("must be at most 10000000000")]
     TooLarge,
 }

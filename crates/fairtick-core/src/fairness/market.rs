@@ -23,10 +23,13 @@ pub const SYMBOL_MAX_LEN: usize = 32;
 /// Why market parameters were refused.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum MarketParamsError {
+    /// The symbol is empty, too long, or has a character outside the allowed set.
     #[error("symbol must be 1 to 32 characters among A-Z a-z 0-9 - _ . / :")]
     InvalidSymbol,
+    /// The volatility is outside [`VOLATILITY_BP_RANGE`].
     #[error("volatility must be between 1 and 100000 basis points")]
     VolatilityOutOfRange,
+    /// The tick interval is outside [`TICK_INTERVAL_MS_RANGE`].
     #[error("tick interval must be between 1 and 86400000 ms")]
     TickIntervalOutOfRange,
 }

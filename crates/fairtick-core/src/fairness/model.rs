@@ -37,8 +37,10 @@ pub enum ModelError {
     /// about 1800 %): no trade on a supported market comes anywhere near.
     #[error("the horizon is too long for the model")]
     HorizonTooLong,
+    /// A stake below zero has no bid.
     #[error("the stake must not be negative")]
     NegativeStake,
+    /// A spread above 100 % would make the bid negative.
     #[error("the spread must be at most 10000 basis points")]
     SpreadTooLarge,
 }

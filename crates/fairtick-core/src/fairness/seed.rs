@@ -14,6 +14,7 @@ use sha2::{Digest, Sha256};
 /// Why a text is not a seed or a commitment.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum SeedParseError {
+    /// Not 64 hexadecimal characters.
     #[error("must be exactly 64 hexadecimal characters")]
     NotHex64,
 }

@@ -17,10 +17,22 @@ use crate::price::Price;
 pub enum VerifyError {
     /// The revealed seed does not hash to the commitment published before the epoch.
     #[error("the seed does not match the commitment {published}: it hashes to {computed}")]
-    CommitmentMismatch { published: Commitment, computed: Commitment },
+    CommitmentMismatch {
+        /// The commitment published before the epoch.
+        published: Commitment,
+        /// `SHA-256` of the revealed seed.
+        computed: Commitment,
+    },
     /// A recorded tick differs from the one the seed implies.
     #[error("tick {index} should be {expected} but was recorded as {got}")]
-    TickMismatch { index: u64, expected: Price, got: Price },
+    TickMismatch {
+        /// The tick's index within the epoch.
+        index: u64,
+        /// The price the seed implies.
+        expected: Price,
+        /// The price that was recorded.
+        got: Price,
+    },
 }
 
 /// Checks a whole revealed epoch: that `SHA-256(seed)` is the published `commitment`, and that
