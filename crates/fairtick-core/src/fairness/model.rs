@@ -156,10 +156,12 @@ pub fn outcome_odds(
         });
     }
     // σ²n at scale 10²⁴, then σ√n at scale 10¹⁸ and nσ²/2 at scale 10¹⁸.
-    let variance = u128::from(sigma.raw()).pow(2).checked_mul(u128::from(remaining_ticks));
-    let spread =
-        variance.and_then(|v| v.checked_mul(10_u128.pow(12))).ok_or(ModelError::HorizonTooLong)?.isqrt();
-    let variance = variance.expect("checked just above");
+    let variance = u128::from(sigma.raw())
+        .pow(2)
+        .checked_mul(u128::from(remaining_ticks))
+        .filter(|v| v.checked_mul(10_u128.pow(12)).is_some())
+        .ok_or(ModelError::HorizonTooLong)?;
+    let horizon_sd = (variance * 10_u128.pow(12)).isqrt();
     let half_variance = (variance / 2_000_000) as i128;
 
     let doubled_current = 2 * current.units() as u128;
@@ -168,9 +170,13 @@ pub fn outcome_odds(
     let above = |bound: u128| -> i128 {
         let numerator = ln_ratio(doubled_current, bound) - half_variance;
         let magnitude = numerator.unsigned_abs();
-        // Beyond ten standard deviations Φ is exactly 0 or 1; capping first keeps the
+        // Beyond |d| = 10 Φ is exactly 0 or 1; capping first keeps the
         // division below inside 128 bits.
-        let d = if magnitude >= 10 * spread { 10 * ONE } else { (magnitude * ONE as u128 / spread) as i128 };
+        let d = if magnitude >= 10 * horizon_sd {
+            10 * ONE
+        } else {
+            (magnitude * ONE as u128 / horizon_sd) as i128
+        };
         normal_cdf(if numerator < 0 { -d } else { d })
     };
     let above_upper = above(doubled_reference + 1);
