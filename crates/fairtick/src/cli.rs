@@ -7,12 +7,15 @@ use anyhow::Context;
 use chrono::Utc;
 use clap::{Parser, Subcommand};
 use fairtick_core::Role;
-use secrecy::SecretString;
+use std::time::Duration;
 
-use crate::config::{Config, ServeArgs, StorageArgs, WalletArgs};
-use crate::services::accounts::Registration;
-use crate::startup::{Application, Services, shutdown_signal};
+use crate::config::{Config, ServeArgs, StorageArgs, WalletArgs, load_or_create_secret};
+use crate::services::accounts::{Accounts, Registration};
+use crate::services::passwords::Passwords;
+use crate::services::tokens::Tokens;
+use crate::startup::{Application, shutdown_signal};
 use crate::store::Store;
+use crate::verify;
 
 /// fairtick: practise flash trades on provably fair simulated prices with virtual funds.
 #[derive(Parser, Debug)]
@@ -36,6 +39,30 @@ pub enum Command {
         /// Print the report as JSON.
         #[arg(long)]
         json: bool,
+    },
+    /// Check published market data independently: recompute it from revealed seeds.
+    #[command(subcommand)]
+    Verify(VerifyCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum VerifyCommand {
+    /// Recompute every tick of a revealed epoch from its seed and compare it with the server's
+    /// ticks and the commitment published before the epoch. Prints OK or the first mismatch;
+    /// exits non-zero on a mismatch.
+    Epoch {
+        /// The market, e.g. SIMV25.
+        #[arg(long)]
+        symbol: String,
+        /// The epoch id.
+        #[arg(long)]
+        epoch: i64,
+        /// The server to ask.
+        #[arg(long, default_value = "http://127.0.0.1:3000", conflicts_with = "file")]
+        url: String,
+        /// A saved copy of `GET /api/market/epochs/{id}` instead of a server.
+        #[arg(long)]
+        file: Option<std::path::PathBuf>,
     },
 }
 
@@ -79,27 +106,35 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let password = password.trim_end_matches(['\r', '\n']).to_owned();
             let role: Role = role.parse().map_err(|e| anyhow::anyhow!("--role: {e}"))?;
             let store = Store::connect(&storage.database_url()?, 2).await?;
-            let config = Config {
-                database_url: String::new(),
-                db_max_connections: 2,
-                // Creating a user signs no token; any secret will do.
-                jwt_secret: SecretString::from("unused-for-user-creation-unused-for-user-creation"),
-                token_ttl: std::time::Duration::from_secs(1),
-                auth_per_ip_per_minute: 1,
-                login_per_account_per_minute: 1,
-                hashing_concurrency: 1,
-                wallet: wallet.limits()?,
-            };
-            let services = Services::new(store.clone(), &config).await?;
+            // Creating a user signs no token, so the token key is a throwaway.
+            let tokens = Tokens::new(
+                &load_or_create_secret(&storage.data_dir, "jwt_secret")?,
+                Duration::from_secs(60),
+            );
+            let accounts = Accounts::new(store.clone(), Passwords::new(1).await?, tokens, wallet.limits()?);
             let registration = Registration { email, password, first_name, last_name, role };
-            let user = services
-                .accounts
-                .register(registration, Utc::now())
-                .await
-                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            let user =
+                accounts.register(registration, Utc::now()).await.map_err(|e| anyhow::anyhow!("{e}"))?;
             println!("created {} {} (id {})", user.role, user.email, user.id);
             store.close().await;
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Verify(VerifyCommand::Epoch { symbol, epoch, url, file }) => {
+            let detail = verify::fetch_epoch(Some(&url), file.as_deref(), epoch).await?;
+            match verify::check_epoch(&detail, &symbol, epoch)? {
+                verify::Verdict::Ok { ticks } => {
+                    println!(
+                        "OK: epoch {epoch} of {symbol}: all {ticks} ticks follow from the revealed seed, \
+                         which matches the commitment {}",
+                        detail.epoch.commitment
+                    );
+                    Ok(ExitCode::SUCCESS)
+                }
+                verify::Verdict::Mismatch(why) => {
+                    println!("MISMATCH: epoch {epoch} of {symbol}: {why}");
+                    Ok(ExitCode::FAILURE)
+                }
+            }
         }
         Command::Audit { storage, json } => {
             let store = Store::connect(&storage.database_url()?, 2).await?;

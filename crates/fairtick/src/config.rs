@@ -11,6 +11,10 @@ use fairtick_core::wallet::WalletLimits;
 use rand::RngCore;
 use secrecy::{ExposeSecret, SecretString};
 
+use crate::services::market::catalog::{self, MarketDefinition};
+use crate::services::market::feed::FeedSettings;
+use crate::services::sealing::DataKey;
+
 /// Where the data lives; shared by every subcommand that opens the database.
 #[derive(Args, Clone, Debug)]
 pub struct StorageArgs {
@@ -68,6 +72,48 @@ pub struct ServeArgs {
 
     #[command(flatten)]
     pub wallet: WalletArgs,
+
+    #[command(flatten)]
+    pub market: MarketArgs,
+}
+
+/// The markets and their feeds.
+#[derive(Args, Clone, Debug)]
+pub struct MarketArgs {
+    /// A JSON file of market definitions (see the README); default: two simulated indices.
+    #[arg(long, env = "FAIRTICK_MARKETS_FILE")]
+    pub markets_file: Option<PathBuf>,
+
+    /// Milliseconds between ticks of the default markets (and of file markets that give none).
+    #[arg(long, env = "FAIRTICK_TICK_INTERVAL_MS", default_value_t = 1000)]
+    pub tick_interval_ms: u32,
+
+    /// Length of a simulated market's epoch (one committed seed), in milliseconds.
+    #[arg(long, env = "FAIRTICK_EPOCH_MS", default_value_t = 600_000)]
+    pub epoch_ms: u64,
+
+    /// Hours of ticks kept; older ticks are deleted (revealed epochs can recompute prices).
+    #[arg(long, env = "FAIRTICK_TICK_RETENTION_HOURS", default_value_t = 168)]
+    pub tick_retention_hours: u64,
+}
+
+impl MarketArgs {
+    pub fn markets(&self) -> anyhow::Result<Vec<MarketDefinition>> {
+        match &self.markets_file {
+            Some(path) => catalog::load_markets(path, self.tick_interval_ms),
+            None => catalog::default_markets(self.tick_interval_ms),
+        }
+    }
+
+    pub fn feed_settings(&self) -> anyhow::Result<FeedSettings> {
+        anyhow::ensure!(self.epoch_ms > 0, "the epoch length must be positive");
+        anyhow::ensure!(self.tick_retention_hours > 0, "tick retention must be at least one hour");
+        Ok(FeedSettings {
+            epoch_length: Duration::from_millis(self.epoch_ms),
+            retention: Duration::from_secs(self.tick_retention_hours * 3600),
+            takeover_poll: Duration::from_secs(1),
+        })
+    }
 }
 
 /// Limits of the virtual wallet, in VUSD.
@@ -118,6 +164,10 @@ pub struct Config {
     pub login_per_account_per_minute: u32,
     pub hashing_concurrency: usize,
     pub wallet: WalletLimits,
+    pub markets: Vec<MarketDefinition>,
+    pub feed: FeedSettings,
+    /// Seals unrevealed seeds: `FAIRTICK_DATA_KEY` (64 hex characters) or a generated file.
+    pub data_key: DataKey,
 }
 
 impl Config {
@@ -143,8 +193,21 @@ impl Config {
             login_per_account_per_minute: args.login_per_account_per_minute,
             hashing_concurrency: args.hashing_concurrency,
             wallet: args.wallet.limits()?,
+            markets: args.market.markets()?,
+            feed: args.market.feed_settings()?,
+            data_key: data_key(&args.storage.data_dir)?,
         })
     }
+}
+
+/// The data key from `FAIRTICK_DATA_KEY`, or from a file in the data directory generated on
+/// first start. Several nodes must share one key (set the variable on each).
+pub fn data_key(data_dir: &Path) -> anyhow::Result<DataKey> {
+    let hex = match std::env::var("FAIRTICK_DATA_KEY") {
+        Ok(key) if !key.is_empty() => SecretString::from(key),
+        _ => load_or_create_secret(data_dir, "data_key")?,
+    };
+    DataKey::from_hex(&hex).context("FAIRTICK_DATA_KEY")
 }
 
 /// Reads a secret kept in the data directory, or generates 32 random bytes (hex) and stores

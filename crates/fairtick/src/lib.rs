@@ -9,7 +9,8 @@
 //! - [`services`]: what the product does (accounts, wallet), in terms of the core and the store.
 //! - [`http`]: thin axum handlers, the error type that owns status codes, extractors, OpenAPI.
 //! - [`startup`]: wiring it together and serving on a bound listener until shutdown.
-//! - [`cli`]: the `fairtick` command line (serve, user create, audit).
+//! - [`verify`]: checking a server's published epochs as an outsider would.
+//! - [`cli`]: the `fairtick` command line (serve, user create, audit, verify).
 #![forbid(unsafe_code)]
 
 pub mod cli;
@@ -19,3 +20,4 @@ pub mod services;
 pub mod startup;
 pub mod store;
 pub mod telemetry;
+pub mod verify;

@@ -10,8 +10,13 @@ use tokio::net::TcpListener;
 use crate::config::Config;
 use crate::http::rate_limit::AuthRateLimits;
 use crate::http::{self, AppState};
+use tokio_util::sync::CancellationToken;
+
 use crate::services::accounts::Accounts;
+use crate::services::market::Markets;
+use crate::services::market::feed::FeedSettings;
 use crate::services::passwords::Passwords;
+use crate::services::sealing::DataKey;
 use crate::services::tokens::Tokens;
 use crate::services::wallet::Wallet;
 use crate::store::Store;
@@ -19,6 +24,8 @@ use crate::store::Store;
 /// A built application, ready to serve.
 pub struct Application {
     state: AppState,
+    data_key: DataKey,
+    feed: FeedSettings,
 }
 
 impl Application {
@@ -26,22 +33,24 @@ impl Application {
         let store = Store::connect(&config.database_url, config.db_max_connections).await?;
         let services = Services::new(store.clone(), config).await?;
         let state = AppState {
-            store,
+            store: store.clone(),
             accounts: services.accounts,
             wallet: services.wallet,
+            markets: Markets::new(store, config.markets.clone()),
             auth_limits: AuthRateLimits::new(
                 config.auth_per_ip_per_minute,
                 config.login_per_account_per_minute,
             ),
         };
-        Ok(Application { state })
+        Ok(Application { state, data_key: config.data_key.clone(), feed: config.feed.clone() })
     }
 
     pub fn state(&self) -> &AppState {
         &self.state
     }
 
-    /// Serves until `shutdown` resolves, then finishes the requests in flight.
+    /// Serves until `shutdown` resolves, then finishes the requests in flight and closes the
+    /// open epochs (revealing their seeds).
     pub async fn serve(
         self,
         listener: TcpListener,
@@ -55,9 +64,15 @@ impl Application {
                 limits.sweep();
             }
         });
+        let background = CancellationToken::new();
+        let feeds = self.state.markets.spawn_feeds(self.data_key, self.feed, background.clone());
         let store = self.state.store.clone();
         let app = http::router(self.state).into_make_service_with_connect_info::<SocketAddr>();
         let served = axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
+        background.cancel();
+        for feed in feeds {
+            let _ = feed.await;
+        }
         sweeper.abort();
         store.close().await;
         Ok(served?)

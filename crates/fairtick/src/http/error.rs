@@ -86,6 +86,7 @@ impl From<services::Error> for ApiError {
             E::RateLimited { retry_after } => ApiError::rate_limited(retry_after),
             E::Refused { code, message } => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, message),
             E::Conflict { code, message } => ApiError::new(StatusCode::CONFLICT, code, message),
+            E::NotFound(what) => ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no such {what}")),
             E::IdempotencyKeyReused => {
                 ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused", message)
             }

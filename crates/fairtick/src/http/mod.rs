@@ -6,6 +6,7 @@ pub mod dto;
 pub mod error;
 pub mod extract;
 pub mod health;
+pub mod market;
 pub mod rate_limit;
 pub mod wallet;
 
@@ -23,6 +24,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::services::accounts::Accounts;
+use crate::services::market::Markets;
 use crate::services::wallet::Wallet;
 use crate::store::Store;
 use error::ApiError;
@@ -37,6 +39,7 @@ pub struct AppState {
     pub store: Store,
     pub accounts: Accounts,
     pub wallet: Wallet,
+    pub markets: Markets,
     pub auth_limits: AuthRateLimits,
 }
 
@@ -82,6 +85,11 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(wallet::reset))
         .routes(routes!(wallet::transactions))
         .routes(routes!(wallet::transactions_csv))
+        .routes(routes!(market::symbols))
+        .routes(routes!(market::ticks))
+        .routes(routes!(market::candles))
+        .routes(routes!(market::epochs))
+        .routes(routes!(market::epoch))
 }
 
 /// The OpenAPI document of the whole API.

@@ -4,7 +4,9 @@
 //! answer with domain values or an [`Error`] that the HTTP layer maps to a status code once.
 
 pub mod accounts;
+pub mod market;
 pub mod passwords;
+pub mod sealing;
 pub mod tokens;
 pub mod wallet;
 
@@ -34,6 +36,8 @@ pub enum Error {
     /// The request conflicts with the current state of the resource.
     #[error("{message}")]
     Conflict { code: &'static str, message: String },
+    #[error("no such {0}")]
+    NotFound(&'static str),
     #[error("this Idempotency-Key was already used with a different request")]
     IdempotencyKeyReused,
     #[error(transparent)]

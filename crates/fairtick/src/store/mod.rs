@@ -8,6 +8,7 @@
 
 mod audit;
 mod ledger;
+mod market;
 pub mod postgres;
 pub mod sqlite;
 mod users;
@@ -21,6 +22,8 @@ use tokio::sync::Mutex;
 
 pub use audit::AuditReport;
 pub use ledger::{IdempotencyKey, StatementQuery, StatementRow, WalletOutcome, WalletReceipt};
+pub use market::{Candle, EpochRecord, NewEpoch, TickRecord};
+pub use postgres::Leadership;
 pub use users::{NewUser, SessionState, UserRecord};
 
 /// Which database the store talks to; chosen from the URL scheme.
@@ -145,7 +148,7 @@ impl Store {
 }
 
 /// Converts a stored millisecond timestamp.
-pub(crate) fn time_from_ms(ms: i64) -> DateTime<Utc> {
+pub fn time_from_ms(ms: i64) -> DateTime<Utc> {
     Utc.timestamp_millis_opt(ms).single().unwrap_or_default()
 }
 

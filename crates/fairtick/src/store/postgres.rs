@@ -13,3 +13,45 @@ pub(super) async fn connect(url: &str, options: AnyPoolOptions) -> StoreResult<A
     native.close().await;
     Ok(options.connect(url).await?)
 }
+
+/// The right to produce one market's ticks. On PostgreSQL it is a session-level advisory lock
+/// held on a dedicated connection: if this node dies, its connection closes, the lock is freed
+/// and another node takes over. On SQLite there is only ever one node.
+pub enum Leadership {
+    Local,
+    /// A connection of its own, out of the pool: dropping it closes it, which frees the lock.
+    Postgres(sqlx::AnyConnection),
+}
+
+impl Leadership {
+    /// Fails when the lock's connection is gone, i.e. the lock may be someone else's now.
+    pub async fn check(&mut self) -> StoreResult<()> {
+        if let Leadership::Postgres(conn) = self {
+            sqlx::query("SELECT 1").execute(conn).await?;
+        }
+        Ok(())
+    }
+}
+
+/// The advisory-lock key of a market: the first 8 bytes of SHA-256 of a fixed prefix and the
+/// symbol, so that no other use of advisory locks can collide with it by accident.
+fn feed_lock_key(symbol: &str) -> i64 {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(format!("fairtick/feed/{symbol}").as_bytes());
+    i64::from_be_bytes(digest[..8].try_into().expect("8 bytes"))
+}
+
+impl super::Store {
+    /// Tries to become the producer of `symbol`'s ticks; `None` if another node is.
+    pub async fn try_lead_market(&self, symbol: &str) -> StoreResult<Option<Leadership>> {
+        if self.backend == super::Backend::Sqlite {
+            return Ok(Some(Leadership::Local));
+        }
+        let mut conn = self.pool.acquire().await?;
+        let (locked,): (bool,) = sqlx::query_as("SELECT pg_try_advisory_lock($1)")
+            .bind(feed_lock_key(symbol))
+            .fetch_one(&mut *conn)
+            .await?;
+        Ok(locked.then(|| Leadership::Postgres(conn.detach())))
+    }
+}

@@ -4,6 +4,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use fairtick::config::Config;
+use fairtick::services::market::catalog;
+use fairtick::services::market::feed::FeedSettings;
+use fairtick::services::sealing::DataKey;
 use fairtick::startup::Application;
 use fairtick::store::Store;
 use fairtick_core::wallet::WalletLimits;
@@ -13,6 +16,10 @@ use serde_json::{Value, json};
 use sqlx::Connection;
 
 pub const PASSWORD: &str = "correct horse battery";
+
+/// The test markets tick fast and change epoch often, so that tests see many of both.
+pub const TICK_INTERVAL_MS: u32 = 20;
+pub const EPOCH_MS: u64 = 400;
 
 pub struct TestApp {
     pub base: String,
@@ -65,6 +72,13 @@ pub fn test_config(database_url: String) -> Config {
         login_per_account_per_minute: 10,
         hashing_concurrency: 2,
         wallet: WalletLimits::default(),
+        markets: catalog::default_markets(TICK_INTERVAL_MS).expect("the default markets"),
+        feed: FeedSettings {
+            epoch_length: Duration::from_millis(EPOCH_MS),
+            retention: Duration::from_secs(3600),
+            takeover_poll: Duration::from_millis(200),
+        },
+        data_key: DataKey::from_hex(&SecretString::from("ab".repeat(32))).expect("a data key"),
     }
 }
 

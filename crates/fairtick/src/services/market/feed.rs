@@ -1,0 +1,270 @@
+//! The price feed: one task per market that produces its ticks, epoch after epoch.
+//!
+//! Before an epoch's first tick its commitment is stored (and so published); its seed is kept
+//! only sealed; when the epoch ends the seed is revealed. After a crash or a takeover the
+//! interrupted epoch is closed and revealed and a new one continues from the last stored tick,
+//! so `seq` never skips or repeats. Only the node holding the market's leadership produces.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use fairtick_core::fairness::{EpochSpec, Seed};
+use fairtick_core::price::Price;
+use rand::RngCore;
+use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
+
+use super::catalog::{MarketDefinition, MarketSource};
+use crate::services::sealing::DataKey;
+use crate::store::{Leadership, NewEpoch, Store, StoreError, TickRecord};
+
+/// A tick as it travels inside the process.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Tick {
+    pub symbol: Arc<str>,
+    pub seq: i64,
+    pub epoch_id: i64,
+    pub ts: i64,
+    pub price: Price,
+}
+
+/// How the feeds run.
+#[derive(Clone, Debug)]
+pub struct FeedSettings {
+    /// How long a simulated market's epoch lasts; it holds `epoch_length / tick_interval` ticks.
+    pub epoch_length: Duration,
+    /// Ticks older than this are deleted at each epoch's end.
+    pub retention: Duration,
+    /// How often a node that does not produce a market tries to take it over.
+    pub takeover_poll: Duration,
+}
+
+/// Where a market's next tick continues from.
+#[derive(Clone, Copy, Debug)]
+struct Cursor {
+    next_seq: i64,
+    price: Price,
+    last_ts: i64,
+}
+
+/// Runs one market's feed until `cancel`: waits for leadership, produces, and starts over if
+/// leadership or the database is lost.
+pub async fn run(
+    market: Arc<MarketDefinition>,
+    store: Store,
+    key: DataKey,
+    bus: broadcast::Sender<Tick>,
+    settings: FeedSettings,
+    cancel: CancellationToken,
+) {
+    while !cancel.is_cancelled() {
+        let leadership = tokio::select! {
+            leadership = store.try_lead_market(&market.symbol) => leadership,
+            () = cancel.cancelled() => return,
+        };
+        match leadership {
+            Ok(Some(mut leadership)) => {
+                tracing::info!(symbol = %market.symbol, "producing ticks");
+                let producer =
+                    Producer { market: &market, store: &store, key: &key, bus: &bus, settings: &settings };
+                if let Err(error) = producer.produce(&mut leadership, &cancel).await {
+                    tracing::warn!(symbol = %market.symbol, %error, "the feed stopped; retrying");
+                }
+            }
+            Ok(None) => {}
+            Err(error) => tracing::warn!(symbol = %market.symbol, %error, "could not take the feed's lead"),
+        }
+        tokio::select! {
+            () = tokio::time::sleep(settings.takeover_poll) => {}
+            () = cancel.cancelled() => return,
+        }
+    }
+}
+
+struct Producer<'a> {
+    market: &'a MarketDefinition,
+    store: &'a Store,
+    key: &'a DataKey,
+    bus: &'a broadcast::Sender<Tick>,
+    settings: &'a FeedSettings,
+}
+
+impl Producer<'_> {
+    async fn produce(
+        &self,
+        leadership: &mut Leadership,
+        cancel: &CancellationToken,
+    ) -> Result<(), StoreError> {
+        let mut cursor = self.resume().await?;
+        let symbol: Arc<str> = Arc::from(self.market.symbol.as_str());
+        let mut interval =
+            tokio::time::interval(Duration::from_millis(u64::from(self.market.tick_interval_ms)));
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let (epoch_id, mut prices, seed) = self.start_epoch(cursor).await?;
+            let epoch_start = cursor.next_seq;
+            let mut cancelled = false;
+            while let Some(price) = prices.next() {
+                tokio::select! {
+                    _ = interval.tick() => {}
+                    () = cancel.cancelled() => { cancelled = true; break; }
+                }
+                let now = Utc::now().timestamp_millis();
+                let tick = Tick {
+                    symbol: symbol.clone(),
+                    seq: cursor.next_seq,
+                    epoch_id,
+                    ts: now.max(cursor.last_ts + 1),
+                    price,
+                };
+                self.store
+                    .append_tick(&TickRecord {
+                        symbol: self.market.symbol.clone(),
+                        seq: tick.seq,
+                        epoch_id,
+                        ts: tick.ts,
+                        price,
+                    })
+                    .await?;
+                cursor = Cursor { next_seq: tick.seq + 1, price, last_ts: tick.ts };
+                // Nobody listening is fine: the tick is stored.
+                let _ = self.bus.send(tick);
+                if (cursor.next_seq - epoch_start) % 64 == 0 {
+                    leadership.check().await?;
+                }
+            }
+            let now = Utc::now().timestamp_millis();
+            let revealed = seed.as_ref().map(Seed::to_hex);
+            self.store.close_epoch(epoch_id, cursor.next_seq - 1, revealed.as_deref(), now).await?;
+            let horizon = now - i64::try_from(self.settings.retention.as_millis()).unwrap_or(i64::MAX);
+            self.store.prune_ticks(&self.market.symbol, horizon).await?;
+            if cancelled {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Closes and reveals any epoch a previous producer left open, and finds where to continue.
+    async fn resume(&self) -> Result<Cursor, StoreError> {
+        let now = Utc::now().timestamp_millis();
+        for epoch in self.store.open_epochs(&self.market.symbol).await? {
+            let end_seq = self.store.epoch_last_seq(epoch.id).await?.unwrap_or(epoch.start_seq - 1);
+            let revealed = match &epoch.sealed_seed {
+                Some(sealed) => {
+                    let bytes = self
+                        .key
+                        .open(sealed)
+                        .map_err(|e| StoreError::Corrupt(format!("epoch {}: {e}", epoch.id)))?;
+                    Some(hex::encode(bytes))
+                }
+                None => None,
+            };
+            self.store.close_epoch(epoch.id, end_seq, revealed.as_deref(), now).await?;
+            tracing::info!(symbol = %self.market.symbol, epoch = epoch.id, "closed and revealed an interrupted epoch");
+        }
+        Ok(match self.store.last_tick(&self.market.symbol).await? {
+            Some(last) => Cursor { next_seq: last.seq + 1, price: last.price, last_ts: last.ts },
+            None => Cursor { next_seq: 1, price: self.initial_price(), last_ts: 0 },
+        })
+    }
+
+    fn initial_price(&self) -> Price {
+        match &self.market.source {
+            MarketSource::Simulated { initial_price, .. } => *initial_price,
+            MarketSource::Replay(replay) => replay.prices[0],
+        }
+    }
+
+    /// Stores a new epoch (and so publishes its commitment) and returns its price sequence.
+    async fn start_epoch(&self, cursor: Cursor) -> Result<(i64, EpochPrices, Option<Seed>), StoreError> {
+        let now = Utc::now().timestamp_millis();
+        match &self.market.source {
+            MarketSource::Simulated { params, .. } => {
+                let mut bytes = [0u8; 32];
+                rand::rng().fill_bytes(&mut bytes);
+                let seed = Seed::from_bytes(bytes);
+                let commitment = seed.commitment().to_string();
+                let sealed = self.key.seal(seed.as_bytes());
+                let epoch_id = self
+                    .store
+                    .create_epoch(&NewEpoch {
+                        symbol: &self.market.symbol,
+                        kind: "simulated",
+                        volatility_bp: i64::from(params.volatility_bp()),
+                        tick_interval_ms: i64::from(params.tick_interval_ms()),
+                        commitment: &commitment,
+                        sealed_seed: Some(&sealed),
+                        start_price: cursor.price,
+                        start_seq: cursor.next_seq,
+                        started_at: now,
+                    })
+                    .await?;
+                let spec = EpochSpec {
+                    market: params.clone(),
+                    epoch_id,
+                    seed: seed.clone(),
+                    start_price: cursor.price,
+                };
+                let ticks_per_epoch =
+                    (self.settings.epoch_length.as_millis() / u128::from(params.tick_interval_ms())).max(1);
+                let left = u64::try_from(ticks_per_epoch).unwrap_or(u64::MAX);
+                let prices = EpochPrices::Simulated { spec, next_index: 0, prev: cursor.price, left };
+                Ok((epoch_id, prices, Some(seed)))
+            }
+            MarketSource::Replay(replay) => {
+                let epoch_id = self
+                    .store
+                    .create_epoch(&NewEpoch {
+                        symbol: &self.market.symbol,
+                        kind: "replay",
+                        volatility_bp: 0,
+                        tick_interval_ms: i64::from(self.market.tick_interval_ms),
+                        commitment: &replay.digest,
+                        sealed_seed: None,
+                        start_price: cursor.price,
+                        start_seq: cursor.next_seq,
+                        started_at: now,
+                    })
+                    .await?;
+                Ok((epoch_id, EpochPrices::Replay { prices: replay.prices.clone(), next: 0 }, None))
+            }
+        }
+    }
+}
+
+/// The prices of one epoch, in tick order.
+enum EpochPrices {
+    Simulated { spec: EpochSpec, next_index: u64, prev: Price, left: u64 },
+    Replay { prices: Vec<Price>, next: usize },
+}
+
+impl Iterator for EpochPrices {
+    type Item = Price;
+
+    fn next(&mut self) -> Option<Price> {
+        match self {
+            EpochPrices::Simulated { spec, next_index, prev, left } => {
+                if *left == 0 {
+                    return None;
+                }
+                let price = fairtick_core::fairness::tick_price(
+                    &spec.market,
+                    &spec.seed,
+                    spec.epoch_id,
+                    *next_index,
+                    *prev,
+                );
+                *left -= 1;
+                *next_index += 1;
+                *prev = price;
+                Some(price)
+            }
+            EpochPrices::Replay { prices, next } => {
+                let price = prices.get(*next).copied();
+                *next += 1;
+                price
+            }
+        }
+    }
+}

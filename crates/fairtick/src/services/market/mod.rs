@@ -1,0 +1,180 @@
+//! Markets: the catalogue, the live feeds, and the history that charts and verifiers read.
+
+pub mod catalog;
+pub mod feed;
+
+use std::sync::Arc;
+
+use tokio::sync::broadcast;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use super::sealing::DataKey;
+use super::{Error, Result};
+use crate::store::{Candle, EpochRecord, Store, TickRecord};
+use catalog::MarketDefinition;
+use feed::{FeedSettings, Tick};
+
+/// Most ticks in one answer, and the default.
+pub const MAX_TICKS: u32 = 5_000;
+pub const DEFAULT_TICKS: u32 = 500;
+/// Most candles in one answer, and the default.
+pub const MAX_CANDLES: u32 = 1_000;
+pub const DEFAULT_CANDLES: u32 = 300;
+/// Most epochs in one page.
+pub const MAX_EPOCHS: u32 = 100;
+/// Most ticks served with one epoch (an epoch of 10 minutes at 10 ticks/s has 6,000).
+pub const MAX_EPOCH_TICKS: u32 = 100_000;
+/// Ticks buffered per subscriber inside the process before it counts as lagging.
+const BUS_CAPACITY: usize = 1_024;
+
+/// Candle widths offered to charts.
+pub const CANDLE_INTERVALS: [(&str, i64); 4] =
+    [("1s", 1_000), ("1m", 60_000), ("5m", 300_000), ("1h", 3_600_000)];
+
+#[derive(Clone)]
+pub struct Markets {
+    store: Store,
+    catalog: Arc<Vec<Arc<MarketDefinition>>>,
+    bus: broadcast::Sender<Tick>,
+}
+
+/// An epoch with the ticks stored for it, for verification.
+#[derive(Clone, Debug)]
+pub struct EpochWithTicks {
+    pub epoch: EpochRecord,
+    pub ticks: Vec<TickRecord>,
+}
+
+impl Markets {
+    pub fn new(store: Store, catalog: Vec<MarketDefinition>) -> Markets {
+        let (bus, _) = broadcast::channel(BUS_CAPACITY);
+        Markets { store, catalog: Arc::new(catalog.into_iter().map(Arc::new).collect()), bus }
+    }
+
+    pub fn catalog(&self) -> &[Arc<MarketDefinition>] {
+        &self.catalog
+    }
+
+    pub fn market(&self, symbol: &str) -> Result<&Arc<MarketDefinition>> {
+        self.catalog.iter().find(|m| m.symbol == symbol).ok_or_else(|| {
+            Error::invalid("symbol", format!("{symbol:?} is not a market; see /api/market/symbols"))
+        })
+    }
+
+    /// Live ticks of every market produced on this node.
+    pub fn subscribe(&self) -> broadcast::Receiver<Tick> {
+        self.bus.subscribe()
+    }
+
+    /// Starts one feed task per market.
+    pub fn spawn_feeds(
+        &self,
+        key: DataKey,
+        settings: FeedSettings,
+        cancel: CancellationToken,
+    ) -> Vec<JoinHandle<()>> {
+        self.catalog
+            .iter()
+            .map(|market| {
+                tokio::spawn(feed::run(
+                    market.clone(),
+                    self.store.clone(),
+                    key.clone(),
+                    self.bus.clone(),
+                    settings.clone(),
+                    cancel.clone(),
+                ))
+            })
+            .collect()
+    }
+
+    pub async fn ticks(
+        &self,
+        symbol: &str,
+        from: Option<i64>,
+        to: Option<i64>,
+        after_seq: Option<i64>,
+        limit: Option<u32>,
+    ) -> Result<Vec<TickRecord>> {
+        self.market(symbol)?;
+        let limit = bounded("limit", limit, DEFAULT_TICKS, MAX_TICKS)?;
+        check_window(from, to)?;
+        Ok(self.store.ticks(symbol, from, to, after_seq, limit).await?)
+    }
+
+    /// Candles of `interval` ending at `to` (default: now), at most `limit` of them.
+    pub async fn candles(
+        &self,
+        symbol: &str,
+        interval: &str,
+        from: Option<i64>,
+        to: Option<i64>,
+        limit: Option<u32>,
+        now_ms: i64,
+    ) -> Result<Vec<Candle>> {
+        self.market(symbol)?;
+        let width =
+            CANDLE_INTERVALS.iter().find(|(name, _)| *name == interval).map(|(_, ms)| *ms).ok_or_else(
+                || {
+                    let names: Vec<_> = CANDLE_INTERVALS.iter().map(|(n, _)| *n).collect();
+                    Error::invalid("interval", format!("must be one of {}", names.join(", ")))
+                },
+            )?;
+        let limit = i64::from(bounded("limit", limit, DEFAULT_CANDLES, MAX_CANDLES)?);
+        check_window(from, to)?;
+        // Whole buckets only; the window never spans more than `limit` of them.
+        let to = to.unwrap_or(now_ms + width).div_euclid(width) * width;
+        let earliest = to - limit * width;
+        let from = from.map_or(earliest, |f| f.div_euclid(width) * width).max(earliest);
+        Ok(self.store.candles(symbol, width, from, to).await?)
+    }
+
+    pub async fn epochs(
+        &self,
+        symbol: &str,
+        cursor: Option<&str>,
+        limit: Option<u32>,
+    ) -> Result<(Vec<EpochRecord>, Option<String>)> {
+        self.market(symbol)?;
+        let limit = bounded("limit", limit, 20, MAX_EPOCHS)?;
+        let before = match cursor {
+            None | Some("") => None,
+            Some(text) => Some(
+                text.parse::<i64>()
+                    .ok()
+                    .filter(|c| *c > 0)
+                    .ok_or_else(|| Error::invalid("cursor", "is not a cursor from a previous page"))?,
+            ),
+        };
+        let mut epochs = self.store.epochs(symbol, before, limit + 1).await?;
+        let next = if epochs.len() > limit as usize {
+            epochs.truncate(limit as usize);
+            epochs.last().map(|e| e.id.to_string())
+        } else {
+            None
+        };
+        Ok((epochs, next))
+    }
+
+    pub async fn epoch_with_ticks(&self, id: i64) -> Result<EpochWithTicks> {
+        let epoch = self.store.epoch(id).await?.ok_or(Error::NotFound("epoch"))?;
+        let ticks = self.store.epoch_ticks(id, MAX_EPOCH_TICKS).await?;
+        Ok(EpochWithTicks { epoch, ticks })
+    }
+}
+
+fn bounded(field: &'static str, value: Option<u32>, default: u32, max: u32) -> Result<u32> {
+    let value = value.unwrap_or(default);
+    if !(1..=max).contains(&value) {
+        return Err(Error::invalid(field, format!("must be between 1 and {max}")));
+    }
+    Ok(value)
+}
+
+fn check_window(from: Option<i64>, to: Option<i64>) -> Result<()> {
+    match (from, to) {
+        (Some(from), Some(to)) if from > to => Err(Error::invalid("from", "must not be after `to`")),
+        _ => Ok(()),
+    }
+}

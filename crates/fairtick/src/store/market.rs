@@ -1,0 +1,340 @@
+//! Market data: epochs (commitment, sealed then revealed seed) and ticks, with the history
+//! queries charts and verifiers need.
+
+use fairtick_core::price::Price;
+
+use super::{Store, StoreError, StoreResult};
+
+/// One stored tick. Prices are units at scale 8; `ts` is milliseconds since the Unix epoch.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TickRecord {
+    pub symbol: String,
+    pub seq: i64,
+    pub epoch_id: i64,
+    pub ts: i64,
+    pub price: Price,
+}
+
+/// An epoch as stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EpochRecord {
+    pub id: i64,
+    pub symbol: String,
+    pub kind: String,
+    pub volatility_bp: i64,
+    pub tick_interval_ms: i64,
+    pub commitment: String,
+    pub sealed_seed: Option<String>,
+    pub revealed_seed: Option<String>,
+    pub start_price: Price,
+    pub start_seq: i64,
+    pub end_seq: Option<i64>,
+    pub started_at: i64,
+    pub ended_at: Option<i64>,
+}
+
+/// An epoch about to start: its commitment is stored before its first tick exists.
+#[derive(Clone, Debug)]
+pub struct NewEpoch<'a> {
+    pub symbol: &'a str,
+    pub kind: &'a str,
+    pub volatility_bp: i64,
+    pub tick_interval_ms: i64,
+    pub commitment: &'a str,
+    pub sealed_seed: Option<&'a str>,
+    pub start_price: Price,
+    pub start_seq: i64,
+    pub started_at: i64,
+}
+
+/// One OHLC bucket.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Candle {
+    /// Start of the bucket, ms.
+    pub ts: i64,
+    pub open: Price,
+    pub high: Price,
+    pub low: Price,
+    pub close: Price,
+    pub ticks: i64,
+}
+
+const EPOCH_COLUMNS: &str = "id, symbol, kind, volatility_bp, tick_interval_ms, commitment, sealed_seed, \
+     revealed_seed, start_price, start_seq, end_seq, started_at, ended_at";
+
+type EpochRow = (
+    i64,
+    String,
+    String,
+    i64,
+    i64,
+    String,
+    Option<String>,
+    Option<String>,
+    i64,
+    i64,
+    Option<i64>,
+    i64,
+    Option<i64>,
+);
+
+fn price(units: i64) -> StoreResult<Price> {
+    Price::from_units(units).map_err(|e| StoreError::Corrupt(format!("stored price {units}: {e}")))
+}
+
+fn epoch_from_row(row: EpochRow) -> StoreResult<EpochRecord> {
+    let (
+        id,
+        symbol,
+        kind,
+        volatility_bp,
+        tick_interval_ms,
+        commitment,
+        sealed_seed,
+        revealed_seed,
+        start,
+        start_seq,
+        end_seq,
+        started_at,
+        ended_at,
+    ) = row;
+    Ok(EpochRecord {
+        id,
+        symbol,
+        kind,
+        volatility_bp,
+        tick_interval_ms,
+        commitment,
+        sealed_seed,
+        revealed_seed,
+        start_price: price(start)?,
+        start_seq,
+        end_seq,
+        started_at,
+        ended_at,
+    })
+}
+
+fn ticks_from_rows(rows: Vec<(String, i64, i64, i64, i64)>) -> StoreResult<Vec<TickRecord>> {
+    rows.into_iter()
+        .map(|(symbol, seq, epoch_id, ts, units)| {
+            Ok(TickRecord { symbol, seq, epoch_id, ts, price: price(units)? })
+        })
+        .collect()
+}
+
+impl Store {
+    #[tracing::instrument(skip_all)]
+    pub async fn create_epoch(&self, epoch: &NewEpoch<'_>) -> StoreResult<i64> {
+        let mut w = self.begin_write().await?;
+        let (id,): (i64,) = sqlx::query_as(
+            "INSERT INTO epochs (symbol, kind, volatility_bp, tick_interval_ms, commitment, sealed_seed, \
+                                 start_price, start_seq, started_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
+        )
+        .bind(epoch.symbol)
+        .bind(epoch.kind)
+        .bind(epoch.volatility_bp)
+        .bind(epoch.tick_interval_ms)
+        .bind(epoch.commitment)
+        .bind(epoch.sealed_seed)
+        .bind(epoch.start_price.units())
+        .bind(epoch.start_seq)
+        .bind(epoch.started_at)
+        .fetch_one(&mut *w.tx)
+        .await?;
+        w.tx.commit().await?;
+        Ok(id)
+    }
+
+    /// Ends an epoch: records its last tick and reveals its seed (if it has one).
+    #[tracing::instrument(skip_all)]
+    pub async fn close_epoch(
+        &self,
+        id: i64,
+        end_seq: i64,
+        revealed_seed: Option<&str>,
+        ended_at: i64,
+    ) -> StoreResult<()> {
+        let mut w = self.begin_write().await?;
+        sqlx::query(
+            "UPDATE epochs SET end_seq = $1, revealed_seed = $2, sealed_seed = NULL, ended_at = $3 \
+             WHERE id = $4 AND ended_at IS NULL",
+        )
+        .bind(end_seq)
+        .bind(revealed_seed)
+        .bind(ended_at)
+        .bind(id)
+        .execute(&mut *w.tx)
+        .await?;
+        w.tx.commit().await?;
+        Ok(())
+    }
+
+    #[tracing::instrument(skip_all)]
+    pub async fn append_tick(&self, tick: &TickRecord) -> StoreResult<()> {
+        let mut w = self.begin_write().await?;
+        sqlx::query("INSERT INTO ticks (symbol, seq, epoch_id, ts, price) VALUES ($1, $2, $3, $4, $5)")
+            .bind(&tick.symbol)
+            .bind(tick.seq)
+            .bind(tick.epoch_id)
+            .bind(tick.ts)
+            .bind(tick.price.units())
+            .execute(&mut *w.tx)
+            .await?;
+        w.tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn last_tick(&self, symbol: &str) -> StoreResult<Option<TickRecord>> {
+        let rows: Vec<(String, i64, i64, i64, i64)> = sqlx::query_as(
+            "SELECT symbol, seq, epoch_id, ts, price FROM ticks WHERE symbol = $1 ORDER BY seq DESC LIMIT 1",
+        )
+        .bind(symbol)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(ticks_from_rows(rows)?.pop())
+    }
+
+    /// Epochs of `symbol` that were started and never ended (a crash or a lost leadership).
+    pub async fn open_epochs(&self, symbol: &str) -> StoreResult<Vec<EpochRecord>> {
+        let rows: Vec<EpochRow> = sqlx::query_as(&format!(
+            "SELECT {EPOCH_COLUMNS} FROM epochs WHERE symbol = $1 AND ended_at IS NULL ORDER BY id"
+        ))
+        .bind(symbol)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter().map(epoch_from_row).collect()
+    }
+
+    pub async fn epoch(&self, id: i64) -> StoreResult<Option<EpochRecord>> {
+        let row: Option<EpochRow> =
+            sqlx::query_as(&format!("SELECT {EPOCH_COLUMNS} FROM epochs WHERE id = $1"))
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?;
+        row.map(epoch_from_row).transpose()
+    }
+
+    /// Epochs of a market, newest first, older than `before` (an epoch id) when given.
+    pub async fn epochs(
+        &self,
+        symbol: &str,
+        before: Option<i64>,
+        limit: u32,
+    ) -> StoreResult<Vec<EpochRecord>> {
+        let rows: Vec<EpochRow> = sqlx::query_as(&format!(
+            "SELECT {EPOCH_COLUMNS} FROM epochs WHERE symbol = $1 AND id < $2 ORDER BY id DESC LIMIT $3"
+        ))
+        .bind(symbol)
+        .bind(before.unwrap_or(i64::MAX))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter().map(epoch_from_row).collect()
+    }
+
+    /// The ticks of one epoch in order, at most `limit`.
+    pub async fn epoch_ticks(&self, epoch_id: i64, limit: u32) -> StoreResult<Vec<TickRecord>> {
+        let rows = sqlx::query_as(
+            "SELECT symbol, seq, epoch_id, ts, price FROM ticks WHERE epoch_id = $1 ORDER BY seq LIMIT $2",
+        )
+        .bind(epoch_id)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        ticks_from_rows(rows)
+    }
+
+    /// The last seq written in an epoch, if any tick was.
+    pub async fn epoch_last_seq(&self, epoch_id: i64) -> StoreResult<Option<i64>> {
+        let (seq,): (Option<i64>,) = sqlx::query_as("SELECT MAX(seq) FROM ticks WHERE epoch_id = $1")
+            .bind(epoch_id)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(seq)
+    }
+
+    /// Ticks in `[from, to)` (ms) with `seq > after_seq`, oldest first, at most `limit`. Without
+    /// a lower bound, the newest `limit` ticks before `to`.
+    pub async fn ticks(
+        &self,
+        symbol: &str,
+        from: Option<i64>,
+        to: Option<i64>,
+        after_seq: Option<i64>,
+        limit: u32,
+    ) -> StoreResult<Vec<TickRecord>> {
+        let newest_first = from.is_none() && after_seq.is_none();
+        let order = if newest_first { "DESC" } else { "ASC" };
+        let rows = sqlx::query_as(&format!(
+            "SELECT symbol, seq, epoch_id, ts, price FROM ticks \
+             WHERE symbol = $1 AND ts >= $2 AND ts < $3 AND seq > $4 ORDER BY seq {order} LIMIT $5"
+        ))
+        .bind(symbol)
+        .bind(from.unwrap_or(i64::MIN))
+        .bind(to.unwrap_or(i64::MAX))
+        .bind(after_seq.unwrap_or(0))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        let mut ticks = ticks_from_rows(rows)?;
+        if newest_first {
+            ticks.reverse();
+        }
+        Ok(ticks)
+    }
+
+    /// OHLC buckets of `interval_ms` over `[from, to)`, oldest first. The window is bounded by
+    /// the caller (at most `limit` buckets), so the scan is too.
+    pub async fn candles(
+        &self,
+        symbol: &str,
+        interval_ms: i64,
+        from: i64,
+        to: i64,
+    ) -> StoreResult<Vec<Candle>> {
+        let rows: Vec<(i64, i64, i64, i64, i64, i64)> = sqlx::query_as(
+            "SELECT b.bucket * $2, o.price, b.high, b.low, c.price, b.n FROM ( \
+                 SELECT ts / $2 AS bucket, MIN(seq) AS first_seq, MAX(seq) AS last_seq, \
+                        MAX(price) AS high, MIN(price) AS low, COUNT(*) AS n \
+                 FROM ticks WHERE symbol = $1 AND ts >= $3 AND ts < $4 GROUP BY ts / $2 \
+             ) b \
+             JOIN ticks o ON o.symbol = $1 AND o.seq = b.first_seq \
+             JOIN ticks c ON c.symbol = $1 AND c.seq = b.last_seq \
+             ORDER BY b.bucket",
+        )
+        .bind(symbol)
+        .bind(interval_ms)
+        .bind(from)
+        .bind(to)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|(ts, open, high, low, close, ticks)| {
+                Ok(Candle {
+                    ts,
+                    open: price(open)?,
+                    high: price(high)?,
+                    low: price(low)?,
+                    close: price(close)?,
+                    ticks,
+                })
+            })
+            .collect()
+    }
+
+    /// Deletes ticks older than `before` (ms). Epochs and their seeds stay: a revealed epoch's
+    /// prices can always be recomputed.
+    #[tracing::instrument(skip_all)]
+    pub async fn prune_ticks(&self, symbol: &str, before: i64) -> StoreResult<u64> {
+        let mut w = self.begin_write().await?;
+        let done = sqlx::query("DELETE FROM ticks WHERE symbol = $1 AND ts < $2")
+            .bind(symbol)
+            .bind(before)
+            .execute(&mut *w.tx)
+            .await?;
+        w.tx.commit().await?;
+        Ok(done.rows_affected())
+    }
+}
