@@ -102,10 +102,10 @@ impl Producer<'_> {
             tokio::time::interval(Duration::from_millis(u64::from(self.market.tick_interval_ms)));
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            let (epoch_id, mut prices, seed) = self.start_epoch(cursor).await?;
+            let (epoch_id, prices, seed) = self.start_epoch(cursor).await?;
             let epoch_start = cursor.next_seq;
             let mut cancelled = false;
-            while let Some(price) = prices.next() {
+            for price in prices {
                 tokio::select! {
                     _ = interval.tick() => {}
                     () = cancel.cancelled() => { cancelled = true; break; }
