@@ -9,7 +9,9 @@ use clap::{Parser, Subcommand};
 use fairtick_core::Role;
 use std::time::Duration;
 
-use crate::config::{Config, ServeArgs, StorageArgs, WalletArgs, load_or_create_secret};
+use secrecy::SecretString;
+
+use crate::config::{Config, ServeArgs, StorageArgs, WalletArgs};
 use crate::services::accounts::{Accounts, Registration};
 use crate::services::passwords::Passwords;
 use crate::services::tokens::Tokens;
@@ -107,10 +109,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let role: Role = role.parse().map_err(|e| anyhow::anyhow!("--role: {e}"))?;
             let store = Store::connect(&storage.database_url()?, 2).await?;
             // Creating a user signs no token, so the token key is a throwaway.
-            let tokens = Tokens::new(
-                &load_or_create_secret(&storage.data_dir, "jwt_secret")?,
-                Duration::from_secs(60),
-            );
+            let throwaway = SecretString::from(hex::encode(rand::random::<[u8; 32]>()));
+            let tokens = Tokens::new(&throwaway, Duration::from_secs(60));
             let accounts = Accounts::new(store.clone(), Passwords::new(1).await?, tokens, wallet.limits()?);
             let registration = Registration { email, password, first_name, last_name, role };
             let user =

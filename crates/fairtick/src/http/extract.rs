@@ -55,7 +55,11 @@ impl From<JsonRejection> for ApiError {
 /// line 1 column 20") into a validation error naming the field.
 fn data_error(text: &str) -> ApiError {
     let detail = text.split_once("target type: ").map_or(text, |(_, rest)| rest);
-    let detail = detail.rsplit_once(" at line ").map_or(detail, |(head, _)| head);
+    field_error(detail.rsplit_once(" at line ").map_or(detail, |(head, _)| head))
+}
+
+/// A validation error from serde's `path: message`, `missing field` or `unknown field` text.
+fn field_error(detail: &str) -> ApiError {
     let (path, message) = match detail.split_once(": ") {
         Some((path, message)) if !path.contains(' ') && path != "." => (Some(path), message),
         _ => (None, detail),
@@ -82,12 +86,9 @@ pub struct Query<T>(pub T);
 impl From<QueryRejection> for ApiError {
     fn from(rejection: QueryRejection) -> ApiError {
         let text = rejection.body_text();
-        let detail =
-            text.split_once("Failed to deserialize query string: ").map_or(text.as_str(), |(_, rest)| rest);
-        match detail.split_once(": ") {
-            Some((field, message)) if !field.contains(' ') => ApiError::invalid(field, message),
-            _ => ApiError::new(StatusCode::BAD_REQUEST, "validation_error", detail.to_owned()),
-        }
+        field_error(
+            text.split_once("Failed to deserialize query string: ").map_or(text.as_str(), |(_, rest)| rest),
+        )
     }
 }
 

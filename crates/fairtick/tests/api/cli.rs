@@ -7,10 +7,11 @@ use reqwest::StatusCode;
 
 use crate::helpers::{TestApp, body};
 
-fn fairtick(database_url: &str, args: &[&str], stdin: &str) -> std::process::Output {
+fn fairtick(app: &TestApp, args: &[&str], stdin: &str) -> std::process::Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_fairtick"))
         .args(args)
-        .env("DATABASE_URL", database_url)
+        .env("DATABASE_URL", &app.database_url)
+        .env("FAIRTICK_DATA_DIR", app.data_dir.path())
         .env("RUST_LOG", "error")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -25,7 +26,7 @@ fn fairtick(database_url: &str, args: &[&str], stdin: &str) -> std::process::Out
 async fn user_create_makes_a_superadmin_who_can_log_in() {
     let app = TestApp::spawn().await;
     let output = fairtick(
-        &app.database_url,
+        &app,
         &["user", "create", "--email", "Root@Example.com", "--role", "superadmin", "--password-stdin"],
         "a long admin password\n",
     );
@@ -39,18 +40,15 @@ async fn user_create_makes_a_superadmin_who_can_log_in() {
     assert_eq!(user["balance"], "10000.00");
 
     let again = fairtick(
-        &app.database_url,
+        &app,
         &["user", "create", "--email", "root@example.com", "--role", "admin", "--password-stdin"],
         "another password\n",
     );
     assert!(!again.status.success());
     assert!(String::from_utf8_lossy(&again.stderr).contains("already registered"));
 
-    let short = fairtick(
-        &app.database_url,
-        &["user", "create", "--email", "x@example.com", "--password-stdin"],
-        "short\n",
-    );
+    let short =
+        fairtick(&app, &["user", "create", "--email", "x@example.com", "--password-stdin"], "short\n");
     assert!(!short.status.success());
     assert!(String::from_utf8_lossy(&short.stderr).contains("password"));
 }
@@ -61,7 +59,7 @@ async fn audit_passes_a_clean_database_and_fails_a_tampered_one() {
     let app = TestApp::spawn().await;
     app.signed_up("audit@example.com").await;
 
-    let clean = fairtick(&app.database_url, &["audit"], "");
+    let clean = fairtick(&app, &["audit"], "");
     assert!(clean.status.success(), "{}", String::from_utf8_lossy(&clean.stdout));
     assert!(String::from_utf8_lossy(&clean.stdout).contains("OK"));
 
@@ -71,7 +69,7 @@ async fn audit_passes_a_clean_database_and_fails_a_tampered_one() {
         .execute(&mut conn)
         .await
         .unwrap();
-    let dirty = fairtick(&app.database_url, &["audit"], "");
+    let dirty = fairtick(&app, &["audit"], "");
     assert!(!dirty.status.success());
     assert!(String::from_utf8_lossy(&dirty.stdout).contains("violation"));
 }

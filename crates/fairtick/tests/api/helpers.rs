@@ -1,5 +1,6 @@
 //! `TestApp`: a real fairtick server on port 0 with a fresh database, and one helper per endpoint.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -20,14 +21,17 @@ pub const PASSWORD: &str = "correct horse battery";
 /// The test markets tick fast and change epoch often, so that tests see many of both.
 pub const TICK_INTERVAL_MS: u32 = 20;
 pub const EPOCH_MS: u64 = 400;
+/// The data key of every test server (hex), so a test can open sealed seeds.
+pub const DATA_KEY_HEX: &str = "abababababababababababababababababababababababababababababababab";
 
 pub struct TestApp {
     pub base: String,
     pub client: reqwest::Client,
     pub store: Store,
     pub database_url: String,
-    _data_dir: tempfile::TempDir,
+    pub data_dir: Arc<tempfile::TempDir>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
 }
 
 impl Drop for TestApp {
@@ -78,7 +82,7 @@ pub fn test_config(database_url: String) -> Config {
             retention: Duration::from_secs(3600),
             takeover_poll: Duration::from_millis(200),
         },
-        data_key: DataKey::from_hex(&SecretString::from("ab".repeat(32))).expect("a data key"),
+        data_key: DataKey::from_hex(&SecretString::from(DATA_KEY_HEX)).expect("a data key"),
     }
 }
 
@@ -88,8 +92,31 @@ impl TestApp {
     }
 
     pub async fn spawn_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
-        let data_dir = tempfile::tempdir().expect("a temporary directory");
+        let data_dir = Arc::new(tempfile::tempdir().expect("a temporary directory"));
         let database_url = fresh_database_url(data_dir.path()).await;
+        TestApp::spawn_on(database_url, data_dir, adjust).await
+    }
+
+    /// Another server on the same database (a restart, or a second node).
+    pub async fn spawn_sibling(&self, adjust: impl FnOnce(&mut Config)) -> TestApp {
+        TestApp::spawn_on(self.database_url.clone(), self.data_dir.clone(), adjust).await
+    }
+
+    /// Shuts the server down gracefully and waits until it has finished.
+    pub async fn stop(&mut self) {
+        if let Some(stop) = self.shutdown.take() {
+            let _ = stop.send(());
+        }
+        if let Some(server) = self.server.take() {
+            server.await.expect("the server task").expect("the server stopped cleanly");
+        }
+    }
+
+    async fn spawn_on(
+        database_url: String,
+        data_dir: Arc<tempfile::TempDir>,
+        adjust: impl FnOnce(&mut Config),
+    ) -> TestApp {
         let mut config = test_config(database_url.clone());
         adjust(&mut config);
         let app = Application::build(&config).await.expect("the application builds");
@@ -97,7 +124,7 @@ impl TestApp {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind port 0");
         let base = format!("http://{}", listener.local_addr().unwrap());
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(app.serve(listener, async move {
+        let server = tokio::spawn(app.serve(listener, async move {
             let _ = stopped.await;
         }));
         TestApp {
@@ -105,8 +132,9 @@ impl TestApp {
             client: reqwest::Client::new(),
             store,
             database_url,
-            _data_dir: data_dir,
+            data_dir,
             shutdown: Some(stop),
+            server: Some(server),
         }
     }
 
@@ -191,4 +219,26 @@ pub async fn error_of(response: Response) -> (StatusCode, String, Option<String>
     assert!(error["message"].as_str().is_some_and(|m| !m.is_empty()), "error without a message: {body}");
     let code = error["code"].as_str().unwrap_or_else(|| panic!("error without a code: {body}")).to_owned();
     (status, code, error["field"].as_str().map(str::to_owned))
+}
+
+/// Polls `probe` every 20 ms until it returns `Some`, for at most `within`.
+pub async fn eventually<T, F: std::future::Future<Output = Option<T>>>(
+    within: Duration,
+    mut probe: impl FnMut() -> F,
+) -> T {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if let Some(value) = probe().await {
+            return value;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "condition not met within {within:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A direct connection to a test database, for looking where the API does not (or cannot,
+/// because its server is stopped).
+pub async fn raw_connection(database_url: &str) -> sqlx::AnyConnection {
+    sqlx::any::install_default_drivers();
+    <sqlx::AnyConnection as Connection>::connect(database_url).await.expect("the test database")
 }

@@ -7,5 +7,6 @@ mod auth;
 mod cli;
 mod health;
 mod helpers;
+mod market;
 mod openapi;
 mod wallet;
