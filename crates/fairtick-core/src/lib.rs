@@ -10,6 +10,9 @@
 //! - [`account`]: who a user is: [`Email`], [`Role`], [`UserStatus`], password rules.
 //! - [`ledger`]: double-entry transactions whose postings always sum to zero.
 //! - [`wallet`]: the limits on virtual deposits and withdrawals.
+//! - [`trade`]: the flash-trade contract: entry, expiry, exit, result, and its transfers.
+//! - [`settings`]: the published trading terms and VIP levels.
+//! - [`stats`]: a trader's record against break-even (Wilson interval).
 //! - [`price`]: [`Price`], exact prices at scale 8.
 //! - [`fairness`]: the provably fair price engine, its independent verifier and the pricing
 //!   model (specified in `docs/fairness.md`).
@@ -20,6 +23,9 @@ pub mod fairness;
 pub mod ledger;
 pub mod money;
 pub mod price;
+pub mod settings;
+pub mod stats;
+pub mod trade;
 pub mod wallet;
 
 pub use account::{Email, Role, UserId, UserStatus};

@@ -1,0 +1,300 @@
+//! The flash-trade contract (DESIGN §2): when a trade enters, when it expires, which tick
+//! decides it, who won, and the ledger transfers each outcome makes.
+//!
+//! Everything here is a pure function of the trade's terms and the recorded ticks. There is
+//! no parameter through which anyone could choose a result.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::account::UnknownVariant;
+pub use crate::fairness::Direction;
+use crate::ledger::{AccountKind, LedgerError, Posting, TransactionKind, Transfer};
+use crate::money::Money;
+use crate::price::Price;
+
+/// Basis points in one whole: a payout rate of 8500 is 85 %.
+pub const BASIS_POINTS: i64 = 10_000;
+
+/// Where a trade is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TradeStatus {
+    Active,
+    Settled,
+    Sold,
+    Void,
+}
+
+/// How a settled trade ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TradeResult {
+    Win,
+    Lose,
+    Tie,
+}
+
+macro_rules! text_enum {
+    ($type:ty { $($variant:path => $text:literal),+ $(,)? }) => {
+        impl $type {
+            pub const fn as_str(self) -> &'static str {
+                match self { $($variant => $text),+ }
+            }
+        }
+        impl FromStr for $type {
+            type Err = UnknownVariant;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                match s { $($text => Ok($variant),)+ other => Err(UnknownVariant(other.to_owned())) }
+            }
+        }
+        impl fmt::Display for $type {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+text_enum!(TradeStatus { TradeStatus::Active => "active", TradeStatus::Settled => "settled", TradeStatus::Sold => "sold", TradeStatus::Void => "void" });
+text_enum!(TradeResult { TradeResult::Win => "win", TradeResult::Lose => "lose", TradeResult::Tie => "tie" });
+text_enum!(Direction { Direction::Up => "up", Direction::Down => "down" });
+
+/// A tick as the contract sees it: its place in the sequence, its time (ms) and its price.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Spot {
+    pub seq: i64,
+    pub ts: i64,
+    pub price: Price,
+}
+
+/// The terms fixed when a trade is accepted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Terms {
+    pub direction: Direction,
+    pub stake: Money,
+    pub duration_ms: i64,
+    pub payout_rate_bp: u32,
+    /// When the server accepted the trade (ms).
+    pub accepted_at: i64,
+}
+
+/// What the recorded ticks say about a trade so far.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Progress {
+    /// No tick after acceptance yet.
+    AwaitingEntry,
+    /// Entered; no tick after expiry yet.
+    Running { entry: Spot, expires_at: i64 },
+    /// A tick after expiry exists: the trade is decided.
+    Decided { entry: Spot, expires_at: i64, exit: Spot, result: TradeResult },
+}
+
+/// Applies the rules to `ticks`, the market's ticks after acceptance in `seq` order (more
+/// may follow; fewer only means "not yet"):
+/// - entry: the first tick strictly after acceptance;
+/// - expiry: the entry tick's time plus the duration;
+/// - exit: the last tick at or before expiry; decided once a tick after expiry exists;
+/// - `up` wins if exit > entry, `down` if exit < entry, equal is a tie.
+pub fn progress(terms: &Terms, ticks: &[Spot]) -> Progress {
+    let Some(entry_at) = ticks.iter().position(|t| t.ts > terms.accepted_at) else {
+        return Progress::AwaitingEntry;
+    };
+    let entry = ticks[entry_at];
+    let expires_at = entry.ts + terms.duration_ms;
+    let after_entry = &ticks[entry_at..];
+    let Some(deciding) = after_entry.iter().position(|t| t.ts > expires_at) else {
+        return Progress::Running { entry, expires_at };
+    };
+    // The entry tick itself is at or before expiry, so the exit always exists.
+    let exit = after_entry[deciding - 1];
+    Progress::Decided { entry, expires_at, exit, result: decide(terms.direction, entry.price, exit.price) }
+}
+
+pub fn decide(direction: Direction, entry: Price, exit: Price) -> TradeResult {
+    match (direction, exit.cmp(&entry)) {
+        (_, std::cmp::Ordering::Equal) => TradeResult::Tie,
+        (Direction::Up, std::cmp::Ordering::Greater) | (Direction::Down, std::cmp::Ordering::Less) => {
+            TradeResult::Win
+        }
+        _ => TradeResult::Lose,
+    }
+}
+
+/// What a win pays back, stake included: `⌊stake · (1 + rate)⌋` to the cent.
+pub fn win_payout(stake: Money, payout_rate_bp: u32) -> Money {
+    let cents = i128::from(stake.cents()) * i128::from(BASIS_POINTS + i64::from(payout_rate_bp))
+        / i128::from(BASIS_POINTS);
+    Money::from_cents(i64::try_from(cents).expect("stakes are bounded far below i64"))
+}
+
+/// What a settled trade pays back to the user's cash: the payout on a win, the stake on a
+/// tie, nothing on a loss.
+pub fn returned(result: TradeResult, stake: Money, payout_rate_bp: u32) -> Money {
+    match result {
+        TradeResult::Win => win_payout(stake, payout_rate_bp),
+        TradeResult::Tie => stake,
+        TradeResult::Lose => Money::ZERO,
+    }
+}
+
+/// Moves the stake from cash to in play when a trade opens.
+pub fn stake_transfer(stake: Money) -> Result<Transfer, LedgerError> {
+    Transfer::between(TransactionKind::Stake, AccountKind::Cash, AccountKind::InPlay, stake)
+}
+
+/// Releases the stake from in play: `to_user` goes to the user's cash, the house takes or pays
+/// the difference. Used for wins, losses, ties, voids and sales alike.
+pub fn release_transfer(
+    kind: TransactionKind,
+    stake: Money,
+    to_user: Money,
+) -> Result<Transfer, LedgerError> {
+    let house = stake.checked_sub(to_user).ok_or(LedgerError::Overflow)?;
+    let mut postings = vec![Posting {
+        account: AccountKind::InPlay,
+        amount: stake.checked_neg().ok_or(LedgerError::Overflow)?,
+    }];
+    if to_user != Money::ZERO {
+        postings.push(Posting { account: AccountKind::Cash, amount: to_user });
+    }
+    if house != Money::ZERO {
+        postings.push(Posting { account: AccountKind::House, amount: house });
+    }
+    Transfer::new(kind, postings)
+}
+
+/// The transfer that settles a decided trade.
+pub fn settlement_transfer(
+    result: TradeResult,
+    stake: Money,
+    payout_rate_bp: u32,
+) -> Result<Transfer, LedgerError> {
+    let kind = match result {
+        TradeResult::Win => TransactionKind::Payout,
+        TradeResult::Tie => TransactionKind::Refund,
+        TradeResult::Lose => TransactionKind::Loss,
+    };
+    release_transfer(kind, stake, returned(result, stake, payout_rate_bp))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ledger::Balances;
+    use proptest::prelude::*;
+
+    fn spot(seq: i64, ts: i64, units: i64) -> Spot {
+        Spot { seq, ts, price: Price::from_units(units).unwrap() }
+    }
+
+    fn terms(direction: Direction) -> Terms {
+        Terms {
+            direction,
+            stake: Money::from_units(100),
+            duration_ms: 1_000,
+            payout_rate_bp: 8_500,
+            accepted_at: 1_000,
+        }
+    }
+
+    #[test]
+    fn the_rule_table() {
+        // Entry at ts 1_100 (price 100); expiry 2_100; the tick at exactly 2_100 is the exit.
+        for (direction, exit, expected) in [
+            (Direction::Up, 101, TradeResult::Win),
+            (Direction::Up, 99, TradeResult::Lose),
+            (Direction::Up, 100, TradeResult::Tie),
+            (Direction::Down, 99, TradeResult::Win),
+            (Direction::Down, 101, TradeResult::Lose),
+            (Direction::Down, 100, TradeResult::Tie),
+        ] {
+            let ticks = [
+                spot(1, 1_000, 50),
+                spot(2, 1_100, 100),
+                spot(3, 1_600, 7),
+                spot(4, 2_100, exit),
+                spot(5, 2_101, 1),
+            ];
+            // The tick at ts 1_000 is not after acceptance (1_000), so it is not the entry.
+            let Progress::Decided { entry, expires_at, exit: got, result } =
+                progress(&terms(direction), &ticks[1..])
+            else {
+                panic!("decided");
+            };
+            assert_eq!((entry.seq, expires_at, got.seq), (2, 2_100, 4));
+            assert_eq!(result, expected, "{direction:?} exit {exit}");
+            assert_eq!(progress(&terms(direction), &ticks), progress(&terms(direction), &ticks[1..]));
+        }
+    }
+
+    #[test]
+    fn a_trade_is_undecided_until_a_tick_after_expiry_exists() {
+        let t = terms(Direction::Up);
+        assert_eq!(progress(&t, &[]), Progress::AwaitingEntry);
+        assert_eq!(
+            progress(&t, &[spot(1, 1_000, 5)]),
+            Progress::AwaitingEntry,
+            "a tick at acceptance is not after it"
+        );
+        let entered = [spot(2, 1_001, 5), spot(3, 2_001, 6)];
+        assert_eq!(progress(&t, &entered), Progress::Running { entry: entered[0], expires_at: 2_001 });
+        let decided = [spot(2, 1_001, 5), spot(3, 2_001, 6), spot(4, 2_002, 1)];
+        assert!(
+            matches!(progress(&t, &decided), Progress::Decided { exit, result: TradeResult::Win, .. } if exit.seq == 3)
+        );
+        // With no tick inside the window the entry tick is also the exit: a tie.
+        let gap = [spot(2, 1_001, 5), spot(3, 9_000, 6)];
+        assert!(
+            matches!(progress(&t, &gap), Progress::Decided { exit, result: TradeResult::Tie, .. } if exit.seq == 2)
+        );
+    }
+
+    #[test]
+    fn payouts_round_down_to_the_cent() {
+        assert_eq!(win_payout(Money::from_units(10), 8_500), Money::parse("18.50").unwrap());
+        assert_eq!(win_payout(Money::parse("10.01").unwrap(), 8_500), Money::parse("18.51").unwrap());
+        assert_eq!(win_payout(Money::parse("0.01").unwrap(), 8_500), Money::parse("0.01").unwrap());
+    }
+
+    proptest! {
+        #[test]
+        fn settling_any_trade_keeps_the_ledger_balanced_and_never_overdraws(
+            stake_cents in 1i64..100_000_000,
+            rate in 0u32..20_000,
+            result in prop::sample::select(vec![TradeResult::Win, TradeResult::Lose, TradeResult::Tie]),
+            cash_cents in 0i64..1_000_000_000,
+        ) {
+            let stake = Money::from_cents(stake_cents);
+            let mut balances = Balances { cash: Money::from_cents(cash_cents), ..Balances::default() };
+            let opened = balances.apply(&stake_transfer(stake).unwrap());
+            if cash_cents < stake_cents {
+                prop_assert!(opened.is_err());
+                return Ok(());
+            }
+            let before = balances.cash;
+            balances.apply(&settlement_transfer(result, stake, rate).unwrap()).unwrap();
+            prop_assert_eq!(balances.in_play, Money::ZERO);
+            prop_assert_eq!(balances.total(), Some(Money::from_cents(cash_cents)));
+            let back = balances.cash.checked_sub(before).unwrap();
+            prop_assert_eq!(back, returned(result, stake, rate));
+            prop_assert!(back <= win_payout(stake, rate));
+        }
+
+        #[test]
+        fn the_result_depends_only_on_direction_entry_and_exit(
+            entry in 1i64..1_000_000, exit in 1i64..1_000_000,
+        ) {
+            let (e, x) = (Price::from_units(entry).unwrap(), Price::from_units(exit).unwrap());
+            let up = decide(Direction::Up, e, x);
+            let down = decide(Direction::Down, e, x);
+            if entry == exit {
+                prop_assert_eq!((up, down), (TradeResult::Tie, TradeResult::Tie));
+            } else {
+                prop_assert_ne!(up, down, "exactly one side wins");
+            }
+        }
+    }
+}
