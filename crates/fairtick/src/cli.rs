@@ -66,6 +66,20 @@ pub enum VerifyCommand {
         #[arg(long)]
         file: Option<std::path::PathBuf>,
     },
+    /// Check a trade receipt (`GET /api/flash-trade/{id}/receipt`): its signature, every tick
+    /// against the revealed seeds and commitments, the entry, exit and result by the rules, and
+    /// the payout. Exits non-zero if any check fails.
+    Trade {
+        /// The saved receipt (JSON).
+        #[arg(long)]
+        receipt: std::path::PathBuf,
+        /// The server's public key (hex) to trust; default: ask `--url`, else the receipt's own.
+        #[arg(long)]
+        public_key: Option<String>,
+        /// A server to ask for its public key (`/api/fairness/key`).
+        #[arg(long)]
+        url: Option<String>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -135,6 +149,39 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     Ok(ExitCode::FAILURE)
                 }
             }
+        }
+        Command::Verify(VerifyCommand::Trade { receipt, public_key, url }) => {
+            let text = std::fs::read_to_string(&receipt)
+                .with_context(|| format!("reading {}", receipt.display()))?;
+            let receipt: crate::services::trades::receipts::Receipt =
+                serde_json::from_str(&text).context("the file is not a fairtick receipt")?;
+            let trusted = match (public_key, url) {
+                (Some(key), _) => Some(key),
+                (None, Some(url)) => Some(verify::fetch_public_key(&url).await?),
+                (None, None) => None,
+            };
+            let steps = verify::check_receipt(&receipt, trusted.as_deref())?;
+            for step in &steps {
+                let mark = match step.outcome {
+                    verify::Outcome::Ok => "ok     ",
+                    verify::Outcome::Pending => "pending",
+                    verify::Outcome::Failed => "FAILED ",
+                };
+                println!("{mark} {}: {}", step.check, step.detail);
+            }
+            let failed = steps.iter().any(|s| s.outcome == verify::Outcome::Failed);
+            let pending = steps.iter().any(|s| s.outcome == verify::Outcome::Pending);
+            println!(
+                "VERDICT: {}",
+                if failed {
+                    "FAILED"
+                } else if pending {
+                    "PENDING"
+                } else {
+                    "OK"
+                }
+            );
+            Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
         }
         Command::Audit { storage, json } => {
             let store = Store::connect(&storage.database_url()?, 2).await?;

@@ -14,6 +14,8 @@ use secrecy::{ExposeSecret, SecretString};
 use crate::services::market::catalog::{self, MarketDefinition};
 use crate::services::market::feed::FeedSettings;
 use crate::services::sealing::DataKey;
+use crate::services::trades::receipts::ReceiptSigner;
+use fairtick_core::settings::TradingSettings;
 
 /// Where the data lives; shared by every subcommand that opens the database.
 #[derive(Args, Clone, Debug)]
@@ -168,6 +170,9 @@ pub struct Config {
     pub feed: FeedSettings,
     /// Seals unrevealed seeds: `FAIRTICK_DATA_KEY` (64 hex characters) or a generated file.
     pub data_key: DataKey,
+    /// Signs trade receipts: `FAIRTICK_SIGNING_KEY` (64 hex characters) or a generated file.
+    pub signing_key: ReceiptSigner,
+    pub trading: TradingSettings,
 }
 
 impl Config {
@@ -196,8 +201,20 @@ impl Config {
             markets: args.market.markets()?,
             feed: args.market.feed_settings()?,
             data_key: data_key(&args.storage.data_dir)?,
+            signing_key: signing_key(&args.storage.data_dir)?,
+            trading: TradingSettings::default(),
         })
     }
+}
+
+/// The receipt-signing key from `FAIRTICK_SIGNING_KEY`, or from a file in the data directory
+/// generated on first start. Several nodes must share one key.
+pub fn signing_key(data_dir: &Path) -> anyhow::Result<ReceiptSigner> {
+    let hex = match std::env::var("FAIRTICK_SIGNING_KEY") {
+        Ok(key) if !key.is_empty() => SecretString::from(key),
+        _ => load_or_create_secret(data_dir, "signing_key")?,
+    };
+    ReceiptSigner::from_hex(&hex).context("FAIRTICK_SIGNING_KEY")
 }
 
 /// The data key from `FAIRTICK_DATA_KEY`, or from a file in the data directory generated on

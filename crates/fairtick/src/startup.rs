@@ -18,6 +18,7 @@ use crate::services::market::feed::FeedSettings;
 use crate::services::passwords::Passwords;
 use crate::services::sealing::DataKey;
 use crate::services::tokens::Tokens;
+use crate::services::trades::Trades;
 use crate::services::wallet::Wallet;
 use crate::store::Store;
 
@@ -32,11 +33,15 @@ impl Application {
     pub async fn build(config: &Config) -> anyhow::Result<Application> {
         let store = Store::connect(&config.database_url, config.db_max_connections).await?;
         let services = Services::new(store.clone(), config).await?;
+        let markets = Markets::new(store.clone(), config.markets.clone());
+        let trades =
+            Trades::new(store.clone(), markets.clone(), config.signing_key.clone(), config.trading.clone());
         let state = AppState {
-            store: store.clone(),
+            store,
             accounts: services.accounts,
             wallet: services.wallet,
-            markets: Markets::new(store, config.markets.clone()),
+            markets,
+            trades,
             auth_limits: AuthRateLimits::new(
                 config.auth_per_ip_per_minute,
                 config.login_per_account_per_minute,
@@ -65,13 +70,15 @@ impl Application {
             }
         });
         let background = CancellationToken::new();
-        let feeds = self.state.markets.spawn_feeds(self.data_key, self.feed, background.clone());
+        let mut background_tasks =
+            self.state.markets.spawn_feeds(self.data_key, self.feed, background.clone());
+        background_tasks.push(tokio::spawn(self.state.trades.settlement().run(background.clone())));
         let store = self.state.store.clone();
         let app = http::router(self.state).into_make_service_with_connect_info::<SocketAddr>();
         let served = axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
         background.cancel();
-        for feed in feeds {
-            let _ = feed.await;
+        for task in background_tasks {
+            let _ = task.await;
         }
         sweeper.abort();
         store.close().await;

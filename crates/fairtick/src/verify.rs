@@ -1,12 +1,17 @@
 //! Checking what a fairtick server published, as an outsider would: an epoch's ticks are
 //! recomputed from its revealed seed with the core's independent verifier and compared with
-//! the server's, and the seed with the commitment published before the epoch began.
+//! the server's, and the seed with the commitment published before the epoch began; a trade
+//! receipt's signature, ticks, entry, exit, result and payout are re-derived the same way.
 
 use anyhow::{Context, bail, ensure};
+use fairtick_core::Money;
+use fairtick_core::fairness::verifier::recompute_ticks;
 use fairtick_core::fairness::{Commitment, MarketParams, Seed, VerifyError, verify_epoch};
 use fairtick_core::price::Price;
+use fairtick_core::trade::{Progress, Spot, Terms, progress, returned};
 
 use crate::http::market::EpochDetail;
+use crate::services::trades::receipts::{Receipt, ReceiptTick};
 
 /// The verdict on one epoch.
 #[derive(Debug, PartialEq, Eq)]
@@ -36,6 +41,13 @@ pub async fn fetch_epoch(
         (None, None) => bail!("give --url or --file"),
     };
     serde_json::from_str(&text).context("the epoch document is not in the expected shape")
+}
+
+/// The receipt-signing key a server publishes at `/api/fairness/key`.
+pub async fn fetch_public_key(url: &str) -> anyhow::Result<String> {
+    let endpoint = format!("{}/api/fairness/key", url.trim_end_matches('/'));
+    let body: serde_json::Value = reqwest::get(&endpoint).await?.error_for_status()?.json().await?;
+    body["publicKey"].as_str().map(str::to_owned).with_context(|| format!("{endpoint} names no publicKey"))
 }
 
 /// Checks an epoch document; errors are for documents that cannot be checked at all.
@@ -92,4 +104,171 @@ pub fn check_epoch(detail: &EpochDetail, symbol: &str, epoch_id: i64) -> anyhow:
             epoch.start_tick + index as i64
         )),
     })
+}
+
+/// Checks a trade receipt: the signature (against `trusted_key` when given, else the key the
+/// receipt names), each tick against its epoch's revealed seed and commitment, the entry, exit
+/// and result by the rules, and the payout.
+pub fn check_receipt(receipt: &Receipt, trusted_key: Option<&str>) -> anyhow::Result<Vec<Step>> {
+    let mut steps = Vec::new();
+    let key = trusted_key.unwrap_or(&receipt.public_key);
+    if trusted_key.is_some_and(|k| !k.eq_ignore_ascii_case(&receipt.public_key)) {
+        steps.push(Step::fail("signature", "the receipt names a different key than the one trusted"));
+        return Ok(steps);
+    }
+    let body = match receipt.open(key) {
+        Ok(body) => body,
+        Err(why) => {
+            steps.push(Step::fail("signature", why));
+            return Ok(steps);
+        }
+    };
+    steps.push(Step::ok("signature", format!("signed by {key}")));
+    let trade = &body.trade;
+
+    // Every tick's price follows from its epoch's revealed seed, which matches its commitment.
+    let mut spots = Vec::with_capacity(body.ticks.len());
+    for tick in &body.ticks {
+        let price = Price::parse(&tick.price).map_err(|e| anyhow::anyhow!("tick {}: {e}", tick.seq))?;
+        spots.push(Spot { seq: tick.seq, ts: tick.ts, price });
+    }
+    if spots.windows(2).any(|w| w[1].seq != w[0].seq + 1 || w[1].ts <= w[0].ts) {
+        steps.push(Step::fail("ticks", "the ticks are not consecutive"));
+        return Ok(steps);
+    }
+    for epoch in &body.epochs {
+        let mine: Vec<&ReceiptTick> = body.ticks.iter().filter(|t| t.epoch_id == epoch.id).collect();
+        let Some(seed) = &epoch.seed else {
+            steps.push(Step::pending(
+                "ticks",
+                format!("epoch {} has not ended: its seed is not revealed yet", epoch.id),
+            ));
+            return Ok(steps);
+        };
+        let seed = Seed::from_hex(seed).map_err(|e| anyhow::anyhow!("seed of epoch {}: {e}", epoch.id))?;
+        if seed.commitment().to_string() != epoch.commitment.to_lowercase() {
+            steps.push(Step::fail(
+                "commitment",
+                format!("epoch {}'s seed does not match its commitment", epoch.id),
+            ));
+            return Ok(steps);
+        }
+        let params = MarketParams::new(
+            &trade.symbol,
+            u32::try_from(epoch.volatility_bp).context("volatilityBp")?,
+            u32::try_from(epoch.tick_interval_ms).context("tickIntervalMs")?,
+        )
+        .map_err(|e| anyhow::anyhow!("epoch {}: {e}", epoch.id))?;
+        let start = Price::parse(&epoch.start_price).map_err(|e| anyhow::anyhow!("startPrice: {e}"))?;
+        let Some(last) = mine.last() else { continue };
+        let count = usize::try_from(last.seq - epoch.start_tick + 1).context("tick before its epoch")?;
+        let recomputed = recompute_ticks(&params, &seed, epoch.id, start, count);
+        for tick in &mine {
+            let index = usize::try_from(tick.seq - epoch.start_tick).context("tick before its epoch")?;
+            let expected = recomputed[index].to_string();
+            if expected != tick.price {
+                steps.push(Step::fail(
+                    "ticks",
+                    format!("seq {}: the seed gives {expected}, the receipt says {}", tick.seq, tick.price),
+                ));
+                return Ok(steps);
+            }
+        }
+    }
+    steps.push(Step::ok(
+        "ticks",
+        format!("{} ticks recomputed from {} revealed seed(s)", spots.len(), body.epochs.len()),
+    ));
+
+    if trade.status != "settled" {
+        let status = &trade.status;
+        let detail = trade.void_reason.as_deref().map_or(String::new(), |r| format!(": {r}"));
+        steps.push(Step::pending(
+            "result",
+            format!("the trade is {status}{detail}; only settled trades have a result to re-derive"),
+        ));
+        return Ok(steps);
+    }
+    let terms = Terms {
+        direction: trade.direction.parse().map_err(|_| anyhow::anyhow!("direction {:?}", trade.direction))?,
+        stake: Money::parse(&trade.stake).map_err(|e| anyhow::anyhow!("stake: {e}"))?,
+        duration_ms: trade.duration_ms,
+        payout_rate_bp: parse_rate(&trade.payout_rate)?,
+        accepted_at: trade.accepted_at,
+    };
+    let after = spots.partition_point(|s| s.ts <= terms.accepted_at);
+    if after == 0 {
+        steps.push(Step::fail("entry", "the receipt lacks the tick at or before acceptance"));
+        return Ok(steps);
+    }
+    let Progress::Decided { entry, exit, result, .. } = progress(&terms, &spots[after..]) else {
+        steps.push(Step::fail("result", "the ticks given do not decide the trade"));
+        return Ok(steps);
+    };
+    if Some(entry.seq) != trade.entry_seq || Some(exit.seq) != trade.exit_seq {
+        steps.push(Step::fail(
+            "entry",
+            format!(
+                "the rules give entry seq {} and exit seq {}, the receipt says {:?} and {:?}",
+                entry.seq, exit.seq, trade.entry_seq, trade.exit_seq
+            ),
+        ));
+        return Ok(steps);
+    }
+    steps.push(Step::ok(
+        "entry",
+        format!("entry seq {} at {}, exit seq {} at {}", entry.seq, entry.price, exit.seq, exit.price),
+    ));
+    if Some(result.as_str()) != trade.result.as_deref() {
+        steps.push(Step::fail(
+            "result",
+            format!("the rules give {result}, the receipt says {:?}", trade.result),
+        ));
+        return Ok(steps);
+    }
+    let payout = returned(result, terms.stake, terms.payout_rate_bp).to_string();
+    if Some(&payout) != trade.payout.as_ref() {
+        steps.push(Step::fail(
+            "payout",
+            format!("the rules pay {payout}, the receipt says {:?}", trade.payout),
+        ));
+        return Ok(steps);
+    }
+    steps.push(Step::ok("result", format!("{} {}: {result}, paid {payout}", trade.direction, trade.symbol)));
+    Ok(steps)
+}
+
+/// `"0.8500"` → 8500 basis points.
+fn parse_rate(text: &str) -> anyhow::Result<u32> {
+    let (whole, fraction) = text.split_once('.').unwrap_or((text, ""));
+    ensure!(fraction.len() <= 4 && !whole.is_empty(), "payout rate {text:?}");
+    let padded = format!("{fraction:0<4}");
+    Ok(whole.parse::<u32>()? * 10_000 + padded.parse::<u32>()?)
+}
+
+/// One line of a receipt's verdict.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Step {
+    pub check: &'static str,
+    pub outcome: Outcome,
+    pub detail: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Ok,
+    Pending,
+    Failed,
+}
+
+impl Step {
+    fn ok(check: &'static str, detail: impl Into<String>) -> Step {
+        Step { check, outcome: Outcome::Ok, detail: detail.into() }
+    }
+    fn pending(check: &'static str, detail: impl Into<String>) -> Step {
+        Step { check, outcome: Outcome::Pending, detail: detail.into() }
+    }
+    fn fail(check: &'static str, detail: impl Into<String>) -> Step {
+        Step { check, outcome: Outcome::Failed, detail: detail.into() }
+    }
 }

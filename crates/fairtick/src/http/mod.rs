@@ -8,6 +8,7 @@ pub mod extract;
 pub mod health;
 pub mod market;
 pub mod rate_limit;
+pub mod trades;
 pub mod wallet;
 
 use std::time::Duration;
@@ -25,6 +26,7 @@ use utoipa_axum::routes;
 
 use crate::services::accounts::Accounts;
 use crate::services::market::Markets;
+use crate::services::trades::Trades;
 use crate::services::wallet::Wallet;
 use crate::store::Store;
 use error::ApiError;
@@ -40,6 +42,7 @@ pub struct AppState {
     pub accounts: Accounts,
     pub wallet: Wallet,
     pub markets: Markets,
+    pub trades: Trades,
     pub auth_limits: AuthRateLimits,
 }
 
@@ -90,6 +93,15 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(market::candles))
         .routes(routes!(market::epochs))
         .routes(routes!(market::epoch))
+        .routes(routes!(trades::quote))
+        .routes(routes!(trades::create))
+        .routes(routes!(trades::close))
+        .routes(routes!(trades::active))
+        .routes(routes!(trades::history))
+        .routes(routes!(trades::stats))
+        .routes(routes!(trades::one))
+        .routes(routes!(trades::receipt))
+        .routes(routes!(trades::key))
 }
 
 /// The OpenAPI document of the whole API.

@@ -8,6 +8,7 @@ pub mod market;
 pub mod passwords;
 pub mod sealing;
 pub mod tokens;
+pub mod trades;
 pub mod wallet;
 
 use std::time::Duration;

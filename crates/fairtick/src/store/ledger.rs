@@ -76,7 +76,7 @@ pub(crate) struct Posted {
 /// A statement row as selected: id, kind, amount, balance after, reference, time.
 type StatementTuple = (i64, String, i64, Option<i64>, Option<String>, i64);
 
-enum Remembered<T> {
+pub(crate) enum Remembered<T> {
     Answer(T),
     OtherRequest,
 }
@@ -289,7 +289,7 @@ impl Store {
             .collect()
     }
 
-    async fn remembered<T: DeserializeOwned>(
+    pub(crate) async fn remembered<T: DeserializeOwned>(
         &self,
         conn: &mut AnyConnection,
         user: UserId,
@@ -311,7 +311,7 @@ impl Store {
         Ok(Some(Remembered::Answer(answer)))
     }
 
-    async fn remember<T: Serialize>(
+    pub(crate) async fn remember<T: Serialize>(
         &self,
         conn: &mut AnyConnection,
         user: UserId,

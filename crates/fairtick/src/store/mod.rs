@@ -11,6 +11,7 @@ mod ledger;
 mod market;
 pub mod postgres;
 pub mod sqlite;
+mod trades;
 mod users;
 
 use std::sync::Arc;
@@ -24,6 +25,7 @@ pub use audit::AuditReport;
 pub use ledger::{IdempotencyKey, StatementQuery, StatementRow, WalletOutcome, WalletReceipt};
 pub use market::{Candle, EpochRecord, NewEpoch, TickRecord};
 pub use postgres::Leadership;
+pub use trades::{Ending, Finish, NewTrade, OpenOutcome, TradeCounts, TradeQuery, TradeRecord, TradeSpot};
 pub use users::{NewUser, SessionState, UserRecord};
 
 /// Which database the store talks to; chosen from the URL scheme.

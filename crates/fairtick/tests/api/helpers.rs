@@ -8,8 +8,10 @@ use fairtick::config::Config;
 use fairtick::services::market::catalog;
 use fairtick::services::market::feed::FeedSettings;
 use fairtick::services::sealing::DataKey;
+use fairtick::services::trades::receipts::ReceiptSigner;
 use fairtick::startup::Application;
 use fairtick::store::Store;
+use fairtick_core::settings::TradingSettings;
 use fairtick_core::wallet::WalletLimits;
 use reqwest::{Response, StatusCode};
 use secrecy::SecretString;
@@ -83,6 +85,8 @@ pub fn test_config(database_url: String) -> Config {
             takeover_poll: Duration::from_millis(200),
         },
         data_key: DataKey::from_hex(&SecretString::from(DATA_KEY_HEX)).expect("a data key"),
+        signing_key: ReceiptSigner::from_hex(&SecretString::from("cd".repeat(32))).expect("a signing key"),
+        trading: TradingSettings { durations_secs: vec![1, 2, 5], ..TradingSettings::default() },
     }
 }
 

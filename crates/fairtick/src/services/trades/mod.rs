@@ -1,0 +1,467 @@
+//! Flash trades: the honest quote, opening a trade, selling it back, reading trades and the
+//! trader's record. Results are never decided here: only [`settlement`] ends a trade at expiry,
+//! from recorded ticks.
+
+pub mod receipts;
+pub mod settlement;
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Duration, Utc};
+use fairtick_core::fairness::{MarketParams, Probability, model};
+use fairtick_core::ledger::TransactionKind;
+use fairtick_core::settings::TradingSettings;
+use fairtick_core::stats::{Interval, wilson_interval};
+use fairtick_core::trade::{self, Direction, TradeStatus};
+use fairtick_core::{Money, UserId};
+use sha2::{Digest, Sha256};
+use tokio::sync::{Notify, broadcast};
+
+use super::market::Markets;
+use super::market::catalog::MarketSource;
+use super::{Error, Result};
+use crate::store::{Ending, Finish, IdempotencyKey, NewTrade, OpenOutcome, Store, TradeQuery, TradeRecord};
+use receipts::ReceiptSigner;
+
+/// How long a quote's terms are shown as valid.
+pub const QUOTE_VALIDITY_MS: i64 = 5_000;
+pub const MAX_PAGE: u32 = 200;
+pub const DEFAULT_PAGE: u32 = 50;
+/// Trade events buffered per listener before it counts as lagging.
+const EVENTS_CAPACITY: usize = 4_096;
+
+/// A request to open a trade, as received.
+#[derive(Clone, Debug)]
+pub struct OpenRequest {
+    pub symbol: String,
+    pub direction: Direction,
+    pub stake: Money,
+    pub duration_secs: u32,
+    /// The payout rate (bp) the client was shown; a different current rate is a conflict.
+    pub expected_payout_rate_bp: Option<u32>,
+}
+
+/// What a user is shown before trading.
+#[derive(Clone, Debug)]
+pub struct QuoteView {
+    pub payout_rate_bp: u32,
+    pub payout: Money,
+    pub profit_if_win: Money,
+    pub break_even_win_rate: Probability,
+    /// `None` for replay markets, which have no published model.
+    pub model: Option<model::Quote>,
+    pub quote_id: String,
+    pub valid_until: DateTime<Utc>,
+}
+
+/// A trade with its live sell-back bid when it has one.
+#[derive(Clone, Debug)]
+pub struct TradeView {
+    pub trade: TradeRecord,
+    pub bid: Option<Money>,
+}
+
+/// A trader's record.
+#[derive(Clone, Debug)]
+pub struct TraderStats {
+    pub counts: crate::store::TradeCounts,
+    /// Wins over decided (won or lost) trades.
+    pub win_rate: Option<Probability>,
+    /// 1 / (1 + average payout rate of the decided trades).
+    pub break_even_win_rate: Option<Probability>,
+    pub win_rate_interval: Option<Interval>,
+    /// Whether the 95 % interval of the win rate excludes break-even.
+    pub distinguishable_from_break_even: bool,
+}
+
+#[derive(Clone)]
+pub struct Trades {
+    store: Store,
+    markets: Markets,
+    signer: ReceiptSigner,
+    settings: Arc<TradingSettings>,
+    /// Wakes settlement when a trade is opened on this node.
+    wake: Arc<Notify>,
+    events: broadcast::Sender<TradeRecord>,
+}
+
+fn page_limit(limit: Option<u32>) -> Result<u32> {
+    let limit = limit.unwrap_or(DEFAULT_PAGE);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(Error::invalid("limit", format!("must be between 1 and {MAX_PAGE}")));
+    }
+    Ok(limit)
+}
+
+fn parse_cursor(cursor: Option<&str>) -> Result<Option<i64>> {
+    match cursor {
+        None | Some("") => Ok(None),
+        Some(text) => text
+            .parse::<i64>()
+            .ok()
+            .filter(|c| *c > 0)
+            .map(Some)
+            .ok_or_else(|| Error::invalid("cursor", "is not a cursor from a previous page")),
+    }
+}
+
+impl Trades {
+    pub fn new(store: Store, markets: Markets, signer: ReceiptSigner, settings: TradingSettings) -> Trades {
+        let (events, _) = broadcast::channel(EVENTS_CAPACITY);
+        Trades { store, markets, signer, settings: Arc::new(settings), wake: Arc::new(Notify::new()), events }
+    }
+
+    pub fn public_key_hex(&self) -> String {
+        self.signer.public_key_hex()
+    }
+
+    /// A signed receipt for the user's trade: its terms, the ticks from the last one at or
+    /// before acceptance to the first one after expiry, and their epochs.
+    pub async fn receipt(&self, user: UserId, id: i64, now: DateTime<Utc>) -> Result<receipts::Receipt> {
+        let trade = self.own(user, id).await?;
+        let before = self.store.ticks(&trade.symbol, None, Some(trade.accepted_at + 1), None, 1).await?;
+        let interval = i64::from(self.markets.market(&trade.symbol)?.tick_interval_ms);
+        let span = trade.duration_ms / interval.max(1) + 2;
+        let last_needed = trade.exit.map(|e| e.seq + 1);
+        let after_seq = before.first().map_or(0, |t| t.seq - 1);
+        let wanted = match last_needed {
+            Some(last) => last - after_seq,
+            None => span * 2,
+        };
+        let mut ticks = self
+            .store
+            .ticks(
+                &trade.symbol,
+                None,
+                None,
+                Some(after_seq),
+                u32::try_from(wanted.clamp(1, 200_000)).unwrap_or(1),
+            )
+            .await?;
+        if let Some(last) = last_needed {
+            ticks.retain(|t| t.seq <= last);
+        }
+        let mut epochs = Vec::new();
+        for epoch_id in ticks.iter().map(|t| t.epoch_id) {
+            if !epochs.iter().any(|e: &crate::store::EpochRecord| e.id == epoch_id) {
+                epochs.extend(self.store.epoch(epoch_id).await?);
+            }
+        }
+        self.signer.sign(&receipts::body(&trade, &epochs, &ticks, now.timestamp_millis()))
+    }
+
+    pub fn settings(&self) -> &TradingSettings {
+        &self.settings
+    }
+
+    /// Every change of any trade made on this node, after it committed.
+    pub fn events(&self) -> broadcast::Receiver<TradeRecord> {
+        self.events.subscribe()
+    }
+
+    pub(crate) fn publish(&self, trade: TradeRecord) {
+        let _ = self.events.send(trade);
+    }
+
+    pub fn settlement(&self) -> settlement::Settlement {
+        settlement::Settlement::new(self.clone())
+    }
+
+    fn params(&self, symbol: &str) -> Result<Option<MarketParams>> {
+        Ok(match &self.markets.market(symbol)?.source {
+            MarketSource::Simulated { params, .. } => Some(params.clone()),
+            MarketSource::Replay(_) => None,
+        })
+    }
+
+    /// The payout rate a user is offered now: the setting plus their VIP level's bonus.
+    async fn offered_rate(&self, user: UserId) -> Result<u32> {
+        let record = self.store.user_by_id(user).await?.ok_or(Error::Unauthenticated)?;
+        let level = self
+            .settings
+            .vip_levels
+            .iter()
+            .find(|l| i64::from(l.level) == i64::from(record.vip_level))
+            .copied()
+            .unwrap_or_else(|| self.settings.vip_level(Money::ZERO));
+        Ok(self.settings.payout_rate_for(&level))
+    }
+
+    fn check_terms(&self, stake: Money, duration_secs: u32) -> Result<()> {
+        let s = &self.settings;
+        if stake < s.min_stake || stake > s.max_stake {
+            return Err(Error::invalid(
+                "amount",
+                format!("must be between {} and {} VUSD", s.min_stake, s.max_stake),
+            ));
+        }
+        if !s.durations_secs.contains(&duration_secs) {
+            let allowed: Vec<String> = s.durations_secs.iter().map(u32::to_string).collect();
+            return Err(Error::invalid(
+                "duration",
+                format!("must be one of {} (seconds)", allowed.join(", ")),
+            ));
+        }
+        Ok(())
+    }
+
+    pub async fn quote(
+        &self,
+        user: UserId,
+        symbol: &str,
+        direction: Direction,
+        stake: Money,
+        duration_secs: u32,
+        now: DateTime<Utc>,
+    ) -> Result<QuoteView> {
+        let params = self.params(symbol)?;
+        self.check_terms(stake, duration_secs)?;
+        let rate = self.offered_rate(user).await?;
+        let payout = trade::win_payout(stake, rate);
+        let model = match (params, self.store.last_tick(symbol).await?) {
+            (Some(params), Some(last)) => {
+                let ticks = params.ticks_within(u64::from(duration_secs) * 1_000);
+                Some(
+                    model::quote(direction, params.tick_sigma(), ticks, last.price, rate)
+                        .map_err(|e| Error::Internal(format!("quote: {e}")))?,
+                )
+            }
+            _ => None,
+        };
+        let break_even = model.map(|q| q.break_even_win_rate).unwrap_or_else(|| break_even(rate));
+        let valid_until = now + Duration::milliseconds(QUOTE_VALIDITY_MS);
+        let identity = format!(
+            "{symbol}|{direction}|{}|{duration_secs}|{rate}|{}",
+            stake.cents(),
+            valid_until.timestamp_millis()
+        );
+        Ok(QuoteView {
+            payout_rate_bp: rate,
+            payout,
+            profit_if_win: payout.checked_sub(stake).unwrap_or(Money::ZERO),
+            break_even_win_rate: break_even,
+            model,
+            quote_id: hex::encode(&Sha256::digest(identity.as_bytes())[..12]),
+            valid_until,
+        })
+    }
+
+    /// Opens a trade at the current terms. The stake moves to in play in the same transaction.
+    pub async fn open(
+        &self,
+        user: UserId,
+        request: OpenRequest,
+        idempotency_key: Option<String>,
+        now: DateTime<Utc>,
+    ) -> Result<(TradeRecord, bool)> {
+        self.markets.market(&request.symbol)?;
+        self.check_terms(request.stake, request.duration_secs)?;
+        let rate = self.offered_rate(user).await?;
+        if let Some(expected) = request.expected_payout_rate_bp
+            && expected != rate
+        {
+            return Err(Error::Conflict {
+                code: "payout_rate_changed",
+                message: format!(
+                    "the payout rate is now {}, not {}",
+                    format_rate(rate),
+                    format_rate(expected)
+                ),
+            });
+        }
+        let new = NewTrade {
+            symbol: request.symbol,
+            direction: request.direction,
+            stake: request.stake,
+            duration_ms: i64::from(request.duration_secs) * 1_000,
+            payout_rate_bp: rate,
+        };
+        let key = idempotency_key.map(|key| {
+            let canonical = format!(
+                "trade.open:{}:{}:{}:{}:{:?}",
+                new.symbol,
+                new.direction,
+                new.stake.cents(),
+                new.duration_ms,
+                request.expected_payout_rate_bp
+            );
+            IdempotencyKey { request_hash: hex::encode(Sha256::digest(canonical.as_bytes())), key }
+        });
+        match self.store.open_trade(user, &new, key.as_ref(), now).await? {
+            OpenOutcome::Opened(trade) => {
+                self.wake.notify_one();
+                self.publish(trade.clone());
+                Ok((trade, false))
+            }
+            OpenOutcome::Replayed(trade) => Ok((trade, true)),
+            OpenOutcome::InsufficientFunds { available } => Err(Error::Refused {
+                code: "insufficient_funds",
+                message: format!("the stake exceeds the available balance of {available}"),
+            }),
+            OpenOutcome::KeyReused => Err(Error::IdempotencyKeyReused),
+        }
+    }
+
+    /// The user's own trade; another user's is "not found", never "forbidden".
+    pub async fn own(&self, user: UserId, id: i64) -> Result<TradeRecord> {
+        match self.store.trade(id).await? {
+            Some(trade) if trade.user_id == user => Ok(trade),
+            _ => Err(Error::NotFound("trade")),
+        }
+    }
+
+    pub async fn view(&self, trade: TradeRecord) -> Result<TradeView> {
+        let bid = match self.bid(&trade).await {
+            Ok(bid) => Some(bid),
+            Err(Error::Conflict { .. }) => None,
+            Err(e) => return Err(e),
+        };
+        Ok(TradeView { trade, bid })
+    }
+
+    /// The early-close bid: the model's fair value of the payout from the current price and
+    /// the remaining time, minus the published spread. A conflict explains why there is none.
+    pub async fn bid(&self, trade: &TradeRecord) -> Result<Money> {
+        let refuse = |code, message: String| Err(Error::Conflict { code, message });
+        if trade.status != TradeStatus::Active {
+            return refuse("trade_not_active", format!("the trade is {}", trade.status));
+        }
+        let (Some(entry), Some(expires_at)) = (trade.entry, trade.expires_at) else {
+            return refuse("not_entered", "the trade has no entry tick yet".into());
+        };
+        let Some(params) = self.params(&trade.symbol)? else {
+            return refuse("no_model", "replay markets have no published model to price a sale".into());
+        };
+        let Some(last) = self.store.last_tick(&trade.symbol).await? else {
+            return refuse("no_price", "the market has no price yet".into());
+        };
+        let remaining_ms = expires_at - last.ts;
+        let cutoff_ms = i64::from(self.settings.sell_cutoff_secs) * 1_000;
+        if remaining_ms <= cutoff_ms {
+            return refuse(
+                "sell_cutoff",
+                format!("sales close {} s before expiry", self.settings.sell_cutoff_secs),
+            );
+        }
+        let remaining_ticks = params.ticks_within(u64::try_from(remaining_ms).unwrap_or(0));
+        let odds = model::outcome_odds(params.tick_sigma(), remaining_ticks, last.price, entry.price)
+            .map_err(|e| Error::Internal(format!("bid: {e}")))?;
+        model::early_close_bid(
+            trade.stake,
+            trade.payout_rate_bp,
+            odds.win(trade.direction),
+            odds.tie,
+            self.settings.sell_spread_bp,
+        )
+        .map_err(|e| Error::Internal(format!("bid: {e}")))
+    }
+
+    /// Sells an active trade back at the current bid, if it is at least `min_value`.
+    pub async fn sell(
+        &self,
+        user: UserId,
+        id: i64,
+        min_value: Option<Money>,
+        now: DateTime<Utc>,
+    ) -> Result<TradeRecord> {
+        let trade = self.own(user, id).await?;
+        let bid = self.bid(&trade).await?;
+        if let Some(min) = min_value
+            && bid < min
+        {
+            return Err(Error::Conflict {
+                code: "bid_below_minimum",
+                message: format!("the bid is {bid}, below {min}"),
+            });
+        }
+        let transfer = trade::release_transfer(TransactionKind::Sell, trade.stake, bid)
+            .map_err(|e| Error::Internal(format!("sale transfer: {e}")))?;
+        let finish = Finish {
+            trade_id: id,
+            user_id: user,
+            ending: Ending::Sold { value: bid },
+            transfer,
+            payout: bid,
+        };
+        let mut ended = self.store.finish_trades(&[finish], now).await?;
+        let Some(sold) = ended.pop() else {
+            return Err(Error::Conflict {
+                code: "trade_not_active",
+                message: "the trade has already ended".into(),
+            });
+        };
+        self.publish(sold.clone());
+        Ok(sold)
+    }
+
+    pub async fn active(&self, user: UserId) -> Result<Vec<TradeView>> {
+        let query = TradeQuery {
+            user: Some(user),
+            status: Some(TradeStatus::Active),
+            limit: MAX_PAGE,
+            ..TradeQuery::default()
+        };
+        let mut views = Vec::new();
+        for trade in self.store.trades(&query).await? {
+            views.push(self.view(trade).await?);
+        }
+        Ok(views)
+    }
+
+    /// A page of the user's trades (or, for admins, anyone's), newest first.
+    pub async fn history(
+        &self,
+        mut query: TradeQuery,
+        cursor: Option<&str>,
+        limit: Option<u32>,
+    ) -> Result<(Vec<TradeRecord>, Option<String>)> {
+        if let Some(symbol) = &query.symbol {
+            self.markets.market(symbol)?;
+        }
+        let limit = page_limit(limit)?;
+        query.before = parse_cursor(cursor)?;
+        query.limit = limit + 1;
+        let mut trades = self.store.trades(&query).await?;
+        let next = if trades.len() > limit as usize {
+            trades.truncate(limit as usize);
+            trades.last().map(|t| t.id.to_string())
+        } else {
+            None
+        };
+        Ok((trades, next))
+    }
+
+    pub async fn stats(&self, user: UserId) -> Result<TraderStats> {
+        let counts = self.store.trade_counts(user).await?;
+        let decided = u64::try_from(counts.wins + counts.losses).unwrap_or(0);
+        let wins = u64::try_from(counts.wins).unwrap_or(0);
+        let win_rate = (decided > 0).then(|| Probability::from_ppb(wins * 1_000_000_000 / decided)).flatten();
+        let break_even_rate = (decided > 0).then(|| {
+            let average_rate = u32::try_from(counts.decided_rate_bp_sum / (decided as i64)).unwrap_or(0);
+            break_even(average_rate)
+        });
+        let interval = wilson_interval(wins, decided);
+        let distinguishable = match (interval, break_even_rate) {
+            (Some(i), Some(b)) => b.ppb() < i.low_ppb || b.ppb() > i.high_ppb,
+            _ => false,
+        };
+        Ok(TraderStats {
+            counts,
+            win_rate,
+            break_even_win_rate: break_even_rate,
+            win_rate_interval: interval,
+            distinguishable_from_break_even: distinguishable,
+        })
+    }
+}
+
+/// `1 / (1 + r)`, rounded up: the share of decided trades one must win to break even.
+pub fn break_even(rate_bp: u32) -> Probability {
+    let ppb = 10_000u64 * 1_000_000_000u64;
+    Probability::from_ppb(ppb.div_ceil(10_000 + u64::from(rate_bp))).unwrap_or(Probability::ONE)
+}
+
+/// A rate in basis points as the API shows it: `"0.8500"`.
+pub fn format_rate(bp: u32) -> String {
+    format!("{}.{:04}", bp / 10_000, bp % 10_000)
+}

@@ -1,0 +1,457 @@
+//! Flash trades: opening one with its stake in the same transaction, fixing its entry, and
+//! ending it (settled, sold or void) exactly once with the postings that pay it.
+
+use chrono::{DateTime, Utc};
+use fairtick_core::ledger::{LedgerError, Transfer};
+use fairtick_core::price::Price;
+use fairtick_core::trade::{self, Direction, TradeResult, TradeStatus};
+use fairtick_core::{Money, UserId};
+use serde::{Deserialize, Serialize};
+
+use super::ledger::Remembered;
+use super::{IdempotencyKey, Store, StoreError, StoreResult, WriteTx, is_unique_violation};
+
+/// A tick a trade refers to, with the epoch that produced it (for its proof).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TradeSpot {
+    pub seq: i64,
+    pub ts: i64,
+    pub price: Price,
+    pub epoch_id: i64,
+}
+
+/// A trade as stored.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TradeRecord {
+    pub id: i64,
+    pub user_id: UserId,
+    pub symbol: String,
+    pub direction: Direction,
+    pub stake: Money,
+    pub duration_ms: i64,
+    pub payout_rate_bp: u32,
+    pub status: TradeStatus,
+    pub result: Option<TradeResult>,
+    pub accepted_at: i64,
+    pub entry: Option<TradeSpot>,
+    pub expires_at: Option<i64>,
+    pub exit: Option<TradeSpot>,
+    /// Returned to the user's cash when the trade ended.
+    pub payout: Option<Money>,
+    pub settled_at: Option<i64>,
+    pub void_reason: Option<String>,
+}
+
+impl TradeRecord {
+    pub fn terms(&self) -> trade::Terms {
+        trade::Terms {
+            direction: self.direction,
+            stake: self.stake,
+            duration_ms: self.duration_ms,
+            payout_rate_bp: self.payout_rate_bp,
+            accepted_at: self.accepted_at,
+        }
+    }
+}
+
+/// A trade to open.
+#[derive(Clone, Debug)]
+pub struct NewTrade {
+    pub symbol: String,
+    pub direction: Direction,
+    pub stake: Money,
+    pub duration_ms: i64,
+    pub payout_rate_bp: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum OpenOutcome {
+    Opened(TradeRecord),
+    Replayed(TradeRecord),
+    InsufficientFunds { available: Money },
+    KeyReused,
+}
+
+/// How an active trade ends.
+#[derive(Clone, Debug)]
+pub enum Ending {
+    Settled { exit: TradeSpot, result: TradeResult },
+    Sold { value: Money },
+    Void { reason: String },
+}
+
+/// One trade to end, with the transfer that pays it (built by the caller from the rules).
+#[derive(Clone, Debug)]
+pub struct Finish {
+    pub trade_id: i64,
+    pub user_id: UserId,
+    pub ending: Ending,
+    pub transfer: Transfer,
+    /// What goes back to the user's cash.
+    pub payout: Money,
+}
+
+/// Filters and cursor of a trade history page, newest first.
+#[derive(Clone, Debug, Default)]
+pub struct TradeQuery {
+    pub user: Option<UserId>,
+    pub symbol: Option<String>,
+    pub status: Option<TradeStatus>,
+    pub result: Option<TradeResult>,
+    pub before: Option<i64>,
+    pub limit: u32,
+}
+
+/// A user's counts for their record.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TradeCounts {
+    pub wins: i64,
+    pub losses: i64,
+    pub ties: i64,
+    pub sold: i64,
+    pub void: i64,
+    pub active: i64,
+    /// Sum over ended trades of what came back minus the stake.
+    pub net_profit: Money,
+    /// Sum over decided trades (win or lose) of the payout rate, to average it.
+    pub decided_rate_bp_sum: i64,
+}
+
+const TRADE_COLUMNS: &str = "id, user_id, symbol, direction, stake, duration_ms, payout_rate_bp, status, result, \
+     accepted_at, entry_seq, entry_ts, entry_price, entry_epoch_id, expires_at, exit_seq, exit_ts, exit_price, \
+     exit_epoch_id, payout, settled_at, void_reason";
+
+#[derive(sqlx::FromRow)]
+struct TradeRow {
+    id: i64,
+    user_id: i64,
+    symbol: String,
+    direction: String,
+    stake: i64,
+    duration_ms: i64,
+    payout_rate_bp: i64,
+    status: String,
+    result: Option<String>,
+    accepted_at: i64,
+    entry_seq: Option<i64>,
+    entry_ts: Option<i64>,
+    entry_price: Option<i64>,
+    entry_epoch_id: Option<i64>,
+    expires_at: Option<i64>,
+    exit_seq: Option<i64>,
+    exit_ts: Option<i64>,
+    exit_price: Option<i64>,
+    exit_epoch_id: Option<i64>,
+    payout: Option<i64>,
+    settled_at: Option<i64>,
+    void_reason: Option<String>,
+}
+
+fn corrupt(id: i64, what: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(format!("trade {id}: {what}"))
+}
+
+fn spot(
+    id: i64,
+    seq: Option<i64>,
+    ts: Option<i64>,
+    price: Option<i64>,
+    epoch: Option<i64>,
+) -> StoreResult<Option<TradeSpot>> {
+    match (seq, ts, price, epoch) {
+        (Some(seq), Some(ts), Some(price), Some(epoch_id)) => Ok(Some(TradeSpot {
+            seq,
+            ts,
+            price: Price::from_units(price).map_err(|e| corrupt(id, e))?,
+            epoch_id,
+        })),
+        (None, None, None, None) => Ok(None),
+        _ => Err(corrupt(id, "a partly recorded tick")),
+    }
+}
+
+impl TryFrom<TradeRow> for TradeRecord {
+    type Error = StoreError;
+    fn try_from(r: TradeRow) -> StoreResult<TradeRecord> {
+        let id = r.id;
+        Ok(TradeRecord {
+            id,
+            user_id: UserId(r.user_id),
+            symbol: r.symbol,
+            direction: r.direction.parse().map_err(|e| corrupt(id, e))?,
+            stake: Money::from_cents(r.stake),
+            duration_ms: r.duration_ms,
+            payout_rate_bp: u32::try_from(r.payout_rate_bp).map_err(|e| corrupt(id, e))?,
+            status: r.status.parse().map_err(|e| corrupt(id, e))?,
+            result: r.result.map(|s| s.parse()).transpose().map_err(|e| corrupt(id, e))?,
+            accepted_at: r.accepted_at,
+            entry: spot(id, r.entry_seq, r.entry_ts, r.entry_price, r.entry_epoch_id)?,
+            expires_at: r.expires_at,
+            exit: spot(id, r.exit_seq, r.exit_ts, r.exit_price, r.exit_epoch_id)?,
+            payout: r.payout.map(Money::from_cents),
+            settled_at: r.settled_at,
+            void_reason: r.void_reason,
+        })
+    }
+}
+
+fn records(rows: Vec<TradeRow>) -> StoreResult<Vec<TradeRecord>> {
+    rows.into_iter().map(TradeRecord::try_from).collect()
+}
+
+impl Store {
+    /// Opens a trade: checks the available balance under the account lock, records the trade
+    /// and moves its stake to in play, all in one transaction.
+    #[tracing::instrument(skip_all)]
+    pub async fn open_trade(
+        &self,
+        user: UserId,
+        new: &NewTrade,
+        idempotency: Option<&IdempotencyKey>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<OpenOutcome> {
+        let mut w = self.begin_write().await?;
+        if let Some(key) = idempotency {
+            match self.remembered(&mut w.tx, user, key).await? {
+                Some(Remembered::Answer(trade)) => return Ok(OpenOutcome::Replayed(trade)),
+                Some(Remembered::OtherRequest) => return Ok(OpenOutcome::KeyReused),
+                None => {}
+            }
+        }
+        let state = self.read_wallet_state(&mut w.tx, user, now, true).await?;
+        if state.available < new.stake {
+            return Ok(OpenOutcome::InsufficientFunds { available: state.available });
+        }
+        let accepted_at = now.timestamp_millis();
+        let (id,): (i64,) = sqlx::query_as(
+            "INSERT INTO trades (user_id, symbol, direction, stake, duration_ms, payout_rate_bp, accepted_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+        )
+        .bind(user.0)
+        .bind(&new.symbol)
+        .bind(new.direction.as_str())
+        .bind(new.stake.cents())
+        .bind(new.duration_ms)
+        .bind(i64::from(new.payout_rate_bp))
+        .bind(accepted_at)
+        .fetch_one(&mut *w.tx)
+        .await?;
+        let stake = trade::stake_transfer(new.stake).map_err(|e| corrupt(id, e))?;
+        if let Err(overdrawn) = self.post_transfer(&mut w, user, &stake, Some(&id.to_string()), now).await? {
+            // The balance was read under the same lock, so this cannot happen; refuse anyway.
+            tracing::error!(trade = id, %overdrawn, "stake refused after the balance check");
+            return Ok(OpenOutcome::InsufficientFunds { available: state.available });
+        }
+        let trade = TradeRecord {
+            id,
+            user_id: user,
+            symbol: new.symbol.clone(),
+            direction: new.direction,
+            stake: new.stake,
+            duration_ms: new.duration_ms,
+            payout_rate_bp: new.payout_rate_bp,
+            status: TradeStatus::Active,
+            result: None,
+            accepted_at,
+            entry: None,
+            expires_at: None,
+            exit: None,
+            payout: None,
+            settled_at: None,
+            void_reason: None,
+        };
+        if let Some(key) = idempotency
+            && let Err(e) = self.remember(&mut w.tx, user, key, &trade, now).await
+        {
+            if matches!(&e, StoreError::Database(db) if is_unique_violation(db)) {
+                drop(w);
+                let mut conn = self.pool.acquire().await?;
+                return Ok(match self.remembered(&mut conn, user, key).await? {
+                    Some(Remembered::Answer(trade)) => OpenOutcome::Replayed(trade),
+                    _ => OpenOutcome::KeyReused,
+                });
+            }
+            return Err(e);
+        }
+        w.tx.commit().await?;
+        Ok(OpenOutcome::Opened(trade))
+    }
+
+    pub async fn trade(&self, id: i64) -> StoreResult<Option<TradeRecord>> {
+        let row: Option<TradeRow> =
+            sqlx::query_as(&format!("SELECT {TRADE_COLUMNS} FROM trades WHERE id = $1"))
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?;
+        row.map(TradeRecord::try_from).transpose()
+    }
+
+    /// A page of trades, newest first.
+    pub async fn trades(&self, query: &TradeQuery) -> StoreResult<Vec<TradeRecord>> {
+        let rows: Vec<TradeRow> = sqlx::query_as(&format!(
+            "SELECT {TRADE_COLUMNS} FROM trades \
+             WHERE id < $1 \
+               AND (CAST($2 AS BIGINT) IS NULL OR user_id = $2) \
+               AND (CAST($3 AS TEXT) IS NULL OR symbol = $3) \
+               AND (CAST($4 AS TEXT) IS NULL OR status = $4) \
+               AND (CAST($5 AS TEXT) IS NULL OR result = $5) \
+             ORDER BY id DESC LIMIT $6"
+        ))
+        .bind(query.before.unwrap_or(i64::MAX))
+        .bind(query.user.map(|u| u.0))
+        .bind(query.symbol.as_deref())
+        .bind(query.status.map(TradeStatus::as_str))
+        .bind(query.result.map(TradeResult::as_str))
+        .bind(i64::from(query.limit))
+        .fetch_all(&self.pool)
+        .await?;
+        records(rows)
+    }
+
+    /// Every active trade, oldest first: what settlement watches.
+    pub async fn active_trades(&self) -> StoreResult<Vec<TradeRecord>> {
+        let rows: Vec<TradeRow> = sqlx::query_as(&format!(
+            "SELECT {TRADE_COLUMNS} FROM trades WHERE status = 'active' ORDER BY id"
+        ))
+        .fetch_all(&self.pool)
+        .await?;
+        records(rows)
+    }
+
+    /// Records an active trade's entry tick, once.
+    #[tracing::instrument(skip_all)]
+    pub async fn set_entry(&self, trade_id: i64, entry: &TradeSpot, expires_at: i64) -> StoreResult<bool> {
+        let mut w = self.begin_write().await?;
+        let done = sqlx::query(
+            "UPDATE trades SET entry_seq = $1, entry_ts = $2, entry_price = $3, entry_epoch_id = $4, expires_at = $5 \
+             WHERE id = $6 AND status = 'active' AND entry_seq IS NULL",
+        )
+        .bind(entry.seq)
+        .bind(entry.ts)
+        .bind(entry.price.units())
+        .bind(entry.epoch_id)
+        .bind(expires_at)
+        .bind(trade_id)
+        .execute(&mut *w.tx)
+        .await?;
+        w.tx.commit().await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Ends trades in one transaction (one commit for a whole batch). Each trade ends only if it
+    /// is still active: a trade already ended elsewhere is skipped and moves no money. Returns
+    /// the trades this call ended.
+    #[tracing::instrument(skip_all, fields(batch = finishes.len()))]
+    pub async fn finish_trades(
+        &self,
+        finishes: &[Finish],
+        now: DateTime<Utc>,
+    ) -> StoreResult<Vec<TradeRecord>> {
+        let mut w = self.begin_write().await?;
+        let mut ended = Vec::with_capacity(finishes.len());
+        for finish in finishes {
+            if self.finish_one(&mut w, finish, now).await?.is_ok() {
+                ended.push(finish.trade_id);
+            }
+        }
+        w.tx.commit().await?;
+        let mut records = Vec::with_capacity(ended.len());
+        for id in ended {
+            records.extend(self.trade(id).await?);
+        }
+        Ok(records)
+    }
+
+    /// Ends one trade inside `w`; `Ok(Err(_))` when it was no longer active.
+    async fn finish_one(
+        &self,
+        w: &mut WriteTx,
+        finish: &Finish,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Result<(), ()>> {
+        let settled_at = now.timestamp_millis();
+        let (status, result, exit, reason) = match &finish.ending {
+            Ending::Settled { exit, result } => (TradeStatus::Settled, Some(*result), Some(*exit), None),
+            Ending::Sold { .. } => (TradeStatus::Sold, None, None, None),
+            Ending::Void { reason } => (TradeStatus::Void, None, None, Some(reason.as_str())),
+        };
+        let updated = sqlx::query(
+            "UPDATE trades SET status = $1, result = $2, exit_seq = $3, exit_ts = $4, exit_price = $5, \
+                    exit_epoch_id = $6, payout = $7, settled_at = $8, void_reason = $9 \
+             WHERE id = $10 AND status = 'active'",
+        )
+        .bind(status.as_str())
+        .bind(result.map(TradeResult::as_str))
+        .bind(exit.map(|e| e.seq))
+        .bind(exit.map(|e| e.ts))
+        .bind(exit.map(|e| e.price.units()))
+        .bind(exit.map(|e| e.epoch_id))
+        .bind(finish.payout.cents())
+        .bind(settled_at)
+        .bind(reason)
+        .bind(finish.trade_id)
+        .execute(&mut *w.tx)
+        .await?;
+        if updated.rows_affected() == 0 {
+            return Ok(Err(()));
+        }
+        let posted = self
+            .post_transfer(w, finish.user_id, &finish.transfer, Some(&finish.trade_id.to_string()), now)
+            .await?;
+        posted.map_err(|e: LedgerError| corrupt(finish.trade_id, format!("its release was refused: {e}")))?;
+        Ok(Ok(()))
+    }
+
+    /// The stakes a user put into trades accepted since `since` that did not end void.
+    pub async fn turnover(&self, user: UserId, since: DateTime<Utc>) -> StoreResult<Money> {
+        let (sum,): (i64,) = sqlx::query_as(
+            "SELECT CAST(COALESCE(SUM(stake), 0) AS BIGINT) FROM trades \
+             WHERE user_id = $1 AND accepted_at >= $2 AND status <> 'void'",
+        )
+        .bind(user.0)
+        .bind(since.timestamp_millis())
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(Money::from_cents(sum))
+    }
+
+    pub async fn set_vip_level(&self, user: UserId, level: u32) -> StoreResult<()> {
+        let mut w = self.begin_write().await?;
+        sqlx::query("UPDATE users SET vip_level = $1 WHERE id = $2 AND vip_level <> $1")
+            .bind(i64::from(level))
+            .bind(user.0)
+            .execute(&mut *w.tx)
+            .await?;
+        w.tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn trade_counts(&self, user: UserId) -> StoreResult<TradeCounts> {
+        let row: (i64, i64, i64, i64, i64, i64, i64, i64) = sqlx::query_as(
+            "SELECT \
+               CAST(COALESCE(SUM(CASE WHEN result = 'win' THEN 1 ELSE 0 END), 0) AS BIGINT), \
+               CAST(COALESCE(SUM(CASE WHEN result = 'lose' THEN 1 ELSE 0 END), 0) AS BIGINT), \
+               CAST(COALESCE(SUM(CASE WHEN result = 'tie' THEN 1 ELSE 0 END), 0) AS BIGINT), \
+               CAST(COALESCE(SUM(CASE WHEN status = 'sold' THEN 1 ELSE 0 END), 0) AS BIGINT), \
+               CAST(COALESCE(SUM(CASE WHEN status = 'void' THEN 1 ELSE 0 END), 0) AS BIGINT), \
+               CAST(COALESCE(SUM(CASE WHEN status = 'active' THEN 1 ELSE 0 END), 0) AS BIGINT), \
+               CAST(COALESCE(SUM(CASE WHEN status <> 'active' THEN payout - stake ELSE 0 END), 0) AS BIGINT), \
+               CAST(COALESCE(SUM(CASE WHEN result IN ('win', 'lose') THEN payout_rate_bp ELSE 0 END), 0) AS BIGINT) \
+             FROM trades WHERE user_id = $1",
+        )
+        .bind(user.0)
+        .fetch_one(&self.pool)
+        .await?;
+        let (wins, losses, ties, sold, void, active, net, rate_sum) = row;
+        Ok(TradeCounts {
+            wins,
+            losses,
+            ties,
+            sold,
+            void,
+            active,
+            net_profit: Money::from_cents(net),
+            decided_rate_bp_sum: rate_sum,
+        })
+    }
+}
