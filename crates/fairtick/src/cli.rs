@@ -191,10 +191,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {
                 println!(
-                    "audited {} transactions, {} postings, {} accounts: {}",
+                    "audited {} transactions, {} postings, {} accounts, {} trades: {}",
                     report.transactions,
                     report.postings,
                     report.accounts,
+                    report.trades,
                     if report.is_clean() {
                         "OK".to_owned()
                     } else {

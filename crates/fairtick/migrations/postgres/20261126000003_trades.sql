@@ -39,3 +39,6 @@ CREATE TABLE trades (
 );
 CREATE INDEX trades_active ON trades (symbol, id) WHERE status = 'active';
 CREATE INDEX trades_by_user ON trades (user_id, id);
+
+-- The audit and receipts find a trade's ledger transactions by their reference.
+CREATE INDEX ledger_transactions_by_reference ON ledger_transactions (reference);

@@ -10,6 +10,7 @@ pub struct AuditReport {
     pub transactions: i64,
     pub postings: i64,
     pub accounts: i64,
+    pub trades: i64,
     pub violations: Vec<String>,
 }
 
@@ -59,6 +60,33 @@ impl Store {
             }
             if cached < 0 {
                 report.violations.push(format!("account {id} ({kind}) is negative: {cached} cents"));
+            }
+        }
+
+        // A trade's postings match its status: while active its stake is in play; once ended
+        // nothing of it is, and its user got back exactly the recorded payout.
+        let trades: Vec<(i64, String, i64, Option<i64>, i64, i64)> = sqlx::query_as(
+            "SELECT t.id, t.status, t.stake, t.payout, \
+                    CAST(COALESCE(SUM(CASE WHEN a.kind = 'in_play' THEN p.amount ELSE 0 END), 0) AS BIGINT), \
+                    CAST(COALESCE(SUM(CASE WHEN a.kind = 'cash' THEN p.amount ELSE 0 END), 0) AS BIGINT) \
+             FROM trades t \
+             LEFT JOIN ledger_transactions l ON l.reference = CAST(t.id AS TEXT) AND l.user_id = t.user_id \
+             LEFT JOIN postings p ON p.transaction_id = l.id \
+             LEFT JOIN accounts a ON a.id = p.account_id AND a.user_id = t.user_id \
+             GROUP BY t.id, t.status, t.stake, t.payout",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        report.trades = trades.len() as i64;
+        for (id, status, stake, payout, in_play, cash) in trades {
+            let (want_in_play, want_cash) = match status.as_str() {
+                "active" => (stake, -stake),
+                _ => (0, payout.unwrap_or(0) - stake),
+            };
+            if (in_play, cash) != (want_in_play, want_cash) {
+                report.violations.push(format!(
+                    "trade {id} ({status}): in play {in_play} and cash {cash} cents, expected {want_in_play} and {want_cash}"
+                ));
             }
         }
         Ok(report)

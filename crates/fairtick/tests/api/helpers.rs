@@ -178,6 +178,10 @@ impl TestApp {
         body(response).await["token"].as_str().expect("a token").to_owned()
     }
 
+    pub async fn signed_up_owned(&self, email: String) -> String {
+        self.signed_up(&email).await
+    }
+
     pub async fn login(&self, email: &str, password: &str) -> Response {
         self.post_json("/api/auth/login", None, &json!({"email": email, "password": password})).await
     }

@@ -9,4 +9,5 @@ mod health;
 mod helpers;
 mod market;
 mod openapi;
+mod trades;
 mod wallet;

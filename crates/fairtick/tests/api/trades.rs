@@ -1,0 +1,563 @@
+//! Flash trades over HTTP: quotes, opening, settlement by the rules from the recorded ticks,
+//! selling back, receipts, history, the record, VIP levels, crashes and concurrency.
+
+use std::time::Duration;
+
+use fairtick_core::price::Price;
+use fairtick_core::trade::{Direction, Progress, Spot, Terms, progress};
+use fairtick_core::{Money, UserId};
+use futures::future::join_all;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::helpers::{DATA_KEY_HEX, TestApp, body, error_of, eventually, raw_connection};
+
+fn open_body(symbol: &str, direction: &str, amount: &str, duration: u32) -> Value {
+    json!({"symbol": symbol, "direction": direction, "amount": amount, "duration": duration})
+}
+
+async fn open(app: &TestApp, token: &str, request: &Value) -> Value {
+    let response = app.post_json("/api/flash-trade/create", Some(token), request).await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+    body(response).await["trade"].clone()
+}
+
+async fn trade(app: &TestApp, token: &str, id: i64) -> Value {
+    let response = app.get(&format!("/api/flash-trade/{id}"), Some(token)).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    body(response).await["trade"].clone()
+}
+
+async fn ended(app: &TestApp, token: &str, id: i64, within: Duration) -> Value {
+    eventually(within, || async {
+        let trade = trade(app, token, id).await;
+        (trade["status"] != "active").then_some(trade)
+    })
+    .await
+}
+
+fn ms(text: &Value) -> i64 {
+    chrono::DateTime::parse_from_rfc3339(text.as_str().unwrap()).unwrap().timestamp_millis()
+}
+
+/// Re-derives a settled trade's entry, exit and result from the market's stored ticks.
+async fn assert_settled_by_the_rules(app: &TestApp, trade: &Value) {
+    assert_eq!(trade["status"], "settled", "{trade}");
+    let symbol = trade["symbol"].as_str().unwrap();
+    let ticks =
+        body(app.get(&format!("/api/market/ticks?symbol={symbol}&afterSeq=0&limit=5000"), None).await).await;
+    let spots: Vec<Spot> = ticks["ticks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| Spot {
+            seq: t["seq"].as_i64().unwrap(),
+            ts: ms(&t["ts"]),
+            price: Price::parse(t["price"].as_str().unwrap()).unwrap(),
+        })
+        .collect();
+    let accepted_at = ms(&trade["acceptedAt"]);
+    let terms = Terms {
+        direction: trade["direction"].as_str().unwrap().parse::<Direction>().unwrap(),
+        stake: Money::parse(trade["amount"].as_str().unwrap()).unwrap(),
+        duration_ms: trade["duration"].as_i64().unwrap() * 1000,
+        payout_rate_bp: 8_500,
+        accepted_at,
+    };
+    let after = spots.partition_point(|s| s.ts <= accepted_at);
+    let Progress::Decided { entry, exit, result, expires_at } = progress(&terms, &spots[after..]) else {
+        panic!("the stored ticks do not decide trade {trade}");
+    };
+    assert_eq!(trade["entry"]["seq"].as_i64().unwrap(), entry.seq, "entry: the first tick after acceptance");
+    assert_eq!(ms(&trade["expiresAt"]), expires_at);
+    assert_eq!(trade["exit"]["seq"].as_i64().unwrap(), exit.seq, "exit: the last tick at or before expiry");
+    assert_eq!(trade["result"], result.as_str());
+    let expected_payout = fairtick_core::trade::returned(result, terms.stake, 8_500);
+    assert_eq!(trade["payout"], expected_payout.to_string());
+}
+
+#[tokio::test]
+async fn a_quote_shows_the_honest_terms_before_buying() {
+    let app = TestApp::spawn().await;
+    let token = app.signed_up("quote@example.com").await;
+    eventually(Duration::from_secs(5), || async {
+        let t = body(app.get("/api/market/ticks?symbol=SIMV25&limit=1", None).await).await;
+        (!t["ticks"].as_array().unwrap().is_empty()).then_some(())
+    })
+    .await;
+    let response = app
+        .get("/api/flash-trade/quote?symbol=SIMV25&direction=up&amount=100&duration=5", Some(&token))
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let quote = body(response).await;
+    assert_eq!(quote["payoutRate"], "0.8500");
+    assert_eq!(quote["payout"], "185.00");
+    assert_eq!(quote["profitIfWin"], "85.00");
+    assert_eq!(quote["breakEvenWinRate"], "0.540540541");
+    let win: f64 = quote["fairWinProbability"].as_str().unwrap().parse().unwrap();
+    let edge: f64 = quote["houseEdge"].as_str().unwrap().parse().unwrap();
+    assert!((0.49..0.51).contains(&win), "{quote}");
+    assert!((0.07..0.08).contains(&edge), "an 85 % payout on a fair coin keeps about 7.5 %: {quote}");
+    assert!(quote["quoteId"].as_str().is_some_and(|q| !q.is_empty()) && quote["validUntil"].is_string());
+
+    for (query, field) in [
+        ("symbol=NOPE&direction=up&amount=100&duration=5", "symbol"),
+        ("symbol=SIMV25&direction=sideways&amount=100&duration=5", "direction"),
+        ("symbol=SIMV25&direction=up&amount=9.99&duration=5", "amount"),
+        ("symbol=SIMV25&direction=up&amount=1000.01&duration=5", "amount"),
+        ("symbol=SIMV25&direction=up&amount=10.001&duration=5", "amount"),
+        ("symbol=SIMV25&direction=up&amount=100&duration=7", "duration"),
+    ] {
+        let (status, _, got) =
+            error_of(app.get(&format!("/api/flash-trade/quote?{query}"), Some(&token)).await).await;
+        assert_eq!((status, got.as_deref()), (StatusCode::BAD_REQUEST, Some(field)), "{query}");
+    }
+}
+
+#[tokio::test]
+async fn an_opened_trade_holds_its_stake_in_play_then_settles_by_the_rules() {
+    let app = TestApp::spawn().await;
+    let token = app.signed_up("settle@example.com").await;
+    let opened = open(&app, &token, &json!({"symbol": "SIMV100", "direction": "up", "amount": 100, "duration": 1, "expectedPayoutRate": "0.85"})).await;
+    assert_eq!(opened["status"], "active");
+    assert_eq!(opened["amount"], "100.00");
+    assert_eq!(opened["payoutRate"], "0.8500");
+    assert_eq!(opened["entry"], Value::Null, "the entry is the first tick after acceptance, not before");
+    let balance = app.balance(&token).await;
+    assert_eq!(
+        (balance["available"].as_str(), balance["inPlay"].as_str()),
+        (Some("9900.00"), Some("100.00"))
+    );
+    assert_eq!(balance["balance"], "10000.00");
+
+    let down = open(&app, &token, &open_body("SIMV100", "down", "100", 1)).await;
+    let settled = ended(&app, &token, opened["id"].as_i64().unwrap(), Duration::from_secs(10)).await;
+    let settled_down = ended(&app, &token, down["id"].as_i64().unwrap(), Duration::from_secs(10)).await;
+    assert_settled_by_the_rules(&app, &settled).await;
+    assert_settled_by_the_rules(&app, &settled_down).await;
+
+    let returned = |t: &Value| Money::parse(t["payout"].as_str().unwrap()).unwrap();
+    let expected = Money::from_units(9_800)
+        .checked_add(returned(&settled))
+        .unwrap()
+        .checked_add(returned(&settled_down))
+        .unwrap();
+    let balance = app.balance(&token).await;
+    assert_eq!(balance["inPlay"], "0.00");
+    assert_eq!(balance["available"], expected.to_string());
+    let kinds: Vec<String> = body(app.transactions(&token, "").await).await["transactions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["type"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(kinds.iter().filter(|k| *k == "stake").count(), 2);
+    let report = app.store.audit().await.unwrap();
+    assert!(report.is_clean(), "{:?}", report.violations);
+    assert_eq!(report.trades, 2);
+}
+
+#[tokio::test]
+async fn bad_trade_requests_are_refused_with_the_field_and_move_nothing() {
+    let app = TestApp::spawn().await;
+    let token = app.signed_up("badtrade@example.com").await;
+    for (request, field) in [
+        (open_body("NOPE", "up", "100", 1), "symbol"),
+        (open_body("SIMV25", "sideways", "100", 1), "direction"),
+        (open_body("SIMV25", "up", "9.99", 1), "amount"),
+        (open_body("SIMV25", "up", "1000.01", 1), "amount"),
+        (open_body("SIMV25", "up", "-10", 1), "amount"),
+        (open_body("SIMV25", "up", "10.005", 1), "amount"),
+        (open_body("SIMV25", "up", "100", 3), "duration"),
+        (json!({"symbol": "SIMV25", "direction": "up", "amount": "100"}), "duration"),
+        (
+            json!({"symbol": "SIMV25", "direction": "up", "amount": "100", "duration": 1, "forceResult": "win"}),
+            "forceResult",
+        ),
+        (
+            json!({"symbol": "SIMV25", "direction": "up", "amount": "100", "duration": 1, "expectedPayoutRate": "lots"}),
+            "expectedPayoutRate",
+        ),
+    ] {
+        let (status, _, got) =
+            error_of(app.post_json("/api/flash-trade/create", Some(&token), &request).await).await;
+        assert_eq!((status, got.as_deref()), (StatusCode::BAD_REQUEST, Some(field)), "{request}");
+    }
+    let changed = json!({"symbol": "SIMV25", "direction": "up", "amount": "100", "duration": 1, "expectedPayoutRate": 0.9});
+    let (status, code, _) =
+        error_of(app.post_json("/api/flash-trade/create", Some(&token), &changed).await).await;
+    assert_eq!((status, code.as_str()), (StatusCode::CONFLICT, "payout_rate_changed"));
+    assert_eq!(app.balance(&token).await["balance"], "10000.00");
+    let history = body(app.get("/api/flash-trade/history", Some(&token)).await).await;
+    assert_eq!(history["trades"], json!([]));
+}
+
+#[tokio::test]
+async fn two_hundred_simultaneous_trades_from_a_balance_covering_fifty_accept_exactly_fifty() {
+    let app = TestApp::spawn().await;
+    let token = app.signed_up("burst@example.com").await;
+    let request = open_body("SIMV25", "up", "200", 5);
+    let responses =
+        join_all((0..200).map(|_| app.post_json("/api/flash-trade/create", Some(&token), &request))).await;
+    let mut accepted = 0;
+    for response in responses {
+        match response.status() {
+            StatusCode::CREATED => accepted += 1,
+            StatusCode::UNPROCESSABLE_ENTITY => assert_eq!(error_of(response).await.1, "insufficient_funds"),
+            other => panic!("{other}: {}", response.text().await.unwrap()),
+        }
+    }
+    assert_eq!(accepted, 50);
+    let balance = app.balance(&token).await;
+    assert_eq!((balance["available"].as_str(), balance["inPlay"].as_str()), (Some("0.00"), Some("10000.00")));
+    assert!(app.store.audit().await.unwrap().is_clean());
+}
+
+#[tokio::test]
+async fn an_idempotent_retry_opens_one_trade() {
+    let app = TestApp::spawn().await;
+    let token = app.signed_up("idemtrade@example.com").await;
+    let request = open_body("SIMV25", "down", "50", 5);
+    let send = || {
+        app.client
+            .post(app.url("/api/flash-trade/create"))
+            .bearer_auth(&token)
+            .header("Idempotency-Key", "t-1")
+            .json(&request)
+            .send()
+    };
+    let first = send().await.unwrap();
+    assert_eq!(first.status(), StatusCode::CREATED);
+    let first = body(first).await;
+    let again = send().await.unwrap();
+    assert_eq!(again.status(), StatusCode::OK);
+    assert_eq!(body(again).await["trade"]["id"], first["trade"]["id"]);
+    assert_eq!(app.balance(&token).await["inPlay"], "50.00");
+}
+
+#[tokio::test]
+async fn selling_back_pays_the_bid_and_refusals_say_why() {
+    let app = TestApp::spawn().await;
+    let token = app.signed_up("seller@example.com").await;
+    let other = app.signed_up("other@example.com").await;
+    let long = open(&app, &token, &open_body("SIMV100", "up", "100", 5)).await;
+    let id = long["id"].as_i64().unwrap();
+    let with_bid = eventually(Duration::from_secs(5), || async {
+        let t = trade(&app, &token, id).await;
+        t["bid"].is_string().then_some(t)
+    })
+    .await;
+    let bid = Money::parse(with_bid["bid"].as_str().unwrap()).unwrap();
+    assert!(bid > Money::ZERO && bid < Money::from_units(185), "{with_bid}");
+
+    let close = |token: &str, body: Value| {
+        let request = app.client.post(app.url("/api/flash-trade/close")).bearer_auth(token).json(&body);
+        async move { request.send().await.unwrap() }
+    };
+    let (status, _, _) = error_of(close(&other, json!({"tradeId": id})).await).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "another user's trade does not exist for them");
+    let (status, code, _) = error_of(close(&token, json!({"tradeId": id, "minPrice": "185.00"})).await).await;
+    assert_eq!((status, code.as_str()), (StatusCode::CONFLICT, "bid_below_minimum"));
+
+    let sold = close(&token, json!({"tradeId": id})).await;
+    assert_eq!(sold.status(), StatusCode::OK);
+    let sold = body(sold).await["trade"].clone();
+    assert_eq!(sold["status"], "sold");
+    assert_eq!(sold["result"], Value::Null);
+    let value = Money::parse(sold["payout"].as_str().unwrap()).unwrap();
+    assert!(value > Money::ZERO && value < Money::from_units(185));
+    assert_eq!(
+        app.balance(&token).await["available"],
+        Money::from_units(9_900).checked_add(value).unwrap().to_string()
+    );
+
+    let (status, code, _) = error_of(close(&token, json!({"tradeId": id})).await).await;
+    assert_eq!((status, code.as_str()), (StatusCode::CONFLICT, "trade_not_active"));
+
+    // A one-second trade is always inside the two-second cut-off.
+    let short = open(&app, &token, &open_body("SIMV100", "up", "10", 1)).await;
+    let (status, code, _) = error_of(close(&token, json!({"tradeId": short["id"]})).await).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert!(["sell_cutoff", "not_entered"].contains(&code.as_str()), "{code}");
+    assert!(app.store.audit().await.unwrap().is_clean());
+}
+
+#[tokio::test]
+async fn a_sale_is_refused_before_the_entry_tick() {
+    let app = TestApp::spawn_with(|config| {
+        config.markets = fairtick::services::market::catalog::default_markets(60_000).unwrap();
+    })
+    .await;
+    let token = app.signed_up("early@example.com").await;
+    let opened = open(&app, &token, &open_body("SIMV25", "up", "10", 5)).await;
+    let (status, code, _) = error_of(
+        app.post_json("/api/flash-trade/close", Some(&token), &json!({"tradeId": opened["id"]})).await,
+    )
+    .await;
+    assert_eq!((status, code.as_str()), (StatusCode::CONFLICT, "not_entered"));
+}
+
+#[tokio::test]
+async fn a_receipt_verifies_and_a_tampered_one_does_not() {
+    let app = TestApp::spawn().await;
+    let token = app.signed_up("receipt@example.com").await;
+    let opened = open(&app, &token, &open_body("SIMV25", "down", "25", 1)).await;
+    let id = opened["id"].as_i64().unwrap();
+    ended(&app, &token, id, Duration::from_secs(10)).await;
+    // The seeds of the trade's epochs are revealed when those epochs end.
+    let receipt = eventually(Duration::from_secs(10), || async {
+        let receipt = body(app.get(&format!("/api/flash-trade/{id}/receipt"), Some(&token)).await).await;
+        let payload: Value = serde_json::from_str(receipt["payload"].as_str().unwrap()).unwrap();
+        payload["epochs"].as_array().unwrap().iter().all(|e| !e["seed"].is_null()).then_some(receipt)
+    })
+    .await;
+    let key = body(app.get("/api/fairness/key", None).await).await;
+    assert_eq!(key["publicKey"], receipt["publicKey"]);
+
+    let dir = app.data_dir.path();
+    let verify = |file: std::path::PathBuf| {
+        let url = app.base.clone();
+        async move {
+            tokio::process::Command::new(env!("CARGO_BIN_EXE_fairtick"))
+                .args(["verify", "trade", "--receipt", file.to_str().unwrap(), "--url", &url])
+                .output()
+                .await
+                .unwrap()
+        }
+    };
+    std::fs::write(dir.join("receipt.json"), receipt.to_string()).unwrap();
+    let ok = verify(dir.join("receipt.json")).await;
+    let report = String::from_utf8_lossy(&ok.stdout);
+    assert!(ok.status.success() && report.contains("VERDICT: OK"), "{report}");
+
+    let mut payload: Value = serde_json::from_str(receipt["payload"].as_str().unwrap()).unwrap();
+    let flipped = if payload["trade"]["result"] == "win" { "lose" } else { "win" };
+    payload["trade"]["result"] = Value::from(flipped);
+    let mut tampered = receipt.clone();
+    tampered["payload"] = Value::from(payload.to_string());
+    std::fs::write(dir.join("tampered.json"), tampered.to_string()).unwrap();
+    let caught = verify(dir.join("tampered.json")).await;
+    let report = String::from_utf8_lossy(&caught.stdout);
+    assert!(
+        !caught.status.success() && report.contains("signature: the signature does not match"),
+        "{report}"
+    );
+
+    let other = app.signed_up("nosy@example.com").await;
+    assert_eq!(
+        app.get(&format!("/api/flash-trade/{id}/receipt"), Some(&other)).await.status(),
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        app.get(&format!("/api/flash-trade/{id}"), Some(&other)).await.status(),
+        StatusCode::NOT_FOUND
+    );
+}
+
+#[tokio::test]
+async fn history_pages_and_filters_and_the_record_counts_results() {
+    let app = TestApp::spawn().await;
+    let token = app.signed_up("history@example.com").await;
+    let mut ids = Vec::new();
+    for direction in ["up", "down", "up", "down", "up"] {
+        ids.push(open(&app, &token, &open_body("SIMV25", direction, "10", 1)).await["id"].as_i64().unwrap());
+    }
+    for id in &ids {
+        ended(&app, &token, *id, Duration::from_secs(10)).await;
+    }
+    let mut seen = Vec::new();
+    let mut query = "?limit=2".to_owned();
+    loop {
+        let page = body(app.get(&format!("/api/flash-trade/history{query}"), Some(&token)).await).await;
+        seen.extend(page["trades"].as_array().unwrap().iter().map(|t| t["id"].as_i64().unwrap()));
+        match page["nextCursor"].as_str() {
+            Some(cursor) => query = format!("?limit=2&cursor={cursor}"),
+            None => break,
+        }
+    }
+    ids.reverse();
+    assert_eq!(seen, ids, "newest first, each once");
+
+    let stats = body(app.get("/api/flash-trade/stats", Some(&token)).await).await;
+    let count = |k: &str| stats[k].as_i64().unwrap();
+    assert_eq!(count("wins") + count("losses") + count("ties"), 5);
+    let wins = body(app.get("/api/flash-trade/history?result=win", Some(&token)).await).await;
+    assert_eq!(wins["trades"].as_array().unwrap().len() as i64, count("wins"));
+    assert_eq!(stats["breakEvenWinRate"], "0.540540541");
+    assert_eq!(stats["distinguishableFromBreakEven"], false, "five trades prove nothing");
+    for (query, field) in [
+        ("?result=maybe", "result"),
+        ("?limit=0", "limit"),
+        ("?cursor=x", "cursor"),
+        ("?symbol=NOPE", "symbol"),
+    ] {
+        let (status, _, got) =
+            error_of(app.get(&format!("/api/flash-trade/history{query}"), Some(&token)).await).await;
+        assert_eq!((status, got.as_deref()), (StatusCode::BAD_REQUEST, Some(field)), "{query}");
+    }
+    let active = body(app.get("/api/flash-trade/active", Some(&token)).await).await;
+    assert_eq!(active["trades"], json!([]));
+}
+
+#[tokio::test]
+async fn the_vip_level_follows_the_rolling_turnover_when_trades_settle() {
+    let app = TestApp::spawn().await;
+    let token = app.signed_up("vip@example.com").await;
+    let mut last = 0;
+    for _ in 0..10 {
+        last = open(&app, &token, &open_body("SIMV25", "up", "1000", 1)).await["id"].as_i64().unwrap();
+        // Each settles before the next, so the balance always covers the next stake.
+        ended(&app, &token, last, Duration::from_secs(10)).await;
+        if body(app.me(&token).await).await["user"]["vipLevel"] == 2 {
+            break;
+        }
+        if Money::parse(app.balance(&token).await["available"].as_str().unwrap()).unwrap()
+            < Money::from_units(1000)
+        {
+            app.wallet_post("deposit", &token, &json!({"amount": "5000"}), None).await;
+        }
+    }
+    assert!(last > 0);
+    assert_eq!(
+        body(app.me(&token).await).await["user"]["vipLevel"],
+        2,
+        "10,000.00 of turnover reaches level 2"
+    );
+    let quote = body(
+        app.get("/api/flash-trade/quote?symbol=SIMV25&direction=up&amount=100&duration=5", Some(&token))
+            .await,
+    )
+    .await;
+    assert_eq!(quote["payoutRate"], "0.8600", "level 2 adds its bonus to new trades");
+}
+
+#[tokio::test]
+async fn a_thousand_trades_expiring_together_are_all_settled_by_the_rules() {
+    let app = TestApp::spawn().await;
+    let tokens = join_all((0..10).map(|i| app.signed_up_owned(format!("crowd{i}@example.com")))).await;
+    let request = open_body("SIMV100", "up", "10", 2);
+    let mut created = Vec::new();
+    for round in 0..4 {
+        let batch =
+            join_all(tokens.iter().flat_map(|t| (0..25).map(move |_| (t, round))).map(|(t, _)| async {
+                let trade = open(&app, t, &request).await;
+                (t.clone(), trade["id"].as_i64().unwrap())
+            }))
+            .await;
+        created.extend(batch);
+    }
+    assert_eq!(created.len(), 1000);
+    let mut latest_lag = 0;
+    for (token, id) in &created {
+        let trade = ended(&app, token, *id, Duration::from_secs(30)).await;
+        assert_eq!(trade["status"], "settled");
+        latest_lag = latest_lag.max(ms(&trade["settledAt"]) - ms(&trade["expiresAt"]));
+    }
+    // Spot-check the rules on a sample; every trade's postings are checked by the audit.
+    for (token, id) in created.iter().step_by(97) {
+        assert_settled_by_the_rules(&app, &trade(&app, token, *id).await).await;
+    }
+    let report = app.store.audit().await.unwrap();
+    assert!(report.is_clean(), "{:?}", report.violations);
+    assert_eq!(report.trades, 1000);
+    eprintln!("1000 trades: the last settled {latest_lag} ms after its expiry (measured, not asserted)");
+}
+
+#[tokio::test]
+async fn after_kill_9_with_a_hundred_open_trades_a_restart_settles_them_all_by_the_rules() {
+    let mut app = TestApp::spawn().await;
+    let token = app.signed_up("crash@example.com").await;
+    app.stop().await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let base = format!("http://127.0.0.1:{port}");
+    let mut process = tokio::process::Command::new(env!("CARGO_BIN_EXE_fairtick"))
+        .args([
+            "serve",
+            "--addr",
+            &format!("127.0.0.1:{port}"),
+            "--tick-interval-ms",
+            "20",
+            "--epoch-ms",
+            "400",
+        ])
+        .env("DATABASE_URL", &app.database_url)
+        .env("FAIRTICK_DATA_DIR", app.data_dir.path())
+        .env("FAIRTICK_DATA_KEY", DATA_KEY_HEX)
+        .env("JWT_SECRET", "test-secret-test-secret-test-secret-0123")
+        .env("RUST_LOG", "error")
+        .stdout(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let client = reqwest::Client::new();
+    eventually(Duration::from_secs(20), || async {
+        client.get(format!("{base}/readyz")).send().await.ok().filter(|r| r.status().is_success()).map(|_| ())
+    })
+    .await;
+    let request = open_body("SIMV25", "down", "10", 5);
+    for _ in 0..100 {
+        let response = client
+            .post(format!("{base}/api/flash-trade/create"))
+            .bearer_auth(&token)
+            .json(&request)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::CREATED);
+    }
+    process.start_kill().unwrap();
+    process.wait().await.unwrap();
+    let mut conn = raw_connection(&app.database_url).await;
+    let (open_count,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM trades WHERE status = 'active'")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(open_count, 100, "all still open at the crash");
+
+    let restarted = app.spawn_sibling(|_| {}).await;
+    let history = eventually(Duration::from_secs(30), || async {
+        let page = body(restarted.get("/api/flash-trade/history?limit=200", Some(&token)).await).await;
+        let trades = page["trades"].as_array().unwrap().clone();
+        trades.iter().all(|t| t["status"] != "active").then_some(trades)
+    })
+    .await;
+    assert_eq!(history.len(), 100);
+    for trade in &history {
+        assert_settled_by_the_rules(&restarted, trade).await;
+    }
+    let report = restarted.store.audit().await.unwrap();
+    assert!(report.is_clean(), "{:?}", report.violations);
+    let user = UserId(restarted.user_id(&token).await);
+    assert_eq!(restarted.store.trade_counts(user).await.unwrap().active, 0);
+}
+
+#[tokio::test]
+async fn with_two_nodes_on_postgres_every_trade_is_settled_exactly_once() {
+    if std::env::var("TEST_DATABASE_URL").is_err() {
+        eprintln!("skipped: two nodes need PostgreSQL (TEST_DATABASE_URL)");
+        return;
+    }
+    let a = TestApp::spawn().await;
+    let b = a.spawn_sibling(|_| {}).await;
+    let token = a.signed_up("twonodes@example.com").await;
+    let request = open_body("SIMV25", "up", "10", 1);
+    let mut ids = Vec::new();
+    for i in 0..40 {
+        let node = if i % 2 == 0 { &a } else { &b };
+        ids.push(open(node, &token, &request).await["id"].as_i64().unwrap());
+    }
+    for id in &ids {
+        let settled = ended(&b, &token, *id, Duration::from_secs(15)).await;
+        assert_settled_by_the_rules(&a, &settled).await;
+    }
+    let mut conn = raw_connection(&a.database_url).await;
+    let releases: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT reference, COUNT(*) FROM ledger_transactions WHERE kind IN ('payout', 'loss', 'refund') GROUP BY reference",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(releases.len(), 40);
+    assert!(releases.iter().all(|(_, n)| *n == 1), "one release per trade: {releases:?}");
+    assert!(a.store.audit().await.unwrap().is_clean());
+}
