@@ -102,6 +102,9 @@ impl Store {
         .bind(now.timestamp_millis())
         .fetch_one(&mut *w.tx)
         .await?;
+        if transfer.postings().iter().any(|p| p.account.belongs_to_user()) {
+            self.lock_user_accounts(w, user).await?;
+        }
         let mut cash_after = None;
         for posting in transfer.postings() {
             let amount = posting.amount.cents();
@@ -141,6 +144,19 @@ impl Store {
         Ok(Ok(Posted { transaction_id, cash_after }))
     }
 
+    /// Locks a user's accounts, always in id order: every transaction that changes balances
+    /// takes these locks the same way, so two of them can never wait on each other in a cycle.
+    pub(crate) async fn lock_user_accounts(&self, w: &mut WriteTx, user: UserId) -> StoreResult<()> {
+        let lock = self.for_update();
+        if !lock.is_empty() {
+            sqlx::query(&format!("SELECT id FROM accounts WHERE user_id = $1 ORDER BY id{lock}"))
+                .bind(user.0)
+                .execute(&mut *w.tx)
+                .await?;
+        }
+        Ok(())
+    }
+
     /// Reads a user's balances and their deposits of the last 24 hours. With `lock`, the user's
     /// account rows stay locked until the transaction ends.
     pub(crate) async fn read_wallet_state(
@@ -151,11 +167,12 @@ impl Store {
         lock: bool,
     ) -> StoreResult<WalletState> {
         let lock = if lock { self.for_update() } else { "" };
-        let rows: Vec<(String, i64)> =
-            sqlx::query_as(&format!("SELECT kind, balance FROM accounts WHERE user_id = $1{lock}"))
-                .bind(user.0)
-                .fetch_all(&mut *conn)
-                .await?;
+        let rows: Vec<(String, i64)> = sqlx::query_as(&format!(
+            "SELECT kind, balance FROM accounts WHERE user_id = $1 ORDER BY id{lock}"
+        ))
+        .bind(user.0)
+        .fetch_all(&mut *conn)
+        .await?;
         let mut state = WalletState::default();
         for (kind, balance) in rows {
             match kind.as_str() {

@@ -349,7 +349,11 @@ impl Store {
     ) -> StoreResult<Vec<TradeRecord>> {
         let mut w = self.begin_write().await?;
         let mut ended = Vec::with_capacity(finishes.len());
-        for finish in finishes {
+        // One global order (user, then trade) for the locks a batch takes, so that batches on
+        // two nodes cannot deadlock each other.
+        let mut ordered: Vec<&Finish> = finishes.iter().collect();
+        ordered.sort_by_key(|f| (f.user_id, f.trade_id));
+        for finish in ordered {
             if self.finish_one(&mut w, finish, now).await?.is_ok() {
                 ended.push(finish.trade_id);
             }
@@ -369,6 +373,8 @@ impl Store {
         finish: &Finish,
         now: DateTime<Utc>,
     ) -> StoreResult<Result<(), ()>> {
+        // Accounts before the trade row, as every money-moving transaction locks them.
+        self.lock_user_accounts(w, finish.user_id).await?;
         let settled_at = now.timestamp_millis();
         let (status, result, exit, reason) = match &finish.ending {
             Ending::Settled { exit, result } => (TradeStatus::Settled, Some(*result), Some(*exit), None),

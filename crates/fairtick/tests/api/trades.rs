@@ -18,8 +18,10 @@ fn open_body(symbol: &str, direction: &str, amount: &str, duration: u32) -> Valu
 
 async fn open(app: &TestApp, token: &str, request: &Value) -> Value {
     let response = app.post_json("/api/flash-trade/create", Some(token), request).await;
-    assert_eq!(response.status(), StatusCode::CREATED);
-    body(response).await["trade"].clone()
+    let status = response.status();
+    let body = body(response).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    body["trade"].clone()
 }
 
 async fn trade(app: &TestApp, token: &str, id: i64) -> Value {
