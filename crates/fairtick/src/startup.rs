@@ -6,16 +6,17 @@ use std::future::Future;
 use std::net::SocketAddr;
 
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::http::rate_limit::AuthRateLimits;
 use crate::http::{self, AppState};
-use tokio_util::sync::CancellationToken;
-
 use crate::services::accounts::Accounts;
+use crate::services::events::EventBus;
 use crate::services::market::Markets;
 use crate::services::market::feed::FeedSettings;
 use crate::services::passwords::Passwords;
+use crate::services::realtime::Hub;
 use crate::services::sealing::DataKey;
 use crate::services::tokens::Tokens;
 use crate::services::trades::Trades;
@@ -32,20 +33,29 @@ pub struct Application {
 impl Application {
     pub async fn build(config: &Config) -> anyhow::Result<Application> {
         let store = Store::connect(&config.database_url, config.db_max_connections).await?;
-        let services = Services::new(store.clone(), config).await?;
+        let events = EventBus::new(store.clone());
+        let passwords = Passwords::new(config.hashing_concurrency).await?;
+        let tokens = Tokens::new(&config.jwt_secret, config.token_ttl);
         let markets = Markets::new(store.clone(), config.markets.clone());
-        let trades =
-            Trades::new(store.clone(), markets.clone(), config.signing_key.clone(), config.trading.clone());
+        let trades = Trades::new(
+            store.clone(),
+            markets.clone(),
+            events.clone(),
+            config.signing_key.clone(),
+            config.trading.clone(),
+        );
         let state = AppState {
-            store,
-            accounts: services.accounts,
-            wallet: services.wallet,
-            markets,
-            trades,
+            accounts: Accounts::new(store.clone(), passwords, tokens, config.wallet),
+            wallet: Wallet::new(store.clone(), config.wallet, events.clone()),
             auth_limits: AuthRateLimits::new(
                 config.auth_per_ip_per_minute,
                 config.login_per_account_per_minute,
             ),
+            hub: Hub::new(),
+            store,
+            events,
+            markets,
+            trades,
         };
         Ok(Application { state, data_key: config.data_key.clone(), feed: config.feed.clone() })
     }
@@ -61,45 +71,49 @@ impl Application {
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        let limits = self.state.auth_limits.clone();
-        let sweeper = tokio::spawn(async move {
+        let state = self.state;
+        let background = CancellationToken::new();
+        let mut tasks =
+            state.markets.spawn_feeds(self.data_key, state.events.clone(), self.feed, background.clone());
+        tasks.push(tokio::spawn(state.trades.settlement().run(background.clone())));
+        tasks.extend(state.hub.spawn(
+            state.store.clone(),
+            &state.markets,
+            state.trades.clone(),
+            &state.events,
+            background.clone(),
+        ));
+        tasks
+            .push(tokio::spawn(state.events.clone().run_listener(state.markets.clone(), background.clone())));
+        let limits = state.auth_limits.clone();
+        let sweeper_stop = background.clone();
+        tasks.push(tokio::spawn(async move {
             let mut every = tokio::time::interval(http::RATE_LIMIT_SWEEP);
             loop {
-                every.tick().await;
-                limits.sweep();
+                tokio::select! {
+                    _ = every.tick() => limits.sweep(),
+                    () = sweeper_stop.cancelled() => return,
+                }
             }
-        });
-        let background = CancellationToken::new();
-        let mut background_tasks =
-            self.state.markets.spawn_feeds(self.data_key, self.feed, background.clone());
-        background_tasks.push(tokio::spawn(self.state.trades.settlement().run(background.clone())));
-        let store = self.state.store.clone();
-        let app = http::router(self.state).into_make_service_with_connect_info::<SocketAddr>();
-        let served = axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
+        }));
+
+        let store = state.store.clone();
+        let app = http::router(state).into_make_service_with_connect_info::<SocketAddr>();
+        // WebSocket connections are long-lived: cancelling the background work on shutdown
+        // ends them (their streams close), so graceful shutdown does not wait for clients.
+        let stop = background.clone();
+        let served = axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                shutdown.await;
+                stop.cancel();
+            })
+            .await;
         background.cancel();
-        for task in background_tasks {
+        for task in tasks {
             let _ = task.await;
         }
-        sweeper.abort();
         store.close().await;
         Ok(served?)
-    }
-}
-
-/// The services, built once and shared by the HTTP layer and the command line.
-pub struct Services {
-    pub accounts: Accounts,
-    pub wallet: Wallet,
-}
-
-impl Services {
-    pub async fn new(store: Store, config: &Config) -> anyhow::Result<Services> {
-        let passwords = Passwords::new(config.hashing_concurrency).await?;
-        let tokens = Tokens::new(&config.jwt_secret, config.token_ttl);
-        Ok(Services {
-            accounts: Accounts::new(store.clone(), passwords, tokens, config.wallet),
-            wallet: Wallet::new(store, config.wallet),
-        })
     }
 }
 

@@ -10,6 +10,7 @@ pub mod market;
 pub mod rate_limit;
 pub mod trades;
 pub mod wallet;
+pub mod ws;
 
 use std::time::Duration;
 
@@ -25,7 +26,9 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::services::accounts::Accounts;
+use crate::services::events::EventBus;
 use crate::services::market::Markets;
+use crate::services::realtime::Hub;
 use crate::services::trades::Trades;
 use crate::services::wallet::Wallet;
 use crate::store::Store;
@@ -43,6 +46,8 @@ pub struct AppState {
     pub wallet: Wallet,
     pub markets: Markets,
     pub trades: Trades,
+    pub events: EventBus,
+    pub hub: Hub,
     pub auth_limits: AuthRateLimits,
 }
 
@@ -102,6 +107,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(trades::one))
         .routes(routes!(trades::receipt))
         .routes(routes!(trades::key))
+        .routes(routes!(ws::upgrade))
 }
 
 /// The OpenAPI document of the whole API.

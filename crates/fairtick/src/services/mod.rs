@@ -4,8 +4,10 @@
 //! answer with domain values or an [`Error`] that the HTTP layer maps to a status code once.
 
 pub mod accounts;
+pub mod events;
 pub mod market;
 pub mod passwords;
+pub mod realtime;
 pub mod sealing;
 pub mod tokens;
 pub mod trades;

@@ -6,6 +6,7 @@ use fairtick_core::ledger::TransactionKind;
 use fairtick_core::wallet::{WalletLimits, WalletOp, WalletRefusal, WalletState};
 use sha2::{Digest, Sha256};
 
+use super::events::{Event, EventBus};
 use super::{Error, Result};
 use crate::store::{IdempotencyKey, StatementQuery, StatementRow, Store, WalletOutcome, WalletReceipt};
 
@@ -34,11 +35,12 @@ pub struct Page {
 pub struct Wallet {
     store: Store,
     limits: WalletLimits,
+    events: EventBus,
 }
 
 impl Wallet {
-    pub fn new(store: Store, limits: WalletLimits) -> Wallet {
-        Wallet { store, limits }
+    pub fn new(store: Store, limits: WalletLimits, events: EventBus) -> Wallet {
+        Wallet { store, limits, events }
     }
 
     pub fn limits(&self) -> &WalletLimits {
@@ -64,7 +66,10 @@ impl Wallet {
         }
         let key = idempotency_key.map(|key| IdempotencyKey { request_hash: request_hash(&op), key });
         match self.store.move_funds(user, op, &self.limits, key.as_ref(), now).await? {
-            WalletOutcome::Done(receipt) => Ok(Answer { receipt, replayed: false }),
+            WalletOutcome::Done(receipt) => {
+                self.events.publish(Event::Balance(user));
+                Ok(Answer { receipt, replayed: false })
+            }
             WalletOutcome::Replayed(receipt) => Ok(Answer { receipt, replayed: true }),
             WalletOutcome::KeyReused => Err(Error::IdempotencyKeyReused),
             WalletOutcome::Refused(refusal) => Err(refused(refusal)),

@@ -61,6 +61,8 @@ pub struct Store {
     /// handler keeps waiting fair and fast. PostgreSQL uses row locks instead.
     write_lock: Option<Arc<Mutex<()>>>,
     system_accounts: SystemAccounts,
+    /// The PostgreSQL URL, for connections of their own (listeners).
+    url: Option<Arc<str>>,
 }
 
 /// Ids of the house and faucet accounts, read once at start-up.
@@ -95,7 +97,8 @@ impl Store {
         };
         let write_lock = (backend == Backend::Sqlite).then(|| Arc::new(Mutex::new(())));
         let system_accounts = Self::read_system_accounts(&pool).await?;
-        Ok(Store { pool, backend, write_lock, system_accounts })
+        let url = (backend == Backend::Postgres).then(|| Arc::from(url));
+        Ok(Store { pool, backend, write_lock, system_accounts, url })
     }
 
     pub fn backend(&self) -> Backend {

@@ -55,3 +55,21 @@ impl super::Store {
         Ok(locked.then(|| Leadership::Postgres(conn.detach())))
     }
 }
+
+impl super::Store {
+    /// Sends `payload` to every listener of `channel` (PostgreSQL only), after commit like any
+    /// statement outside a transaction.
+    pub async fn notify(&self, channel: &str, payload: &str) -> StoreResult<()> {
+        sqlx::query("SELECT pg_notify($1, $2)").bind(channel).bind(payload).execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// A dedicated connection listening on `channel`.
+    pub async fn listen(&self, channel: &str) -> StoreResult<sqlx::postgres::PgListener> {
+        let url =
+            self.url.as_deref().ok_or_else(|| super::StoreError::Corrupt("no URL to listen on".into()))?;
+        let mut listener = sqlx::postgres::PgListener::connect(url).await?;
+        listener.listen(channel).await?;
+        Ok(listener)
+    }
+}

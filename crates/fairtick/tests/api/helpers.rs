@@ -116,16 +116,42 @@ impl TestApp {
         }
     }
 
+    /// A server whose sockets have a tiny send buffer, for slow-consumer tests.
+    pub async fn spawn_with_send_buffer(bytes: u32) -> TestApp {
+        let data_dir = Arc::new(tempfile::tempdir().expect("a temporary directory"));
+        let database_url = fresh_database_url(data_dir.path()).await;
+        TestApp::spawn_on_listener(database_url, data_dir, |_| {}, Some(bytes)).await
+    }
+
     async fn spawn_on(
         database_url: String,
         data_dir: Arc<tempfile::TempDir>,
         adjust: impl FnOnce(&mut Config),
     ) -> TestApp {
+        TestApp::spawn_on_listener(database_url, data_dir, adjust, None).await
+    }
+
+    async fn spawn_on_listener(
+        database_url: String,
+        data_dir: Arc<tempfile::TempDir>,
+        adjust: impl FnOnce(&mut Config),
+        send_buffer: Option<u32>,
+    ) -> TestApp {
         let mut config = test_config(database_url.clone());
         adjust(&mut config);
         let app = Application::build(&config).await.expect("the application builds");
         let store = app.state().store.clone();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind port 0");
+        let listener = match send_buffer {
+            None => tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind port 0"),
+            Some(bytes) => {
+                // Accepted sockets inherit the listener's buffer size: a tiny one makes a
+                // client that stops reading block the server's writes quickly.
+                let socket = tokio::net::TcpSocket::new_v4().unwrap();
+                socket.set_send_buffer_size(bytes).unwrap();
+                socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+                socket.listen(1024).unwrap()
+            }
+        };
         let base = format!("http://{}", listener.local_addr().unwrap());
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let server = tokio::spawn(app.serve(listener, async move {

@@ -9,5 +9,6 @@ mod health;
 mod helpers;
 mod market;
 mod openapi;
+mod realtime;
 mod trades;
 mod wallet;

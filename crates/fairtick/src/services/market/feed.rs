@@ -16,6 +16,7 @@ use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
 use super::catalog::{MarketDefinition, MarketSource};
+use crate::services::events::EventBus;
 use crate::services::sealing::DataKey;
 use crate::store::{Leadership, NewEpoch, Store, StoreError, TickRecord};
 
@@ -55,6 +56,7 @@ pub async fn run(
     store: Store,
     key: DataKey,
     bus: broadcast::Sender<Tick>,
+    events: EventBus,
     settings: FeedSettings,
     cancel: CancellationToken,
 ) {
@@ -66,8 +68,14 @@ pub async fn run(
         match leadership {
             Ok(Some(mut leadership)) => {
                 tracing::info!(symbol = %market.symbol, "producing ticks");
-                let producer =
-                    Producer { market: &market, store: &store, key: &key, bus: &bus, settings: &settings };
+                let producer = Producer {
+                    market: &market,
+                    store: &store,
+                    key: &key,
+                    bus: &bus,
+                    events: &events,
+                    settings: &settings,
+                };
                 if let Err(error) = producer.produce(&mut leadership, &cancel).await {
                     tracing::warn!(symbol = %market.symbol, %error, "the feed stopped; retrying");
                 }
@@ -87,6 +95,7 @@ struct Producer<'a> {
     store: &'a Store,
     key: &'a DataKey,
     bus: &'a broadcast::Sender<Tick>,
+    events: &'a EventBus,
     settings: &'a FeedSettings,
 }
 
@@ -129,6 +138,7 @@ impl Producer<'_> {
                     .await?;
                 cursor = Cursor { next_seq: tick.seq + 1, price, last_ts: tick.ts };
                 // Nobody listening is fine: the tick is stored.
+                self.events.publish_tick(&tick);
                 let _ = self.bus.send(tick);
                 if (cursor.next_seq - epoch_start) % 64 == 0 {
                     leadership.check().await?;

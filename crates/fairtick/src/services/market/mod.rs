@@ -9,6 +9,7 @@ use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use super::events::EventBus;
 use super::sealing::DataKey;
 use super::{Error, Result};
 use crate::store::{Candle, EpochRecord, Store, TickRecord};
@@ -67,10 +68,16 @@ impl Markets {
         self.bus.subscribe()
     }
 
+    /// Publishes a tick another node produced to this node's listeners.
+    pub fn inject(&self, tick: Tick) {
+        let _ = self.bus.send(tick);
+    }
+
     /// Starts one feed task per market.
     pub fn spawn_feeds(
         &self,
         key: DataKey,
+        events: EventBus,
         settings: FeedSettings,
         cancel: CancellationToken,
     ) -> Vec<JoinHandle<()>> {
@@ -82,6 +89,7 @@ impl Markets {
                     self.store.clone(),
                     key.clone(),
                     self.bus.clone(),
+                    events.clone(),
                     settings.clone(),
                     cancel.clone(),
                 ))

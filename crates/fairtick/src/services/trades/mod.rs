@@ -15,8 +15,9 @@ use fairtick_core::stats::{Interval, wilson_interval};
 use fairtick_core::trade::{self, Direction, TradeStatus};
 use fairtick_core::{Money, UserId};
 use sha2::{Digest, Sha256};
-use tokio::sync::{Notify, broadcast};
+use tokio::sync::Notify;
 
+use super::events::{Event, EventBus};
 use super::market::Markets;
 use super::market::catalog::MarketSource;
 use super::{Error, Result};
@@ -27,8 +28,6 @@ use receipts::ReceiptSigner;
 pub const QUOTE_VALIDITY_MS: i64 = 5_000;
 pub const MAX_PAGE: u32 = 200;
 pub const DEFAULT_PAGE: u32 = 50;
-/// Trade events buffered per listener before it counts as lagging.
-const EVENTS_CAPACITY: usize = 4_096;
 
 /// A request to open a trade, as received.
 #[derive(Clone, Debug)]
@@ -82,7 +81,7 @@ pub struct Trades {
     settings: Arc<TradingSettings>,
     /// Wakes settlement when a trade is opened on this node.
     wake: Arc<Notify>,
-    events: broadcast::Sender<TradeRecord>,
+    events: EventBus,
 }
 
 fn page_limit(limit: Option<u32>) -> Result<u32> {
@@ -106,8 +105,13 @@ fn parse_cursor(cursor: Option<&str>) -> Result<Option<i64>> {
 }
 
 impl Trades {
-    pub fn new(store: Store, markets: Markets, signer: ReceiptSigner, settings: TradingSettings) -> Trades {
-        let (events, _) = broadcast::channel(EVENTS_CAPACITY);
+    pub fn new(
+        store: Store,
+        markets: Markets,
+        events: EventBus,
+        signer: ReceiptSigner,
+        settings: TradingSettings,
+    ) -> Trades {
         Trades { store, markets, signer, settings: Arc::new(settings), wake: Arc::new(Notify::new()), events }
     }
 
@@ -154,13 +158,9 @@ impl Trades {
         &self.settings
     }
 
-    /// Every change of any trade made on this node, after it committed.
-    pub fn events(&self) -> broadcast::Receiver<TradeRecord> {
-        self.events.subscribe()
-    }
-
+    /// Tells listeners (on every node) that a trade changed, and with it the owner's balance.
     pub(crate) fn publish(&self, trade: TradeRecord) {
-        let _ = self.events.send(trade);
+        self.events.publish(Event::Trade(trade));
     }
 
     pub fn settlement(&self) -> settlement::Settlement {

@@ -1,0 +1,195 @@
+//! What happened, for whoever is listening: trade changes, balance changes, announcements and
+//! suspensions. Published only after the database transaction behind them committed.
+//!
+//! Each node has a local bus. On PostgreSQL every event (and every tick) is also sent with
+//! `NOTIFY`, carrying ids rather than rows (payloads are small and bounded), and each node's
+//! listener re-reads the rows and republishes them locally, so a client connected to node B
+//! sees what node A did. After the listener reconnects, clients are resynchronised.
+
+use std::sync::Arc;
+
+use fairtick_core::UserId;
+use serde::{Deserialize, Serialize};
+use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
+
+use super::market::Markets;
+use super::market::feed::Tick;
+use crate::store::{Backend, Store, TradeRecord};
+
+/// Events buffered per listener inside the process.
+const CAPACITY: usize = 8_192;
+/// The PostgreSQL channel events travel on.
+pub const CHANNEL: &str = "fairtick_events";
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Notice {
+    /// `info`, `success`, `warning` or `error`.
+    pub level: String,
+    pub title: String,
+    pub message: String,
+}
+
+#[derive(Clone, Debug)]
+pub enum Event {
+    /// A trade was opened, entered or ended.
+    Trade(TradeRecord),
+    /// A user's balances changed.
+    Balance(UserId),
+    /// An announcement to everyone connected.
+    Notice(Notice),
+    /// A notification for one user.
+    UserNotice(UserId, Notice),
+    /// The account was suspended: its live connections must end.
+    Suspended(UserId),
+    /// Live state may have been missed (e.g. a listener reconnected): resend it.
+    Resync,
+}
+
+/// What crosses nodes: ids and small values only.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+enum Wire {
+    Trade { node: String, id: i64 },
+    Balance { node: String, user: i64 },
+    Notice { node: String, notice: Notice },
+    UserNotice { node: String, user: i64, notice: Notice },
+    Suspended { node: String, user: i64 },
+    Tick { node: String, symbol: String, seq: i64, ts: i64, price: i64, epoch: i64 },
+}
+
+#[derive(Clone)]
+pub struct EventBus {
+    local: broadcast::Sender<Event>,
+    store: Store,
+    /// Identifies this process in notifications, so it ignores its own.
+    node: Arc<str>,
+}
+
+impl EventBus {
+    pub fn new(store: Store) -> EventBus {
+        let (local, _) = broadcast::channel(CAPACITY);
+        let node: String = hex::encode(rand::random::<[u8; 8]>());
+        EventBus { local, store, node: node.into() }
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.local.subscribe()
+    }
+
+    /// Publishes on this node at once, and to the other nodes through the database.
+    pub fn publish(&self, event: Event) {
+        let wire = match &event {
+            Event::Trade(trade) => Some(Wire::Trade { node: self.node.to_string(), id: trade.id }),
+            Event::Balance(user) => Some(Wire::Balance { node: self.node.to_string(), user: user.0 }),
+            Event::Notice(notice) => {
+                Some(Wire::Notice { node: self.node.to_string(), notice: notice.clone() })
+            }
+            Event::UserNotice(user, notice) => {
+                Some(Wire::UserNotice { node: self.node.to_string(), user: user.0, notice: notice.clone() })
+            }
+            Event::Suspended(user) => Some(Wire::Suspended { node: self.node.to_string(), user: user.0 }),
+            Event::Resync => None,
+        };
+        let _ = self.local.send(event);
+        if let Some(wire) = wire {
+            self.send_wire(wire);
+        }
+    }
+
+    /// Tells the other nodes about a tick this node produced.
+    pub fn publish_tick(&self, tick: &Tick) {
+        self.send_wire(Wire::Tick {
+            node: self.node.to_string(),
+            symbol: tick.symbol.to_string(),
+            seq: tick.seq,
+            ts: tick.ts,
+            price: tick.price.units(),
+            epoch: tick.epoch_id,
+        });
+    }
+
+    fn send_wire(&self, wire: Wire) {
+        if self.store.backend() != Backend::Postgres {
+            return;
+        }
+        let store = self.store.clone();
+        tokio::spawn(async move {
+            let payload = serde_json::to_string(&wire).expect("events serialise");
+            if let Err(error) = store.notify(CHANNEL, &payload).await {
+                tracing::warn!(%error, "could not notify the other nodes");
+            }
+        });
+    }
+
+    /// On PostgreSQL, listens for the other nodes' events and ticks until `cancel`, reconnecting
+    /// (and asking for a resync) when the connection drops.
+    pub async fn run_listener(self, markets: Markets, cancel: CancellationToken) {
+        if self.store.backend() != Backend::Postgres {
+            return;
+        }
+        let mut first = true;
+        while !cancel.is_cancelled() {
+            match self.store.listen(CHANNEL).await {
+                Ok(mut listener) => {
+                    if !first {
+                        let _ = self.local.send(Event::Resync);
+                    }
+                    first = false;
+                    loop {
+                        tokio::select! {
+                            received = listener.recv() => match received {
+                                Ok(notification) => self.receive(notification.payload(), &markets).await,
+                                Err(error) => {
+                                    tracing::warn!(%error, "the event listener lost its connection");
+                                    break;
+                                }
+                            },
+                            () = cancel.cancelled() => return,
+                        }
+                    }
+                }
+                Err(error) => tracing::warn!(%error, "could not listen for events"),
+            }
+            tokio::select! {
+                () = tokio::time::sleep(std::time::Duration::from_millis(500)) => {}
+                () = cancel.cancelled() => return,
+            }
+        }
+    }
+
+    async fn receive(&self, payload: &str, markets: &Markets) {
+        let wire: Wire = match serde_json::from_str(payload) {
+            Ok(wire) => wire,
+            Err(error) => return tracing::warn!(%error, "an event from another node is malformed"),
+        };
+        let from_self = |node: &str| node == &*self.node;
+        let event = match wire {
+            Wire::Trade { node, .. }
+            | Wire::Balance { node, .. }
+            | Wire::Notice { node, .. }
+            | Wire::UserNotice { node, .. }
+            | Wire::Suspended { node, .. }
+            | Wire::Tick { node, .. }
+                if from_self(&node) =>
+            {
+                return;
+            }
+            Wire::Trade { id, .. } => match self.store.trade(id).await {
+                Ok(Some(trade)) => Event::Trade(trade),
+                Ok(None) => return,
+                Err(error) => return tracing::warn!(%error, "reading a trade another node changed"),
+            },
+            Wire::Balance { user, .. } => Event::Balance(UserId(user)),
+            Wire::Notice { notice, .. } => Event::Notice(notice),
+            Wire::UserNotice { user, notice, .. } => Event::UserNotice(UserId(user), notice),
+            Wire::Suspended { user, .. } => Event::Suspended(UserId(user)),
+            Wire::Tick { symbol, seq, ts, price, epoch, .. } => {
+                let Ok(price) = fairtick_core::price::Price::from_units(price) else { return };
+                markets.inject(Tick { symbol: symbol.into(), seq, ts, price, epoch_id: epoch });
+                return;
+            }
+        };
+        let _ = self.local.send(event);
+    }
+}

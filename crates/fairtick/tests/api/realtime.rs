@@ -1,0 +1,296 @@
+//! The WebSocket feed end to end: authentication three ways, subscriptions and catch-up, every
+//! event after its HTTP action, bad messages, slow consumers, and events across two nodes.
+
+use std::time::Duration;
+
+use futures::{SinkExt, StreamExt};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::{self, Message};
+
+use crate::helpers::{TestApp, body, eventually};
+
+type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn connect(app: &TestApp, query: &str, cookie: Option<&str>) -> Result<Socket, tungstenite::Error> {
+    let mut request =
+        format!("{}/ws{query}", app.base.replace("http://", "ws://")).into_client_request().unwrap();
+    if let Some(token) = cookie {
+        request.headers_mut().insert("cookie", format!("fairtick_session={token}").parse().unwrap());
+    }
+    tokio_tungstenite::connect_async(request).await.map(|(socket, _)| socket)
+}
+
+async fn send(socket: &mut Socket, message: Value) {
+    socket.send(Message::text(message.to_string())).await.unwrap();
+}
+
+/// The next message of `kind` (others are skipped), within five seconds.
+async fn next_of(socket: &mut Socket, kind: &str) -> Value {
+    let wait = async {
+        loop {
+            match socket.next().await {
+                Some(Ok(Message::Text(text))) => {
+                    let message: Value = serde_json::from_str(&text).unwrap();
+                    if message["type"] == kind {
+                        return message["data"].clone();
+                    }
+                }
+                Some(Ok(_)) => {}
+                other => panic!("the socket ended while waiting for {kind}: {other:?}"),
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(5), wait)
+        .await
+        .unwrap_or_else(|_| panic!("no {kind} within 5 s"))
+}
+
+/// The next message of `kind` satisfying `test`.
+async fn next_matching(socket: &mut Socket, kind: &str, test: impl Fn(&Value) -> bool) -> Value {
+    tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let data = next_of(socket, kind).await;
+            if test(&data) {
+                return data;
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("no matching {kind} within 10 s"))
+}
+
+#[tokio::test]
+async fn anonymous_clients_watch_prices_of_the_markets_they_subscribe_to() {
+    let app = TestApp::spawn().await;
+    let mut socket = connect(&app, "", None).await.unwrap();
+    send(&mut socket, json!({"type": "subscribe", "data": {"symbols": ["SIMV25"]}})).await;
+    assert_eq!(next_of(&mut socket, "subscribed").await["symbols"], json!(["SIMV25"]));
+    let first = next_of(&mut socket, "price_update").await;
+    assert_eq!(first["symbol"], "SIMV25");
+    assert!(
+        first["price"].as_str().unwrap().contains('.')
+            && first["ts"].is_string()
+            && first["epochId"].is_i64()
+    );
+    let second = next_of(&mut socket, "price_update").await;
+    assert!(second["seq"].as_i64().unwrap() > first["seq"].as_i64().unwrap());
+
+    send(&mut socket, json!({"type": "ping"})).await;
+    next_of(&mut socket, "pong").await;
+
+    send(&mut socket, json!({"type": "unsubscribe", "data": {"symbols": ["SIMV25"]}})).await;
+    next_of(&mut socket, "unsubscribed").await;
+    let quiet = tokio::time::timeout(Duration::from_millis(300), next_of(&mut socket, "price_update")).await;
+    assert!(quiet.is_err(), "no prices after unsubscribing");
+
+    // Anonymous clients get no user events, and cannot pretend otherwise.
+    send(&mut socket, json!({"type": "auth", "data": {"token": "forged.token.here"}})).await;
+    assert_eq!(next_of(&mut socket, "error").await["code"], "unauthenticated");
+}
+
+#[tokio::test]
+async fn a_user_authenticates_by_query_cookie_or_message_and_gets_their_state() {
+    let app = TestApp::spawn().await;
+    let token = app.signed_up("ws@example.com").await;
+    let mut by_query = connect(&app, &format!("?token={token}"), None).await.unwrap();
+    let mut by_cookie = connect(&app, "", Some(&token)).await.unwrap();
+    let mut by_message = connect(&app, "", None).await.unwrap();
+    send(&mut by_message, json!({"type": "auth", "data": {"token": token}})).await;
+    for socket in [&mut by_query, &mut by_cookie, &mut by_message] {
+        assert!(next_of(socket, "authenticated").await["userId"].is_i64());
+        assert_eq!(next_of(socket, "balance_update").await["balance"], "10000.00");
+    }
+    let refused = connect(&app, "?token=not-a-token", None).await;
+    match refused {
+        Err(tungstenite::Error::Http(response)) => assert_eq!(response.status(), 401),
+        other => panic!("an invalid token must be refused at upgrade: {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn every_event_arrives_after_its_http_action() {
+    let app = TestApp::spawn().await;
+    let token = app.signed_up("events@example.com").await;
+    let mut socket = connect(&app, &format!("?token={token}"), None).await.unwrap();
+    next_of(&mut socket, "balance_update").await;
+
+    app.wallet_post("deposit", &token, &json!({"amount": "12.34"}), None).await;
+    assert_eq!(next_of(&mut socket, "balance_update").await["balance"], "10012.34");
+
+    let opened = app
+        .post_json(
+            "/api/flash-trade/create",
+            Some(&token),
+            &json!({"symbol": "SIMV25", "direction": "up", "amount": "10", "duration": 1}),
+        )
+        .await;
+    assert_eq!(opened.status(), StatusCode::CREATED);
+    let id = body(opened).await["trade"]["id"].as_i64().unwrap();
+    let created = next_matching(&mut socket, "trade_update", |d| d["trade"]["id"] == id).await;
+    assert_eq!(created["trade"]["status"], "active");
+    let after_stake = next_of(&mut socket, "balance_update").await;
+    assert_eq!(
+        (after_stake["available"].as_str(), after_stake["inPlay"].as_str()),
+        (Some("10002.34"), Some("10.00"))
+    );
+    let entered = next_matching(&mut socket, "trade_update", |d| {
+        d["trade"]["id"] == id && d["trade"]["entry"].is_object()
+    })
+    .await;
+    assert_eq!(entered["trade"]["status"], "active");
+    let settled = next_matching(&mut socket, "trade_update", |d| {
+        d["trade"]["id"] == id && d["trade"]["status"] != "active"
+    })
+    .await;
+    assert_eq!(settled["trade"]["status"], "settled");
+    let notice = next_of(&mut socket, "notification").await;
+    assert!(notice["title"].as_str().unwrap().starts_with("Trade"), "{notice}");
+    let settled_balance = next_of(&mut socket, "balance_update").await;
+    assert_eq!(settled_balance["inPlay"], "0.00");
+}
+
+#[tokio::test]
+async fn a_reconnecting_client_catches_up_from_the_seq_it_last_saw() {
+    let app = TestApp::spawn().await;
+    let newest = eventually(Duration::from_secs(5), || async {
+        let ticks = body(app.get("/api/market/ticks?symbol=SIMV100&limit=1", None).await).await;
+        ticks["ticks"][0]["seq"].as_i64().filter(|seq| *seq > 30)
+    })
+    .await;
+    let mut socket = connect(&app, "", None).await.unwrap();
+    let from = newest - 25;
+    send(
+        &mut socket,
+        json!({"type": "subscribe", "data": {"symbols": ["SIMV100"], "fromSeq": {"SIMV100": from}}}),
+    )
+    .await;
+    let mut expected = from + 1;
+    while expected <= newest + 5 {
+        let tick = next_of(&mut socket, "price_update").await;
+        assert_eq!(
+            tick["seq"].as_i64().unwrap(),
+            expected,
+            "missed ticks replayed in order, then live, no gap"
+        );
+        expected += 1;
+    }
+}
+
+#[tokio::test]
+async fn bad_messages_get_an_error_with_a_code_not_a_dropped_connection() {
+    let app = TestApp::spawn().await;
+    let mut socket = connect(&app, "", None).await.unwrap();
+    for (message, code) in [
+        ("not json", "malformed_message"),
+        ("{\"data\": {}}", "malformed_message"),
+        ("{\"type\": \"dance\"}", "unknown_type"),
+        ("{\"type\": \"subscribe\", \"data\": {\"symbols\": [\"NOPE\"]}}", "unknown_symbol"),
+        ("{\"type\": \"subscribe\", \"data\": {}}", "invalid_data"),
+        (
+            "{\"type\": \"subscribe\", \"data\": {\"symbols\": [\"SIMV25\"], \"fromSeq\": {\"SIMV100\": 1}}}",
+            "invalid_data",
+        ),
+        ("{\"type\": \"auth\", \"data\": {}}", "invalid_data"),
+    ] {
+        socket.send(Message::text(message)).await.unwrap();
+        let error = next_of(&mut socket, "error").await;
+        assert_eq!(error["code"], code, "{message}");
+        assert!(error["message"].as_str().is_some_and(|m| !m.is_empty()));
+    }
+    socket.send(Message::binary(vec![1, 2, 3])).await.unwrap();
+    assert_eq!(next_of(&mut socket, "error").await["code"], "unsupported");
+    send(&mut socket, json!({"type": "ping"})).await;
+    next_of(&mut socket, "pong").await;
+
+    // A flood is refused beyond the per-second allowance, with a reason.
+    for _ in 0..40 {
+        socket.send(Message::text("{\"type\": \"ping\"}")).await.unwrap();
+    }
+    assert_eq!(next_of(&mut socket, "error").await["code"], "rate_limited");
+    let huge = format!("{{\"type\": \"ping\", \"data\": \"{}\"}}", "x".repeat(64 * 1024));
+    let _ = socket.send(Message::text(huge)).await;
+    let ended = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            match socket.next().await {
+                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return,
+                Some(Ok(_)) => {}
+            }
+        }
+    })
+    .await;
+    assert!(ended.is_ok(), "a message over the size limit ends the connection");
+}
+
+#[tokio::test]
+async fn a_client_that_stops_reading_is_cut_off_and_never_slows_the_others() {
+    let app = TestApp::spawn_with_send_buffer(4096).await;
+    let mut healthy = connect(&app, "", None).await.unwrap();
+    send(&mut healthy, json!({"type": "subscribe", "data": {"symbols": ["SIMV25", "SIMV100"]}})).await;
+    // The slow client has a tiny receive window, subscribes, and then never reads again.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let stream = socket.connect(app.base.trim_start_matches("http://").parse().unwrap()).await.unwrap();
+    let request = format!("{}/ws", app.base.replace("http://", "ws://")).into_client_request().unwrap();
+    let (mut slow, _) =
+        tokio_tungstenite::client_async(request, tokio_tungstenite::MaybeTlsStream::Plain(stream))
+            .await
+            .unwrap();
+    send(&mut slow, json!({"type": "subscribe", "data": {"symbols": ["SIMV25", "SIMV100"]}})).await;
+    let mut stale = 0;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while tokio::time::Instant::now() < deadline {
+        let tick = next_of(&mut healthy, "price_update").await;
+        let ts = chrono::DateTime::parse_from_rfc3339(tick["ts"].as_str().unwrap()).unwrap();
+        if (chrono::Utc::now() - ts.with_timezone(&chrono::Utc)).num_milliseconds() > 1_000 {
+            stale += 1;
+        }
+    }
+    assert_eq!(stale, 0, "the healthy client kept getting fresh prices");
+    // The slow client's connection was closed: draining it ends with a close or an error.
+    let ended = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match slow.next().await {
+                None | Some(Err(_)) => return None,
+                Some(Ok(Message::Close(frame))) => return frame.map(|f| f.reason.to_string()),
+                Some(Ok(_)) => {}
+            }
+        }
+    })
+    .await
+    .expect("the slow client was disconnected");
+    if let Some(reason) = ended {
+        assert_eq!(reason, "slow consumer");
+    }
+}
+
+#[tokio::test]
+async fn with_two_nodes_a_trade_on_node_a_reaches_a_socket_on_node_b() {
+    if std::env::var("TEST_DATABASE_URL").is_err() {
+        eprintln!("skipped: two nodes need PostgreSQL (TEST_DATABASE_URL)");
+        return;
+    }
+    let a = TestApp::spawn().await;
+    let b = a.spawn_sibling(|_| {}).await;
+    let token = a.signed_up("acrossnodes@example.com").await;
+    let mut on_b = connect(&b, &format!("?token={token}"), None).await.unwrap();
+    next_of(&mut on_b, "balance_update").await;
+    send(&mut on_b, json!({"type": "subscribe", "data": {"symbols": ["SIMV25"]}})).await;
+    next_of(&mut on_b, "price_update").await;
+
+    let opened = a
+        .post_json(
+            "/api/flash-trade/create",
+            Some(&token),
+            &json!({"symbol": "SIMV25", "direction": "down", "amount": "10", "duration": 1}),
+        )
+        .await;
+    let id = body(opened).await["trade"]["id"].as_i64().unwrap();
+    let seen = next_matching(&mut on_b, "trade_update", |d| d["trade"]["id"] == id).await;
+    assert_eq!(seen["trade"]["symbol"], "SIMV25");
+    let balance = next_of(&mut on_b, "balance_update").await;
+    assert_eq!(balance["inPlay"], "10.00");
+    next_matching(&mut on_b, "trade_update", |d| d["trade"]["id"] == id && d["trade"]["status"] == "settled")
+        .await;
+}
