@@ -10,6 +10,7 @@ pub mod market;
 pub mod rate_limit;
 pub mod trades;
 pub mod wallet;
+pub mod web;
 pub mod ws;
 
 use std::time::Duration;
@@ -126,6 +127,7 @@ pub fn router(state: AppState) -> Router {
                 async move { ([(axum::http::header::CONTENT_TYPE, "application/json")], spec_json.as_str().to_owned()) }
             }),
         )
+        .merge(web::routes())
         .fallback(|| async { ApiError::not_found() })
         .method_not_allowed_fallback(|| async {
             ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this method is not allowed here")

@@ -1,0 +1,87 @@
+/**
+ * The pages' only way to the server: `fetch` with the session cookie (same origin), JSON in
+ * and out, and every failure turned into an `ApiError` carrying the server's
+ * `{"error": {code, message, field}}`. The login token is never stored by the page: the
+ * HttpOnly `fairtick_session` cookie set at login authenticates every call.
+ */
+
+export class ApiError extends Error {
+  /**
+   * @param {number} status HTTP status, 0 when the server could not be reached.
+   * @param {string} code the server's snake_case code.
+   * @param {string} message for people.
+   * @param {string|undefined} field the request field at fault.
+   */
+  constructor(status, code, message, field) {
+    super(message);
+    this.status = status;
+    this.code = code;
+    this.field = field;
+  }
+}
+
+/** A random key for `Idempotency-Key`, so a retried POST never moves money twice. */
+export function idempotencyKey() {
+  return globalThis.crypto.randomUUID();
+}
+
+/**
+ * One API call.
+ * @param {string} method
+ * @param {string} path e.g. `/api/wallet/balance`
+ * @param {{body?: unknown, query?: Record<string, string|number|undefined|null>, idempotent?: boolean, signal?: AbortSignal}} [options]
+ * @returns {Promise<any>} the parsed JSON body, or null for 204.
+ */
+export async function api(method, path, options = {}) {
+  const url = new URL(path, location.origin);
+  for (const [name, value] of Object.entries(options.query ?? {})) {
+    if (value !== undefined && value !== null && value !== '') url.searchParams.set(name, String(value));
+  }
+  const headers = { Accept: 'application/json' };
+  if (options.body !== undefined) headers['Content-Type'] = 'application/json';
+  if (options.idempotent) headers['Idempotency-Key'] = idempotencyKey();
+  let response;
+  try {
+    response = await fetch(url, {
+      method,
+      headers,
+      body: options.body === undefined ? undefined : JSON.stringify(options.body),
+      credentials: 'same-origin',
+      signal: options.signal,
+    });
+  } catch (error) {
+    if (error.name === 'AbortError') throw error;
+    throw new ApiError(0, 'network', 'The server could not be reached. Check your connection.');
+  }
+  if (response.status === 204) return null;
+  const text = await response.text();
+  let body = null;
+  try {
+    body = text ? JSON.parse(text) : null;
+  } catch {
+    body = null;
+  }
+  if (!response.ok) {
+    const error = body?.error;
+    throw new ApiError(
+      response.status,
+      error?.code ?? 'http_' + response.status,
+      error?.message ?? `The server answered ${response.status}.`,
+      error?.field,
+    );
+  }
+  return body;
+}
+
+export const get = (path, query, signal) => api('GET', path, { query, signal });
+export const post = (path, body, options = {}) => api('POST', path, { body, ...options });
+
+/** The signed-in user, or null when nobody is (a 401). Other failures throw. */
+export async function currentUser() {
+  try {
+    return (await get('/api/auth/me')).user;
+  } catch (error) {
+    if (error instanceof ApiError && error.status === 401) return null;
+    throw error;
+  }
+}

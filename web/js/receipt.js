@@ -1,0 +1,198 @@
+/**
+ * Checks a signed trade receipt in the browser, step by step, exactly as the Rust verifier
+ * (`crates/fairtick/src/verify.rs`, `check_receipt`) does: the Ed25519 signature over the
+ * payload's UTF-8 bytes, each epoch's revealed seed against its commitment, every tick
+ * recomputed from the seeds with `fairness.js` (docs/fairness.md), then the entry, exit,
+ * result and payout re-derived by the public rules:
+ *
+ * - entry: the first tick strictly after acceptance; expiry = entry time + duration;
+ * - exit: the last tick at or before expiry; decided once a later tick exists;
+ * - `up` wins if exit > entry, `down` if exit < entry; equal is a tie;
+ * - a win pays ⌊stake × (1 + rate)⌋ to the cent, a tie the stake, a loss nothing.
+ *
+ * No IO: the caller passes the key it trusts (from `/api/fairness/key`). Prices and money are
+ * BigInt throughout. Works in browsers and in Node (WebCrypto Ed25519).
+ */
+
+import { commitmentOf, formatCents, formatPrice, parseCents, parsePrice, recomputeTicks, tradeResult } from './fairness.js';
+
+/**
+ * @typedef {{check: string, outcome: 'ok'|'pending'|'failed', detail: string}} Step
+ */
+
+const step = (check, outcome, detail) => ({ check, outcome, detail });
+
+function hexBytes(text, length) {
+  if (typeof text !== 'string' || text.length !== length * 2 || !/^[0-9a-fA-F]*$/.test(text)) return null;
+  const bytes = new Uint8Array(length);
+  for (let i = 0; i < length; i++) bytes[i] = parseInt(text.slice(2 * i, 2 * i + 2), 16);
+  return bytes;
+}
+
+/**
+ * Whether `signatureHex` is a valid Ed25519 signature by `publicKeyHex` over `payload`.
+ * @returns {Promise<{ok: boolean, why?: string}>}
+ */
+export async function verifySignature(publicKeyHex, signatureHex, payload) {
+  const key = hexBytes(publicKeyHex, 32);
+  if (!key) return { ok: false, why: 'the public key is not 32 hex bytes' };
+  const signature = hexBytes(signatureHex, 64);
+  if (!signature) return { ok: false, why: 'the signature is not 64 hex bytes' };
+  let imported;
+  try {
+    imported = await globalThis.crypto.subtle.importKey('raw', key, { name: 'Ed25519' }, false, ['verify']);
+  } catch (error) {
+    return { ok: false, why: `this browser cannot check Ed25519 signatures, or the key is invalid (${error.message})` };
+  }
+  const ok = await globalThis.crypto.subtle.verify({ name: 'Ed25519' }, imported, signature, new TextEncoder().encode(payload));
+  return ok ? { ok: true } : { ok: false, why: "the signature does not match the receipt's content" };
+}
+
+/**
+ * Reads a receipt the user pasted: either the served `{payload, signature, publicKey,
+ * algorithm}` object, or that object's JSON text.
+ * @returns {{payload: string, signature: string, publicKey: string, algorithm: string}}
+ */
+export function parseReceipt(input) {
+  const value = typeof input === 'string' ? JSON.parse(input) : input;
+  if (!value || typeof value !== 'object') throw new TypeError('a receipt is a JSON object');
+  for (const field of ['payload', 'signature', 'publicKey']) {
+    if (typeof value[field] !== 'string') throw new TypeError(`the receipt has no "${field}" text`);
+  }
+  if (value.algorithm !== undefined && value.algorithm !== 'Ed25519') {
+    throw new TypeError(`unsupported signature algorithm ${JSON.stringify(value.algorithm)}`);
+  }
+  return { payload: value.payload, signature: value.signature, publicKey: value.publicKey, algorithm: value.algorithm ?? 'Ed25519' };
+}
+
+/** `"0.8500"` → 8500n basis points. */
+function rateBp(text) {
+  const match = /^(\d+)(?:\.(\d{1,4}))?$/.exec(String(text));
+  if (!match) throw new RangeError(`payout rate ${JSON.stringify(text)}`);
+  return BigInt(match[1]) * 10000n + BigInt((match[2] ?? '').padEnd(4, '0'));
+}
+
+/** What a settled trade pays back: ⌊stake·(1 + r)⌋ on a win, the stake on a tie, 0 on a loss. */
+export function returned(result, stakeCents, payoutRateBp) {
+  if (result === 'win') return (stakeCents * (10000n + payoutRateBp)) / 10000n;
+  if (result === 'tie') return stakeCents;
+  return 0n;
+}
+
+/**
+ * Checks a receipt. Stops at the first failure, like the Rust verifier; `pending` marks what
+ * cannot be checked yet (an unrevealed seed, an unsettled trade).
+ * @param {{payload: string, signature: string, publicKey: string}} receipt
+ * @param {string|null} trustedKey hex of the key to trust (the server's published key);
+ *   null trusts the key the receipt names (the report says so).
+ * @param {{onProgress?: (step: Step) => void}} [options]
+ * @returns {Promise<{steps: Step[], body: object|null}>}
+ */
+export async function checkReceipt(receipt, trustedKey, options = {}) {
+  const steps = [];
+  const push = (s) => {
+    steps.push(s);
+    options.onProgress?.(s);
+    return { steps, body };
+  };
+  let body = null;
+
+  // 1. The signature, by the key we trust.
+  if (trustedKey && trustedKey.toLowerCase() !== receipt.publicKey.toLowerCase()) {
+    return push(step('signature', 'failed', `the receipt names key ${receipt.publicKey}, but the server publishes ${trustedKey}`));
+  }
+  const key = trustedKey ?? receipt.publicKey;
+  const signed = await verifySignature(key, receipt.signature, receipt.payload);
+  if (!signed.ok) return push(step('signature', 'failed', signed.why));
+  try {
+    body = JSON.parse(receipt.payload);
+  } catch (error) {
+    return push(step('signature', 'failed', `the signed content is not JSON: ${error.message}`));
+  }
+  push(step('signature', 'ok', `Ed25519 signature valid, signed by ${key}${trustedKey ? " (the server's published key)" : ' (the key named in the receipt; not compared with a published key)'}`));
+  const trade = body?.trade;
+  if (!trade || !Array.isArray(body.epochs) || !Array.isArray(body.ticks)) {
+    return push(step('ticks', 'failed', 'the signed content is not a receipt (no trade, epochs or ticks)'));
+  }
+
+  // 2. The ticks are consecutive and each follows from its epoch's revealed seed.
+  const spots = body.ticks.map((t) => ({ seq: Number(t.seq), ts: Number(t.ts), price: parsePrice(t.price), epochId: t.epochId, text: t.price }));
+  for (let i = 1; i < spots.length; i++) {
+    if (spots[i].seq !== spots[i - 1].seq + 1 || spots[i].ts <= spots[i - 1].ts) {
+      return push(step('ticks', 'failed', `the ticks are not consecutive at seq ${spots[i].seq}`));
+    }
+  }
+  for (const epoch of body.epochs) {
+    const mine = spots.filter((t) => t.epochId === epoch.id);
+    if (!epoch.seed) {
+      const why = epoch.kind === 'replay'
+        ? `epoch ${epoch.id} is a replay of recorded prices: it has no seed to recompute from`
+        : `epoch ${epoch.id} has not ended: its seed is not revealed yet. Try again after the epoch ends.`;
+      return push(step('ticks', 'pending', why));
+    }
+    let computed;
+    try {
+      computed = await commitmentOf(epoch.seed);
+    } catch (error) {
+      return push(step('commitment', 'failed', `epoch ${epoch.id}: ${error.message}`));
+    }
+    if (computed !== String(epoch.commitment).toLowerCase()) {
+      return push(step('commitment', 'failed', `epoch ${epoch.id}: the revealed seed hashes to ${computed}, but the commitment published was ${epoch.commitment}`));
+    }
+    push(step('commitment', 'ok', `epoch ${epoch.id}: SHA-256 of the revealed seed equals the commitment ${epoch.commitment}`));
+    const last = mine[mine.length - 1];
+    if (!last) continue;
+    const count = last.seq - Number(epoch.startTick) + 1;
+    if (mine[0].seq < Number(epoch.startTick)) return push(step('ticks', 'failed', `seq ${mine[0].seq} is before epoch ${epoch.id} starts`));
+    const params = { symbol: trade.symbol, volatilityBp: epoch.volatilityBp, tickIntervalMs: epoch.tickIntervalMs };
+    const recomputed = await recomputeTicks(params, epoch.seed, epoch.id, parsePrice(epoch.startPrice), count);
+    for (const tick of mine) {
+      const expected = recomputed[tick.seq - Number(epoch.startTick)];
+      if (expected !== tick.price) {
+        return push(step('ticks', 'failed', `seq ${tick.seq}: the seed gives ${formatPrice(expected)}, the receipt says ${tick.text}`));
+      }
+    }
+  }
+  push(step('ticks', 'ok', `${spots.length} ticks recomputed from ${body.epochs.length} revealed seed(s) with docs/fairness.md; all match`));
+
+  // 3. Only a settled trade has a result to re-derive.
+  if (trade.status !== 'settled') {
+    const why = trade.voidReason ? `: ${trade.voidReason}` : '';
+    return push(step('result', 'pending', `the trade is ${trade.status}${why}; only settled trades have a result to re-derive`));
+  }
+
+  // 4. Entry, expiry and exit by the rules.
+  const acceptedAt = Number(trade.acceptedAt);
+  const after = spots.findIndex((s) => s.ts > acceptedAt);
+  if (after === 0) return push(step('entry', 'failed', 'the receipt lacks the tick at or before acceptance'));
+  if (after < 0) return push(step('result', 'failed', 'the ticks given do not decide the trade'));
+  const entry = spots[after];
+  const expiresAt = entry.ts + Number(trade.durationMs);
+  const deciding = spots.findIndex((s, i) => i >= after && s.ts > expiresAt);
+  if (deciding < 0) return push(step('result', 'failed', 'the ticks given do not decide the trade'));
+  const exit = spots[deciding - 1];
+  if (entry.seq !== trade.entrySeq || exit.seq !== trade.exitSeq) {
+    return push(step('entry', 'failed', `the rules give entry seq ${entry.seq} and exit seq ${exit.seq}, the receipt says ${trade.entrySeq} and ${trade.exitSeq}`));
+  }
+  push(step('entry', 'ok', `accepted at ${new Date(acceptedAt).toISOString()}; entry = first tick after: seq ${entry.seq} at ${entry.text}; expiry ${new Date(expiresAt).toISOString()}; exit = last tick at or before expiry: seq ${exit.seq} at ${exit.text}`));
+
+  // 5. The result and the payout.
+  const result = { win: 'win', loss: 'lose', tie: 'tie' }[tradeResult(trade.direction, entry.price, exit.price)];
+  if (result !== trade.result) {
+    return push(step('result', 'failed', `the rules give ${result}, the receipt says ${trade.result}`));
+  }
+  const payout = formatCents(returned(result, parseCents(trade.stake), rateBp(trade.payoutRate)));
+  if (payout !== trade.payout) {
+    return push(step('payout', 'failed', `the rules pay ${payout}, the receipt says ${trade.payout}`));
+  }
+  const comparison = exit.price > entry.price ? 'above' : exit.price < entry.price ? 'below' : 'equal to';
+  push(step('result', 'ok', `${trade.direction} on ${trade.symbol}: exit ${exit.text} is ${comparison} entry ${entry.text}, so ${result}`));
+  return push(step('payout', 'ok', `stake ${trade.stake} VUSD at rate ${trade.payoutRate}: the rules pay ${payout} VUSD, as recorded`));
+}
+
+/** The overall verdict of a list of steps. */
+export function verdict(steps) {
+  if (steps.some((s) => s.outcome === 'failed')) return 'failed';
+  if (steps.some((s) => s.outcome === 'pending')) return 'pending';
+  return steps.length > 0 ? 'ok' : 'pending';
+}

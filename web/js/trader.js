@@ -1,0 +1,848 @@
+/**
+ * The trader page (`/`): sign in, follow a market, see the quote before trading, place Up or
+ * Down trades, watch them settle or sell them back, and manage the virtual balance.
+ *
+ * Nothing here can choose or influence a result: the page only asks the server to open or
+ * sell a trade; results follow from the recorded ticks, and every receipt can be checked on
+ * `/verify`. Money arrives as decimal strings and is only reformatted (format.js); the one
+ * comparison of prices (is an open trade ahead?) is done on BigInt units.
+ */
+
+import { ApiError, currentUser, get, post } from './api.js';
+import { parsePrice } from './fairness.js';
+import { PriceChart } from './chart.js';
+import { Realtime } from './realtime.js';
+import { clock, dateTime, durationLabel, isAmount, money, moneySign, percent, price, seconds } from './format.js';
+import { $, busy, clearErrors, el, listState, markCurrentNav, onField, setText, showError, tabs, toast } from './ui.js';
+
+/** Used when the server publishes no list (the documented defaults, docs and README). */
+const DEFAULT_DURATIONS = [5, 10, 15, 30, 60, 120, 300];
+const CHART_TICKS = 300;
+const PAGE = 20;
+const SYMBOL_KEY = 'fairtick.symbol';
+
+const state = {
+  user: null,
+  symbols: [],
+  symbol: null,
+  market: null,
+  durations: DEFAULT_DURATIONS,
+  quotes: { up: null, down: null },
+  quoteTimer: null,
+  quoteSeq: 0,
+  /** id → trade (REST shape) of the open trades */
+  active: new Map(),
+  /** ids already announced as ended */
+  announced: new Set(),
+  /** recent ended trades of every market, for the chart's marks */
+  recent: [],
+  /** server clock − local clock, from the latest tick */
+  offsetMs: 0,
+  firstPrice: null,
+  lastTick: null,
+  realtime: null,
+  tradesCursor: null,
+  txCursor: null,
+  lastBalanceAt: 0,
+  activeBusy: false,
+};
+
+let chart;
+
+const ms = (rfc3339) => (rfc3339 ? Date.parse(rfc3339) : null);
+const now = () => Date.now() + state.offsetMs;
+
+// ---- start -------------------------------------------------------------------------------
+
+async function boot() {
+  markCurrentNav();
+  wireAuth();
+  const bootLine = $('#boot');
+  let user;
+  try {
+    user = await currentUser();
+  } catch (error) {
+    bootLine.textContent = `Could not reach the server: ${error.message} Reload to try again.`;
+    bootLine.className = 'list-state error';
+    bootLine.dataset.state = 'error';
+    return;
+  }
+  bootLine.hidden = true;
+  if (user) await startDesk(user);
+  else showAuth();
+}
+
+function showAuth() {
+  $('#auth').hidden = false;
+  $('#desk').hidden = true;
+  setText('conn', 'Signed out');
+  $('#conn').dataset.state = 'offline';
+  $('#login-email').focus();
+}
+
+function wireAuth() {
+  const selectTab = tabs($('#auth [role="tablist"]'));
+  const login = $('#login-form');
+  const register = $('#register-form');
+  login.addEventListener('submit', async (event) => {
+    event.preventDefault();
+    clearErrors(login);
+    const data = new FormData(login);
+    const body = { email: String(data.get('email')).trim(), password: String(data.get('password')) };
+    if (!body.email) return showError(login, new ApiError(400, 'validation_error', 'Enter your email.', 'email'));
+    if (!body.password) return showError(login, new ApiError(400, 'validation_error', 'Enter your password.', 'password'));
+    try {
+      const { user } = await busy(event.submitter, () => post('/api/auth/login', body));
+      $('#auth').hidden = true;
+      await startDesk(user);
+    } catch (error) {
+      showError(login, error);
+    }
+  });
+  register.addEventListener('submit', async (event) => {
+    event.preventDefault();
+    clearErrors(register);
+    const data = new FormData(register);
+    const body = {
+      email: String(data.get('email')).trim(),
+      password: String(data.get('password')),
+      firstName: String(data.get('firstName')).trim(),
+      lastName: String(data.get('lastName')).trim(),
+    };
+    for (const [field, label] of [['firstName', 'your first name'], ['lastName', 'your last name'], ['email', 'your email']]) {
+      if (!body[field]) return showError(register, new ApiError(400, 'validation_error', `Enter ${label}.`, field));
+    }
+    if (body.password.length < 8) {
+      return showError(register, new ApiError(400, 'validation_error', 'Use at least 8 characters.', 'password'));
+    }
+    try {
+      const { user } = await busy(event.submitter, () => post('/api/auth/register', body));
+      $('#auth').hidden = true;
+      await startDesk(user);
+      toast({ level: 'success', title: 'Practice account created', message: `You start with ${money(user.balance)} VUSD of virtual funds.` });
+    } catch (error) {
+      showError(register, error);
+    }
+  });
+  // Let "Create account" links elsewhere open the tab.
+  if (location.hash === '#register') selectTab($('#tab-register'), false);
+}
+
+async function startDesk(user) {
+  state.user = user;
+  $('#desk').hidden = false;
+  $('#auth').hidden = true;
+  $('#balancebar').hidden = false;
+  $('#logout').hidden = false;
+  $('#who').hidden = false;
+  setText('who', user.email);
+  $('#admin-link').hidden = !(user.role === 'admin' || user.role === 'superadmin');
+  renderBalance({ balance: user.balance, available: null, inPlay: null });
+
+  chart = new PriceChart($('#chart'), $('#chart-msg'));
+  wireDesk();
+  state.realtime = new Realtime();
+  wireRealtime(state.realtime);
+  state.realtime.start();
+
+  listState($('#open-trades'), 'loading');
+  listState($('#stats'), 'loading');
+  listState($('#trades-list'), 'loading');
+  await loadSymbols();
+  await Promise.all([refreshBalance(), refreshActive(), refreshStats(), loadTrades(true), loadTransactions(true), loadTerms()]);
+  setInterval(tickClock, 200);
+  setInterval(() => {
+    if (state.active.size > 0) refreshActive();
+  }, 1000);
+}
+
+// ---- markets and chart -------------------------------------------------------------------
+
+async function loadSymbols() {
+  const select = $('#symbol');
+  try {
+    const { symbols } = await get('/api/market/symbols');
+    state.symbols = symbols;
+  } catch (error) {
+    chart.say(`Markets could not be loaded: ${error.message}`);
+    return;
+  }
+  select.replaceChildren(...state.symbols.map((m) => el('option', { value: m.symbol, text: `${m.symbol} · ${m.name}` })));
+  $('#f-symbol').replaceChildren(el('option', { value: '', text: 'All' }),
+    ...state.symbols.map((m) => el('option', { value: m.symbol, text: m.symbol })));
+  const saved = localStorage.getItem(SYMBOL_KEY);
+  const first = state.symbols.find((m) => m.symbol === saved) ?? state.symbols[0];
+  if (!first) {
+    chart.say('No market is open.');
+    return;
+  }
+  select.value = first.symbol;
+  await selectSymbol(first.symbol);
+}
+
+async function selectSymbol(symbol) {
+  const previous = state.symbol;
+  state.symbol = symbol;
+  state.market = state.symbols.find((m) => m.symbol === symbol) ?? null;
+  localStorage.setItem(SYMBOL_KEY, symbol);
+  if (previous && previous !== symbol) state.realtime.unwatch(previous);
+  state.firstPrice = null;
+  state.lastTick = null;
+  setText('last-price', '—');
+  setText('last-change', '');
+  setText('market-name', state.market ? `${state.market.name}${state.market.kind === 'replay' ? ' (replay)' : ''}` : '');
+  chart.setSymbol(symbol);
+  chart.say('Loading prices…');
+  try {
+    const { ticks } = await get('/api/market/ticks', { symbol, limit: CHART_TICKS });
+    if (state.symbol !== symbol) return;
+    const normal = ticks.map((t) => ({ seq: t.seq, ts: Date.parse(t.ts), price: t.price }));
+    chart.setTicks(normal);
+    chart.say(normal.length === 0 ? 'Waiting for the first tick…' : null);
+    if (normal.length > 0) showTick(normal[normal.length - 1]);
+    state.realtime.watch(symbol, {
+      lastSeq: normal.length > 0 ? normal[normal.length - 1].seq : null,
+      intervalMs: state.market?.tickIntervalMs ?? 1000,
+    });
+  } catch (error) {
+    chart.say(`Prices could not be loaded: ${error.message}`);
+    state.realtime.watch(symbol, { lastSeq: null, intervalMs: state.market?.tickIntervalMs ?? 1000 });
+  }
+  if (chart.mode === 'candles') loadCandles();
+  updateMarkers();
+  scheduleQuote(0);
+}
+
+function showTick(tick) {
+  state.lastTick = tick;
+  state.firstPrice ??= tick.price;
+  setText('last-price', price(tick.price, 4));
+  const change = parsePrice(tick.price) - parsePrice(state.firstPrice);
+  const node = $('#last-change');
+  node.className = `change num ${change > 0n ? 'up' : change < 0n ? 'down' : 'muted'}`;
+  node.textContent = change > 0n ? '▲ since open' : change < 0n ? '▼ since open' : '';
+  $('#chart').setAttribute('aria-label', `${state.symbol} price chart; last price ${tick.price} at ${clock(tick.ts)}`);
+}
+
+let candleTimer = null;
+async function loadCandles() {
+  clearTimeout(candleTimer);
+  const interval = $('#interval').value;
+  const intervalMs = { '1s': 1000, '1m': 60000, '5m': 300000, '1h': 3600000 }[interval];
+  try {
+    const { candles } = await get('/api/market/candles', { symbol: state.symbol, interval, limit: 80 });
+    chart.setCandles(candles.map((c) => ({ ...c, ts: Date.parse(c.ts) })), intervalMs);
+    chart.say(candles.length === 0 ? 'No candles yet.' : null);
+  } catch (error) {
+    chart.say(`Candles could not be loaded: ${error.message}`);
+  }
+}
+
+function setChartMode(mode) {
+  $('#mode-ticks').setAttribute('aria-pressed', String(mode === 'ticks'));
+  $('#mode-candles').setAttribute('aria-pressed', String(mode === 'candles'));
+  $('#interval').disabled = mode !== 'candles';
+  chart.setMode(mode);
+  if (mode === 'candles') loadCandles();
+  else chart.say(chart.ticks.length === 0 ? 'Waiting for the first tick…' : null);
+}
+
+/** The chart's marks: the open trades and the recently ended ones of this market. */
+function updateMarkers() {
+  if (!chart) return;
+  const trades = [...state.active.values(), ...state.recent].filter((t) => t.symbol === state.symbol);
+  chart.setMarkers(trades.map((t) => ({
+    id: t.id,
+    direction: t.direction,
+    active: t.status === 'active',
+    entry: t.entry ? { ts: ms(t.entry.ts), price: t.entry.price } : null,
+    expiresAt: ms(t.expiresAt),
+    exit: t.exit ? { ts: ms(t.exit.ts), price: t.exit.price } : null,
+  })));
+}
+
+// ---- quote and trading -------------------------------------------------------------------
+
+/**
+ * The allowed durations. No endpoint publishes the trading terms yet, so they are read from
+ * the quote endpoint's own validation message ("duration must be one of 5, 10, …"), falling
+ * back to the documented defaults.
+ */
+async function loadTerms() {
+  let durations = null;
+  if (state.symbol) {
+    try {
+      await get('/api/flash-trade/quote', { symbol: state.symbol, direction: 'up', amount: '100.00', duration: 0 });
+    } catch (error) {
+      const match = error instanceof ApiError && error.field === 'duration' ? /one of ([\d,\s]+)/.exec(error.message) : null;
+      if (match) durations = match[1].split(',').map((s) => Number(s.trim())).filter((n) => n > 0);
+    }
+  }
+  state.durations = durations?.length ? durations : DEFAULT_DURATIONS;
+  const select = $('#duration');
+  const keep = select.value;
+  select.replaceChildren(...state.durations.map((d) => el('option', { value: d, text: durationLabel(d) })));
+  select.value = state.durations.includes(Number(keep)) ? keep : String(state.durations[0]);
+  scheduleQuote(0);
+}
+
+function scheduleQuote(delay = 250) {
+  clearTimeout(state.quoteTimer);
+  state.quoteTimer = setTimeout(refreshQuote, delay);
+}
+
+async function refreshQuote() {
+  clearTimeout(state.quoteTimer);
+  const form = $('#ticket');
+  const amount = $('#amount').value.trim();
+  const duration = $('#duration').value;
+  const seq = ++state.quoteSeq;
+  setBuyEnabled(false);
+  if (!state.symbol || !duration) return;
+  for (const slot of [$('#amount-error'), $('#duration-error')]) slot.textContent = '';
+  $('#amount').removeAttribute('aria-invalid');
+  if (!isAmount(amount)) {
+    renderQuote(null);
+    showError(form, new ApiError(400, 'validation_error', 'Enter an amount such as 100 or 25.50.', 'amount'));
+    return;
+  }
+  try {
+    const query = { symbol: state.symbol, amount, duration };
+    const [up, down] = await Promise.all([
+      get('/api/flash-trade/quote', { ...query, direction: 'up' }),
+      get('/api/flash-trade/quote', { ...query, direction: 'down' }),
+    ]);
+    if (seq !== state.quoteSeq) return;
+    state.quotes = { up, down };
+    renderQuote(state.quotes);
+    setBuyEnabled(true);
+    // A quote is valid for a few seconds; keep it fresh while the page is open.
+    const validFor = Math.max(1000, Date.parse(up.validUntil) - now() - 1000);
+    state.quoteTimer = setTimeout(refreshQuote, Math.min(validFor, 4000));
+  } catch (error) {
+    if (seq !== state.quoteSeq) return;
+    renderQuote(null);
+    if (error instanceof ApiError && error.field) {
+      const slot = { amount: 'amount-error', duration: 'duration-error' }[error.field];
+      if (slot) {
+        setText(slot, error.message[0].toUpperCase() + error.message.slice(1));
+        $(`#${error.field}`).setAttribute('aria-invalid', 'true');
+        return;
+      }
+    }
+    setText('quote-note', `No quote: ${error.message}`);
+    state.quoteTimer = setTimeout(refreshQuote, 3000);
+  }
+}
+
+function renderQuote(quotes) {
+  for (const side of ['up', 'down']) {
+    const q = quotes?.[side];
+    setText(`q-${side}-payout`, q ? money(q.payout) : '—');
+    setText(`q-${side}-profit`, q ? money(q.profitIfWin, { sign: true }) : '—');
+    setText(`q-${side}-breakeven`, q ? percent(q.breakEvenWinRate) : '—');
+    setText(`q-${side}-win`, q?.fairWinProbability ? percent(q.fairWinProbability) : '—');
+    setText(`q-${side}-edge`, q?.houseEdge ? percent(q.houseEdge) : '—');
+    setText(`buy-${side}-note`, q ? `pays ${money(q.payout)}` : side === 'up' ? 'higher at expiry' : 'lower at expiry');
+  }
+  const q = quotes?.up;
+  setText('quote-note', q
+    ? `Payout rate ${percent(q.payoutRate, 2)} of the stake on a win; a tie refunds the stake. You need to win more than ${percent(q.breakEvenWinRate, 1)} of decided trades to come out ahead.`
+    : 'Payout rate —. A tie refunds the stake.');
+}
+
+function setBuyEnabled(enabled) {
+  $('#buy-up').disabled = !enabled;
+  $('#buy-down').disabled = !enabled;
+}
+
+async function placeTrade(direction, button) {
+  const form = $('#ticket');
+  clearErrors(form);
+  const quote = state.quotes[direction];
+  const amount = $('#amount').value.trim();
+  if (!quote || !isAmount(amount)) return;
+  try {
+    const { trade } = await busy(button, () => post('/api/flash-trade/create', {
+      symbol: state.symbol,
+      direction,
+      amount,
+      duration: Number($('#duration').value),
+      expectedPayoutRate: quote.payoutRate,
+    }, { idempotent: true }));
+    state.active.set(trade.id, trade);
+    renderActive();
+    updateMarkers();
+    toast({
+      level: 'info',
+      title: `${direction === 'up' ? '▲ Up' : '▼ Down'} trade opened`,
+      message: `${trade.symbol}, ${money(trade.amount)} VUSD for ${durationLabel(trade.duration)}. It starts at the next tick.`,
+    });
+    refreshBalance();
+  } catch (error) {
+    if (error instanceof ApiError && error.status === 409) scheduleQuote(0);
+    showError(form, onField(error, 'amount'));
+  } finally {
+    setBuyEnabled(Boolean(state.quotes.up));
+  }
+}
+
+// ---- open trades -------------------------------------------------------------------------
+
+async function refreshActive() {
+  if (state.activeBusy) return;
+  state.activeBusy = true;
+  try {
+    const { trades } = await get('/api/flash-trade/active');
+    const seen = new Set(trades.map((t) => t.id));
+    const gone = [...state.active.keys()].filter((id) => !seen.has(id));
+    state.active = new Map(trades.map((t) => [t.id, t]));
+    renderActive();
+    updateMarkers();
+    for (const id of gone) finished(id);
+  } catch (error) {
+    if (state.active.size === 0) listState($('#open-trades'), 'error', `Open trades could not be loaded: ${error.message}`);
+  } finally {
+    state.activeBusy = false;
+  }
+}
+
+/** A trade left the open list: fetch how it ended and say so. */
+async function finished(id, known) {
+  if (state.announced.has(id)) return;
+  state.announced.add(id);
+  let trade = known;
+  try {
+    trade ??= (await get(`/api/flash-trade/${id}`)).trade;
+  } catch {
+    return;
+  }
+  announce(trade);
+  state.recent = [trade, ...state.recent.filter((t) => t.id !== trade.id)].slice(0, 20);
+  updateMarkers();
+  refreshBalance();
+  refreshStats();
+  loadTrades(true);
+  loadTransactions(true);
+}
+
+function announce(trade) {
+  const dir = trade.direction === 'up' ? '▲ Up' : '▼ Down';
+  const where = `${trade.symbol} ${dir}, stake ${money(trade.amount)}`;
+  const prices = trade.entry && trade.exit ? ` Entry ${trade.entry.price} → exit ${trade.exit.price}.` : '';
+  if (trade.status === 'sold') {
+    toast({ level: 'info', title: `Sold for ${money(trade.payout)} VUSD`, message: `${where}. Profit ${money(trade.profit, { sign: true })}.` });
+  } else if (trade.status === 'void') {
+    toast({ level: 'warning', title: 'Trade void — stake refunded', message: `${where}. ${trade.voidReason ?? ''}` });
+  } else if (trade.result === 'win') {
+    toast({ level: 'success', title: `Won ${money(trade.profit, { sign: true })} VUSD`, message: `${where}.${prices}` });
+  } else if (trade.result === 'lose') {
+    toast({ level: 'error', title: `Lost ${money(trade.amount)} VUSD`, message: `${where}.${prices}` });
+  } else if (trade.result === 'tie') {
+    toast({ level: 'info', title: 'Tie — stake refunded', message: `${where}.${prices}` });
+  }
+}
+
+function renderActive() {
+  const list = $('#open-trades');
+  const trades = [...state.active.values()].sort((a, b) => b.id - a.id);
+  setText('open-count', trades.length ? `${trades.length} open` : '');
+  if (trades.length === 0) {
+    if (!list.querySelector('[data-state="empty"]')) listState(list, 'empty', 'No open trades. Pick a stake and a duration, then Up or Down.');
+    return;
+  }
+  const rows = new Map([...list.querySelectorAll('.otrade')].map((node) => [Number(node.dataset.id), node]));
+  list.querySelector('.list-state')?.remove();
+  for (const [id, node] of rows) if (!state.active.has(id)) node.remove();
+  trades.forEach((trade, index) => {
+    let node = rows.get(trade.id);
+    if (!node) node = buildOpenTrade(trade);
+    if (list.children[index] !== node) list.insertBefore(node, list.children[index] ?? null);
+    updateOpenTrade(node, trade);
+  });
+}
+
+function buildOpenTrade(trade) {
+  const dir = trade.direction;
+  const sell = el('button', { type: 'button', class: 'sell', 'data-testid': 'sell', on: { click: (e) => sellTrade(trade.id, e.currentTarget) } }, 'Sell');
+  return el('article', { class: 'otrade', dataset: { id: trade.id }, 'aria-label': `Trade ${trade.id}` },
+    el('span', { class: `badge ${dir}`, text: dir === 'up' ? '▲ Up' : '▼ Down' }),
+    el('div', {},
+      el('div', {}, el('strong', { text: trade.symbol }), ' ', el('span', { class: 'num', text: `${money(trade.amount)} VUSD` })),
+      el('div', { class: 'meta num', 'data-role': 'meta' })),
+    el('span', { class: 'countdown num', 'data-role': 'countdown', 'aria-label': 'Time left' }),
+    el('div', { class: 'bar', 'aria-hidden': 'true' }, el('span', { 'data-role': 'bar' })),
+    el('div', { class: 'actions' }, el('span', { class: 'small num', 'data-role': 'state' }), sell));
+}
+
+function updateOpenTrade(node, trade) {
+  const meta = node.querySelector('[data-role="meta"]');
+  const entry = trade.entry ? `entry ${price(trade.entry.price, 4)}` : 'waiting for the entry tick';
+  const text = `${entry} · pays ${money(payoutOf(trade))} on a win`;
+  if (meta.textContent !== text) meta.textContent = text;
+  const sell = node.querySelector('button.sell');
+  const bid = trade.bid;
+  sell.disabled = !bid || sell.getAttribute('aria-busy') === 'true';
+  const label = bid ? `Sell · ${money(bid)}` : 'Sell';
+  if (sell.textContent !== label) sell.textContent = label;
+  sell.title = bid ? `Sell back now at the current bid (${money(bid)} VUSD; it moves with the price)` : 'Not sellable now (before entry or in the last seconds)';
+  updateStanding(node, trade);
+}
+
+/** What a win pays back, for display: ⌊stake × (1 + rate)⌋ on BigInt cents. */
+function payoutOf(trade) {
+  const [w, f = ''] = trade.payoutRate.split('.');
+  const rateBp = BigInt(w) * 10000n + BigInt((f + '0000').slice(0, 4));
+  const [sw, sf = ''] = trade.amount.split('.');
+  const cents = BigInt(sw) * 100n + BigInt((sf + '00').slice(0, 2));
+  const paid = (cents * (10000n + rateBp)) / 10000n;
+  return `${paid / 100n}.${String(paid % 100n).padStart(2, '0')}`;
+}
+
+function updateStanding(node, trade) {
+  const slot = node.querySelector('[data-role="state"]');
+  let text = '';
+  let cls = 'small num muted';
+  const last = state.lastTick;
+  if (trade.entry && last && last.seq >= trade.entry.seq && state.symbol === trade.symbol) {
+    const diff = parsePrice(last.price) - parsePrice(trade.entry.price);
+    const ahead = trade.direction === 'up' ? diff > 0n : diff < 0n;
+    text = diff === 0n ? 'level with entry' : ahead ? 'ahead now' : 'behind now';
+    cls = `small num ${diff === 0n ? 'muted' : ahead ? 'up' : 'down'}`;
+  } else if (trade.entry) {
+    text = 'running';
+  }
+  if (slot.textContent !== text) slot.textContent = text;
+  slot.className = cls;
+}
+
+/** Countdowns and progress bars, several times a second. */
+function tickClock() {
+  for (const node of document.querySelectorAll('.otrade')) {
+    const trade = state.active.get(Number(node.dataset.id));
+    if (!trade) continue;
+    const countdown = node.querySelector('[data-role="countdown"]');
+    const bar = node.querySelector('[data-role="bar"]');
+    const expires = ms(trade.expiresAt);
+    if (!expires) {
+      countdown.textContent = '…';
+      bar.style.width = '0%';
+      continue;
+    }
+    const left = (expires - now()) / 1000;
+    countdown.textContent = left > 0 ? seconds(left) : 'settling';
+    const total = trade.duration * 1000;
+    bar.style.width = `${Math.min(100, Math.max(0, 100 - (left * 1000 * 100) / total))}%`;
+    updateStanding(node, trade);
+  }
+}
+
+async function sellTrade(id, button) {
+  try {
+    const { trade } = await busy(button, () => post('/api/flash-trade/close', { tradeId: id }));
+    state.active.delete(id);
+    renderActive();
+    finished(id, trade);
+  } catch (error) {
+    toast({ level: 'error', title: 'Could not sell', message: error.message });
+    refreshActive();
+  }
+}
+
+// ---- balance, stats, wallet --------------------------------------------------------------
+
+function renderBalance(b) {
+  if (b.balance !== undefined) setText('balance', money(b.balance));
+  if (b.available !== null && b.available !== undefined) setText('available', money(b.available));
+  if (b.inPlay !== null && b.inPlay !== undefined) setText('in-play', money(b.inPlay));
+}
+
+async function refreshBalance() {
+  state.lastBalanceAt = Date.now();
+  try {
+    renderBalance(await get('/api/wallet/balance'));
+  } catch (error) {
+    if (error instanceof ApiError && error.status === 401) signedOut();
+  }
+}
+
+async function refreshStats() {
+  const box = $('#stats');
+  let s;
+  try {
+    s = await get('/api/flash-trade/stats');
+  } catch (error) {
+    listState(box, 'error', `Your record could not be loaded: ${error.message}`);
+    return;
+  }
+  const decided = s.wins + s.losses;
+  const tile = (label, value, cls = '') => el('div', { class: 'stat' }, el('span', { class: 'label', text: label }), el('span', { class: `value num ${cls}`, text: value }));
+  const net = moneySign(s.netProfit);
+  let verdict;
+  if (decided === 0) {
+    verdict = 'No decided trades yet. Your win rate will be compared with the break-even rate once you have some.';
+  } else {
+    const range = s.winRateLow && s.winRateHigh ? `${percent(s.winRateLow, 1)} to ${percent(s.winRateHigh, 1)}` : '—';
+    verdict = s.distinguishableFromBreakEven
+      ? `Distinguishable from luck: yes. The 95 % range of your win rate (${range}) excludes break-even (${percent(s.breakEvenWinRate, 1)}).`
+      : `Distinguishable from luck: not yet. The 95 % range of your win rate (${range}) includes break-even (${percent(s.breakEvenWinRate, 1)}), so this record is consistent with chance.`;
+  }
+  box.replaceChildren(
+    el('div', { class: 'stats' },
+      tile('Win rate', s.winRate ? percent(s.winRate, 1) : '—'),
+      tile('Break-even', s.breakEvenWinRate ? percent(s.breakEvenWinRate, 1) : '—'),
+      tile('Net (VUSD)', money(s.netProfit, { sign: true }), net > 0 ? 'up' : net < 0 ? 'down' : ''),
+      tile('Wins', String(s.wins), 'up'),
+      tile('Losses', String(s.losses), 'down'),
+      tile('Ties · sold · void', `${s.ties} · ${s.sold} · ${s.void}`)),
+    el('p', { class: 'verdict', 'data-testid': 'luck-verdict', text: verdict }));
+}
+
+function wireWallet() {
+  const form = $('#wallet-form');
+  form.addEventListener('submit', async (event) => {
+    event.preventDefault();
+    clearErrors(form);
+    const action = event.submitter?.value ?? 'deposit';
+    const amount = $('#wallet-amount').value.trim();
+    if (!isAmount(amount)) {
+      showError(form, new ApiError(400, 'validation_error', 'Enter an amount such as 1000 or 250.50.', 'amount'));
+      return;
+    }
+    try {
+      const answer = await busy(event.submitter, () => post(`/api/wallet/${action}`, { amount }, { idempotent: true }));
+      renderBalance(answer.balance);
+      toast({ level: 'success', title: action === 'deposit' ? `Added ${money(amount)} virtual VUSD` : `Removed ${money(amount)} virtual VUSD` });
+      $('#wallet-amount').value = '';
+      loadTransactions(true);
+    } catch (error) {
+      showError(form, onField(error, 'amount'));
+    }
+  });
+  const reset = $('#reset');
+  let armed = null;
+  reset.addEventListener('click', async () => {
+    clearErrors(form);
+    if (!armed) {
+      reset.textContent = 'Confirm reset';
+      armed = setTimeout(() => {
+        armed = null;
+        reset.textContent = 'Reset to start';
+      }, 4000);
+      return;
+    }
+    clearTimeout(armed);
+    armed = null;
+    reset.textContent = 'Reset to start';
+    try {
+      const answer = await busy(reset, () => post('/api/wallet/reset', {}, { idempotent: true }));
+      renderBalance(answer.balance);
+      toast({ level: 'success', title: 'Practice balance reset', message: `Available: ${money(answer.balance.available)} VUSD. Your history is kept.` });
+      loadTransactions(true);
+    } catch (error) {
+      showError(form, error);
+    }
+  });
+}
+
+// ---- history -----------------------------------------------------------------------------
+
+async function loadTrades(reset) {
+  const box = $('#trades-list');
+  const more = $('#trades-more');
+  const filters = Object.fromEntries(new FormData($('#trade-filters')));
+  if (reset) state.tradesCursor = null;
+  if (reset && !box.querySelector('table')) listState(box, 'loading');
+  let page;
+  try {
+    page = await get('/api/flash-trade/history', { ...filters, limit: PAGE, cursor: state.tradesCursor });
+  } catch (error) {
+    listState(box, 'error', `Trade history could not be loaded: ${error.message}`);
+    more.hidden = true;
+    return;
+  }
+  if (reset && !filters.symbol && !filters.status && !filters.result) {
+    state.recent = page.trades.filter((t) => t.status !== 'active').slice(0, 20);
+    updateMarkers();
+  }
+  let body = box.querySelector('tbody');
+  if (reset || !body) {
+    if (page.trades.length === 0) {
+      listState(box, 'empty', filters.symbol || filters.status || filters.result ? 'No trades match these filters.' : 'No trades yet.');
+      more.hidden = true;
+      return;
+    }
+    body = el('tbody');
+    box.replaceChildren(el('table', { class: 'data' },
+      el('thead', {}, el('tr', {}, ...['Opened', 'Market', 'Direction', 'Stake', 'Duration', 'Entry', 'Exit', 'Outcome', 'Paid', 'Profit', 'Proof']
+        .map((h, i) => el('th', { scope: 'col', class: i >= 3 && i <= 9 && i !== 4 && i !== 7 ? 'r' : '', text: h })))),
+      body));
+  }
+  for (const t of page.trades) body.append(tradeRow(t));
+  state.tradesCursor = page.nextCursor;
+  more.hidden = !page.nextCursor;
+}
+
+function tradeRow(t) {
+  const outcome = t.status === 'settled' ? t.result : t.status;
+  const labels = { win: 'Win', lose: 'Loss', tie: 'Tie', active: 'Open', sold: 'Sold', void: 'Void' };
+  const profitSign = moneySign(t.profit);
+  return el('tr', { dataset: { id: t.id } },
+    el('td', { class: 'num', text: dateTime(t.acceptedAt) }),
+    el('td', { text: t.symbol }),
+    el('td', {}, el('span', { class: `badge ${t.direction}`, text: t.direction === 'up' ? '▲ Up' : '▼ Down' })),
+    el('td', { class: 'num r', text: money(t.amount) }),
+    el('td', { class: 'num', text: durationLabel(t.duration) }),
+    el('td', { class: 'num r', text: t.entry ? price(t.entry.price, 4) : '—' }),
+    el('td', { class: 'num r', text: t.exit ? price(t.exit.price, 4) : '—' }),
+    el('td', {}, el('span', { class: `badge ${outcome}`, text: labels[outcome] ?? outcome })),
+    el('td', { class: 'num r', text: t.payout ? money(t.payout) : '—' }),
+    el('td', { class: `num r ${profitSign > 0 ? 'up' : profitSign < 0 ? 'down' : ''}`, text: t.profit ? money(t.profit, { sign: true }) : '—' }),
+    el('td', {}, el('a', { href: `/verify?trade=${encodeURIComponent(t.id)}`, text: 'Verify', 'aria-label': `Verify trade ${t.id}` })));
+}
+
+function txQuery() {
+  const data = Object.fromEntries(new FormData($('#tx-filters')));
+  const day = (value, plus) => {
+    if (!value) return undefined;
+    const date = new Date(`${value}T00:00:00`);
+    date.setDate(date.getDate() + plus);
+    return date.toISOString();
+  };
+  return { type: data.type || undefined, from: day(data.from, 0), to: day(data.to, 1) };
+}
+
+async function loadTransactions(reset) {
+  const box = $('#tx-list');
+  const more = $('#tx-more');
+  const query = txQuery();
+  const csv = new URL('/api/wallet/transactions.csv', location.origin);
+  for (const [k, v] of Object.entries(query)) if (v) csv.searchParams.set(k, v);
+  $('#csv-link').href = csv.pathname + csv.search;
+  if (reset) state.txCursor = null;
+  if (reset && !box.querySelector('table')) listState(box, 'loading');
+  let page;
+  try {
+    page = await get('/api/wallet/transactions', { ...query, limit: PAGE, cursor: state.txCursor });
+  } catch (error) {
+    listState(box, 'error', `Transactions could not be loaded: ${error.message}`);
+    more.hidden = true;
+    return;
+  }
+  let body = box.querySelector('tbody');
+  if (reset || !body) {
+    if (page.transactions.length === 0) {
+      listState(box, 'empty', 'No transactions match these filters.');
+      more.hidden = true;
+      return;
+    }
+    body = el('tbody');
+    box.replaceChildren(el('table', { class: 'data' },
+      el('thead', {}, el('tr', {}, ...['Time', 'Type', 'Description', 'Amount', 'Balance after', 'Reference']
+        .map((h, i) => el('th', { scope: 'col', class: i === 3 || i === 4 ? 'r' : '', text: h })))),
+      body));
+  }
+  for (const tx of page.transactions) {
+    const sign = moneySign(tx.amount);
+    body.append(el('tr', {},
+      el('td', { class: 'num', text: dateTime(tx.createdAt) }),
+      el('td', { text: tx.type.replace('_', ' ') }),
+      el('td', { text: tx.description }),
+      el('td', { class: `num r ${sign > 0 ? 'up' : sign < 0 ? 'down' : ''}`, text: money(tx.amount, { sign: true }) }),
+      el('td', { class: 'num r', text: money(tx.balanceAfter) }),
+      el('td', { class: 'num', text: tx.reference ?? '' })));
+  }
+  state.txCursor = page.nextCursor;
+  more.hidden = !page.nextCursor;
+}
+
+// ---- wiring ------------------------------------------------------------------------------
+
+function wireDesk() {
+  $('#symbol').addEventListener('change', (event) => selectSymbol(event.target.value));
+  $('#mode-ticks').addEventListener('click', () => setChartMode('ticks'));
+  $('#mode-candles').addEventListener('click', () => setChartMode('candles'));
+  $('#interval').addEventListener('change', loadCandles);
+
+  const ticket = $('#ticket');
+  $('#amount').addEventListener('input', () => scheduleQuote());
+  $('#duration').addEventListener('change', () => scheduleQuote(0));
+  // Enter in a field refreshes the quote; only the Up and Down buttons place a trade.
+  ticket.addEventListener('keydown', (event) => {
+    if (event.key === 'Enter' && event.target instanceof HTMLInputElement) {
+      event.preventDefault();
+      scheduleQuote(0);
+    }
+  });
+  ticket.addEventListener('submit', (event) => {
+    event.preventDefault();
+    const direction = event.submitter?.value;
+    if (direction === 'up' || direction === 'down') placeTrade(direction, event.submitter);
+  });
+
+  wireWallet();
+  tabs($('#desk [role="tablist"]'));
+  $('#trade-filters').addEventListener('change', () => loadTrades(true));
+  $('#tx-filters').addEventListener('change', () => loadTransactions(true));
+  $('#trades-more').addEventListener('click', (e) => busy(e.currentTarget, () => loadTrades(false)));
+  $('#tx-more').addEventListener('click', (e) => busy(e.currentTarget, () => loadTransactions(false)));
+  $('#logout').addEventListener('click', async (event) => {
+    try {
+      await busy(event.currentTarget, () => post('/api/auth/logout'));
+    } catch {
+      // Signed out either way once the page reloads without a valid cookie.
+    }
+    state.realtime?.stop();
+    location.assign('/');
+  });
+}
+
+function wireRealtime(rt) {
+  const labels = { live: 'Live', polling: 'Polling', connecting: 'Connecting…' };
+  rt.addEventListener('state', ({ detail }) => {
+    const node = $('#conn');
+    node.dataset.state = detail;
+    node.textContent = labels[detail] ?? detail;
+    node.title = detail === 'live' ? 'Updates arrive over the WebSocket' : 'The WebSocket is not connected; the page polls the API and reconnects by itself';
+  });
+  rt.addEventListener('tick', ({ detail: tick }) => {
+    if (tick.symbol !== state.symbol) return;
+    state.offsetMs = tick.ts - Date.now();
+    chart.addTick(tick);
+    if (chart.ticks.length === 1) chart.say(null);
+    showTick(tick);
+    if (chart.mode === 'candles' && !candleTimer) candleTimer = setTimeout(() => { candleTimer = null; loadCandles(); }, 1000);
+  });
+  rt.addEventListener('trade', ({ detail: trade }) => {
+    if (trade.userId !== undefined && state.user && trade.userId !== state.user.id) return;
+    if (trade.status === 'active') {
+      state.active.set(trade.id, { ...state.active.get(trade.id), ...trade });
+      renderActive();
+      updateMarkers();
+    } else {
+      state.active.delete(trade.id);
+      renderActive();
+      finished(trade.id, trade);
+    }
+  });
+  rt.addEventListener('balance', ({ detail }) => renderBalance(detail));
+  rt.addEventListener('notification', ({ detail }) => toast({
+    level: ['info', 'success', 'warning', 'error'].includes(detail.level) ? detail.level : 'info',
+    title: detail.title ?? 'Notice',
+    message: detail.message ?? '',
+  }));
+  rt.addEventListener('servererror', ({ detail }) => {
+    if (detail?.code === 'unauthorized') signedOut();
+  });
+  rt.addEventListener('poll', () => {
+    if (Date.now() - state.lastBalanceAt > 2000) refreshBalance();
+  });
+}
+
+function signedOut() {
+  state.realtime?.stop();
+  toast({ level: 'warning', title: 'Signed out', message: 'Your session ended. Log in again to continue.' });
+  setTimeout(() => location.assign('/'), 1500);
+}
+
+boot();
