@@ -172,6 +172,9 @@ export class PriceChart {
     g.font = '11px ui-monospace, "DejaVu Sans Mono", monospace';
     g.textBaseline = 'middle';
     g.lineWidth = 1;
+    const lastPoint = series[series.length - 1];
+    const lastValue = this.mode === 'candles' ? lastPoint.c : lastPoint.y;
+    const ly = y(lastValue);
     for (let v = Math.ceil(lo / step) * step; v <= hi; v += step) {
       const py = Math.round(y(v)) + 0.5;
       g.strokeStyle = c.grid;
@@ -179,16 +182,21 @@ export class PriceChart {
       g.moveTo(0, py);
       g.lineTo(plotW, py);
       g.stroke();
+      // The last price's label takes precedence over a gridline label it would cover.
+      if (Math.abs(py - ly) < 16) continue;
       g.fillStyle = c.text;
       g.fillText(v.toFixed(decimals), plotW + 6, py);
     }
     // Time axis.
     g.textBaseline = 'alphabetic';
     const labels = Math.max(2, Math.floor(plotW / 110));
+    let previous = '';
     for (let i = 0; i <= labels; i++) {
       const ts = first + ((right - first) * i) / labels;
       const px = x(ts);
       const text = clock(ts);
+      if (text === previous) continue;
+      previous = text;
       const w = g.measureText(text).width;
       g.fillStyle = c.text;
       g.fillText(text, Math.min(Math.max(0, px - w / 2), plotW - w), height - 6);
@@ -204,10 +212,7 @@ export class PriceChart {
     g.restore();
 
     // The last price, labelled on the axis.
-    const lastPoint = series[series.length - 1];
-    const lastValue = this.mode === 'candles' ? lastPoint.c : lastPoint.y;
     const lastText = formatPrice(this.mode === 'candles' ? lastPoint.close : lastPoint.price, Math.max(decimals, 2));
-    const ly = y(lastValue);
     g.fillStyle = c.line;
     g.fillRect(plotW + 1, ly - 9, AXIS_WIDTH - 1, 18);
     g.fillStyle = c.panel;

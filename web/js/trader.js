@@ -44,6 +44,7 @@ const state = {
   tradesCursor: null,
   txCursor: null,
   lastBalanceAt: 0,
+  lastActiveAt: 0,
   activeBusy: false,
 };
 
@@ -75,9 +76,9 @@ async function boot() {
 function showAuth() {
   $('#auth').hidden = false;
   $('#desk').hidden = true;
-  setText('conn', 'Signed out');
-  $('#conn').dataset.state = 'offline';
-  $('#login-email').focus();
+  $('#conn').hidden = true;
+  // On a phone, focusing would open the keyboard over the page before the visitor chose.
+  if (matchMedia('(min-width: 760px)').matches) $('#login-email').focus();
 }
 
 function wireAuth() {
@@ -130,6 +131,7 @@ function wireAuth() {
 
 async function startDesk(user) {
   state.user = user;
+  $('#conn').hidden = false;
   $('#desk').hidden = false;
   $('#auth').hidden = true;
   $('#balancebar').hidden = false;
@@ -151,8 +153,10 @@ async function startDesk(user) {
   await loadSymbols();
   await Promise.all([refreshBalance(), refreshActive(), refreshStats(), loadTrades(true), loadTransactions(true), loadTerms()]);
   setInterval(tickClock, 200);
+  // Bids move with every tick. The socket pushes them about once a second; without it, poll.
   setInterval(() => {
-    if (state.active.size > 0) refreshActive();
+    const live = state.realtime.state === 'live';
+    if (state.active.size > 0 && (!live || Date.now() - state.lastActiveAt > 5000)) refreshActive();
   }, 1000);
 }
 
@@ -215,12 +219,15 @@ async function selectSymbol(symbol) {
 
 function showTick(tick) {
   state.lastTick = tick;
-  state.firstPrice ??= tick.price;
+  state.firstPrice ??= { price: tick.price, ts: tick.ts };
   setText('last-price', price(tick.price, 4));
-  const change = parsePrice(tick.price) - parsePrice(state.firstPrice);
+  // The change since the first tick this page showed, exact (BigInt units at scale 10⁸).
+  const change = parsePrice(tick.price) - parsePrice(state.firstPrice.price);
   const node = $('#last-change');
   node.className = `change num ${change > 0n ? 'up' : change < 0n ? 'down' : 'muted'}`;
-  node.textContent = change > 0n ? '▲ since open' : change < 0n ? '▼ since open' : '';
+  const size = change < 0n ? -change : change;
+  const units = `${size / 100000000n}.${String(size % 100000000n).padStart(8, '0').slice(0, 4)}`;
+  node.textContent = `${change > 0n ? '▲ +' : change < 0n ? '▼ −' : ''}${units} since ${clock(state.firstPrice.ts)}`;
   $('#chart').setAttribute('aria-label', `${state.symbol} price chart; last price ${tick.price} at ${clock(tick.ts)}`);
 }
 
@@ -392,8 +399,9 @@ async function placeTrade(direction, button) {
 async function refreshActive() {
   if (state.activeBusy) return;
   state.activeBusy = true;
+  state.lastActiveAt = Date.now();
   try {
-    const { trades } = await get('/api/flash-trade/active');
+    const trades = (await get('/api/flash-trade/active')).trades.filter((t) => !state.announced.has(t.id));
     const seen = new Set(trades.map((t) => t.id));
     const gone = [...state.active.keys()].filter((id) => !seen.has(id));
     state.active = new Map(trades.map((t) => [t.id, t]));
@@ -426,7 +434,12 @@ async function finished(id, known) {
   loadTransactions(true);
 }
 
+/**
+ * Says how a trade ended. While the socket is live the server sends its own notification for
+ * every ended trade, so the page only speaks for itself when it is polling.
+ */
 function announce(trade) {
+  if (state.realtime?.state === 'live') return;
   const dir = trade.direction === 'up' ? '▲ Up' : '▼ Down';
   const where = `${trade.symbol} ${dir}, stake ${money(trade.amount)}`;
   const prices = trade.entry && trade.exit ? ` Entry ${trade.entry.price} → exit ${trade.exit.price}.` : '';
@@ -816,6 +829,8 @@ function wireRealtime(rt) {
   rt.addEventListener('trade', ({ detail: trade }) => {
     if (trade.userId !== undefined && state.user && trade.userId !== state.user.id) return;
     if (trade.status === 'active') {
+      // A bid pushed just before the trade ended can arrive after the end itself.
+      if (state.announced.has(trade.id)) return;
       state.active.set(trade.id, { ...state.active.get(trade.id), ...trade });
       renderActive();
       updateMarkers();

@@ -42,7 +42,7 @@ export function setText(id, text) {
  * Shows a notification in the page's `#toasts` region (an ARIA live region) for a while.
  * @param {{level?: 'info'|'success'|'warning'|'error', title: string, message?: string, ms?: number}} n
  */
-export function toast({ level = 'info', title, message = '', ms = 6000 }) {
+export function toast({ level = 'info', title, message = '', ms = 8000 }) {
   const region = document.getElementById('toasts');
   if (!region) return;
   const node = el('div', { class: `toast ${level}`, role: level === 'error' ? 'alert' : 'status' },

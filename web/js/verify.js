@@ -153,7 +153,7 @@ async function loadSymbols() {
   const select = $('#epoch-symbol');
   try {
     const { symbols } = await get('/api/market/symbols');
-    select.replaceChildren(...symbols.map((m) => el('option', { value: m.symbol, text: `${m.symbol} · ${m.name}` })));
+    select.replaceChildren(...symbols.map((m) => el('option', { value: m.symbol, text: m.symbol, title: m.name })));
   } catch (error) {
     listState($('#epochs'), 'error', `Markets could not be loaded: ${error.message}`);
     return;
