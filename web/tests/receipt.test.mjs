@@ -1,0 +1,123 @@
+// The browser's receipt checker (web/js/receipt.js) against receipts made here the way the
+// server makes them (crates/fairtick/src/services/trades/receipts.rs): ticks recomputed from a
+// seed with fairness.js, a payload signed with Ed25519 through WebCrypto. A genuine receipt
+// passes every step; each kind of tampering fails at the step that should catch it. The real
+// server's receipts are checked end to end by the browser tests (web/tests/browser/).
+
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+
+import { commitmentOf, formatPrice, recomputeTicks } from '../js/fairness.js';
+import { checkReceipt, parseReceipt, returned, verdict } from '../js/receipt.js';
+
+const SEED = '3f1c5a2b9d8e7f60112233445566778899aabbccddeeff00102030405060708a';
+const EPOCH = { id: 7, kind: 'simulated', volatilityBp: 2500, tickIntervalMs: 1000, startTick: 100, startPrice: '1000.00000000' };
+const T0 = 1795700000000;
+
+const hex = (bytes) => [...new Uint8Array(bytes)].map((b) => b.toString(16).padStart(2, '0')).join('');
+
+async function keyPair() {
+  const pair = await crypto.subtle.generateKey({ name: 'Ed25519' }, true, ['sign', 'verify']);
+  return { pair, publicKey: hex(await crypto.subtle.exportKey('raw', pair.publicKey)) };
+}
+
+async function sign(key, body) {
+  const payload = JSON.stringify(body);
+  const signature = hex(await crypto.subtle.sign({ name: 'Ed25519' }, key.pair.privateKey, new TextEncoder().encode(payload)));
+  return { payload, signature, publicKey: key.publicKey, algorithm: 'Ed25519' };
+}
+
+/** A settled 5-second trade accepted 300 ms after tick 2 of the epoch, as the server would record it. */
+async function settledBody(direction = 'up', { revealed = true } = {}) {
+  const prices = await recomputeTicks({ symbol: 'SIMV25', volatilityBp: 2500, tickIntervalMs: 1000 }, SEED, EPOCH.id, 100000000000n, 12);
+  const ticks = prices.map((units, i) => ({ seq: EPOCH.startTick + i, ts: T0 + i * 1000, price: formatPrice(units), epochId: EPOCH.id }));
+  const [entry, exit] = [prices[3], prices[8]];
+  const result = exit === entry ? 'tie' : (exit > entry) === (direction === 'up') ? 'win' : 'lose';
+  const payout = { win: '185.00', tie: '100.00', lose: '0.00' }[result];
+  return {
+    version: 1,
+    issuedAt: T0 + 20000,
+    trade: {
+      id: 42, userId: 1, symbol: 'SIMV25', direction, stake: '100.00', durationMs: 5000, payoutRate: '0.8500',
+      acceptedAt: T0 + 2300, status: 'settled', result, entrySeq: 103, expiresAt: T0 + 8000, exitSeq: 108, payout, voidReason: null,
+    },
+    epochs: [{ ...EPOCH, commitment: await commitmentOf(SEED), seed: revealed ? SEED : null }],
+    // From the last tick at or before acceptance to the first one after expiry.
+    ticks: ticks.slice(2, 10),
+  };
+}
+
+const outcomes = (steps) => steps.map((s) => `${s.check}:${s.outcome}`);
+
+test('a genuine settled receipt passes every step', async () => {
+  const key = await keyPair();
+  for (const direction of ['up', 'down']) {
+    const receipt = parseReceipt(JSON.stringify(await sign(key, await settledBody(direction))));
+    const { steps, body } = await checkReceipt(receipt, key.publicKey);
+    assert.deepEqual(outcomes(steps), ['signature:ok', 'commitment:ok', 'ticks:ok', 'entry:ok', 'result:ok', 'payout:ok']);
+    assert.equal(verdict(steps), 'ok');
+    assert.equal(body.trade.direction, direction);
+  }
+});
+
+test('each kind of tampering fails at the step that catches it', async () => {
+  const key = await keyPair();
+  const genuine = await settledBody('up');
+  const cases = [
+    // (what is changed, the step that must fail)
+    ['the payout, after signing', 'signature', async () => {
+      const receipt = await sign(key, genuine);
+      return { ...receipt, payload: receipt.payload.replace(/"payout":"[\d.]+"/, '"payout":"999.00"') };
+    }],
+    ['a receipt signed by another key', 'signature', async () => sign(await keyPair(), genuine)],
+    ['the payout, signed', 'payout', async () => sign(key, { ...genuine, trade: { ...genuine.trade, payout: genuine.trade.payout === '185.00' ? '184.99' : '185.00' } })],
+    ['the result, signed', 'result', async () => sign(key, { ...genuine, trade: { ...genuine.trade, result: genuine.trade.result === 'win' ? 'lose' : 'win' } })],
+    ['the exit tick, signed', 'entry', async () => sign(key, { ...genuine, trade: { ...genuine.trade, exitSeq: 107 } })],
+    ['a tick price, signed', 'ticks', async () => {
+      const ticks = genuine.ticks.map((t, i) => (i === 4 ? { ...t, price: '1000.00000001' } : t));
+      return sign(key, { ...genuine, ticks });
+    }],
+    ['the seed, signed', 'commitment', async () => sign(key, { ...genuine, epochs: [{ ...genuine.epochs[0], seed: SEED.replace(/^3/, '4') }] })],
+    ['a missing tick, signed', 'ticks', async () => sign(key, { ...genuine, ticks: genuine.ticks.filter((_, i) => i !== 3) })],
+  ];
+  for (const [what, step, make] of cases) {
+    const { steps } = await checkReceipt(await make(), key.publicKey);
+    assert.equal(verdict(steps), 'failed', what);
+    const failed = steps.find((s) => s.outcome === 'failed');
+    assert.equal(failed.check, step, `${what}: ${failed.detail}`);
+  }
+});
+
+test('a receipt whose epoch has not ended yet is pending, not failed', async () => {
+  const key = await keyPair();
+  const { steps } = await checkReceipt(await sign(key, await settledBody('up', { revealed: false })), key.publicKey);
+  assert.equal(verdict(steps), 'pending');
+  assert.match(steps[steps.length - 1].detail, /not revealed/);
+});
+
+test('an open trade has its ticks checked and its result pending', async () => {
+  const key = await keyPair();
+  const body = await settledBody('up');
+  const open = { ...body, trade: { ...body.trade, status: 'active', result: null, exitSeq: null, payout: null } };
+  const { steps } = await checkReceipt(await sign(key, open), key.publicKey);
+  assert.deepEqual(outcomes(steps), ['signature:ok', 'commitment:ok', 'ticks:ok', 'result:pending']);
+});
+
+test('the key the server publishes is the one trusted', async () => {
+  const key = await keyPair();
+  const other = await keyPair();
+  const { steps } = await checkReceipt(await sign(key, await settledBody()), other.publicKey);
+  assert.deepEqual(outcomes(steps), ['signature:failed']);
+});
+
+test('payouts are floored to the cent like the core', () => {
+  assert.equal(returned('win', 1001n, 8500n), 1851n); // 10.01 × 1.85 = 18.5185
+  assert.equal(returned('tie', 1001n, 8500n), 1001n);
+  assert.equal(returned('lose', 1001n, 8500n), 0n);
+});
+
+test('what is not a receipt is refused before any check', () => {
+  assert.throws(() => parseReceipt('not json'), SyntaxError);
+  assert.throws(() => parseReceipt('{"payload": 1}'), /payload/);
+  assert.throws(() => parseReceipt('{"payload":"{}","signature":"00","publicKey":"00","algorithm":"RSA"}'), /algorithm/);
+});
