@@ -6,7 +6,13 @@
  * shown as a price or used for money (labels are cut from the exact strings where they can be).
  */
 
-import { clock, price as formatPrice } from './format.js';
+import { clock } from './format.js';
+
+/** A price string cut to `digits` decimals, for the axis tag (no grouping, like the gridlines). */
+function cut(text, digits) {
+  const [whole, fraction = ''] = text.split('.');
+  return `${whole}.${fraction.padEnd(digits, '0').slice(0, digits)}`;
+}
 
 const MAX_TICKS = 2000;
 const VISIBLE_TICKS = 300;
@@ -212,7 +218,7 @@ export class PriceChart {
     g.restore();
 
     // The last price, labelled on the axis.
-    const lastText = formatPrice(this.mode === 'candles' ? lastPoint.close : lastPoint.price, Math.max(decimals, 2));
+    const lastText = cut(this.mode === 'candles' ? lastPoint.close : lastPoint.price, Math.max(decimals, 2));
     g.fillStyle = c.line;
     g.fillRect(plotW + 1, ly - 9, AXIS_WIDTH - 1, 18);
     g.fillStyle = c.panel;
