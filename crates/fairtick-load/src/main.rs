@@ -1,0 +1,39 @@
+//! `fairtick-load`: measures a running fairtick server from the outside, the way its users
+//! feel it. Every run is bounded in clients and time and stops by itself; it only ever targets
+//! the URL it is given (use a server on this machine).
+
+mod report;
+mod ws;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "fairtick-load", about = "Load generator for a local fairtick server")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+    /// Print the report as JSON.
+    #[arg(long, global = true)]
+    json: bool,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// N WebSocket clients subscribed to one market: delivery lag (receive time − tick ts),
+    /// messages per second, failed connections and the server's memory.
+    Ws(ws::Args),
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let report = match cli.command {
+        Command::Ws(args) => ws::run(args).await?,
+    };
+    if cli.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{report}");
+    }
+    Ok(())
+}
