@@ -13,12 +13,14 @@
 //! - [`trade`]: the flash-trade contract: entry, expiry, exit, result, and its transfers.
 //! - [`settings`]: the published trading terms and VIP levels.
 //! - [`stats`]: a trader's record against break-even (Wilson interval).
+//! - [`admin`]: what an admin may change about a user (never a result).
 //! - [`price`]: [`Price`], exact prices at scale 8.
 //! - [`fairness`]: the provably fair price engine, its independent verifier and the pricing
 //!   model (specified in `docs/fairness.md`).
 #![forbid(unsafe_code)]
 
 pub mod account;
+pub mod admin;
 pub mod fairness;
 pub mod ledger;
 pub mod money;

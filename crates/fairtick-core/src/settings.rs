@@ -4,9 +4,26 @@
 //! Every term is published and applies to trades accepted after it took effect; an open trade
 //! keeps the terms it was accepted under. No term can choose or alter a result.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use crate::money::Money;
+use crate::wallet::WalletLimits;
+
+/// Whether a market takes new trades. Open trades always settle by the rules either way.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MarketSwitch {
+    pub enabled: bool,
+    pub halted: bool,
+}
+
+impl Default for MarketSwitch {
+    fn default() -> Self {
+        MarketSwitch { enabled: true, halted: false }
+    }
+}
 
 /// One VIP level: reached at a rolling 30-day turnover, adding a bonus to the payout rate.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -34,6 +51,14 @@ pub struct TradingSettings {
     pub feed_grace_secs: u32,
     /// Ordered by level; level 1 starts at zero turnover.
     pub vip_levels: Vec<VipLevel>,
+    /// Per market; a market not listed is enabled and not halted.
+    #[serde(default)]
+    pub markets: BTreeMap<String, MarketSwitch>,
+    #[serde(default)]
+    pub wallet: WalletLimits,
+    /// Whether admin accounts must use two-factor authentication to administer.
+    #[serde(default)]
+    pub require_admin_totp: bool,
 }
 
 impl Default for TradingSettings {
@@ -58,6 +83,9 @@ impl Default for TradingSettings {
                 level(4, 250_000, 300),
                 level(5, 1_000_000, 400),
             ],
+            markets: BTreeMap::new(),
+            wallet: WalletLimits::default(),
+            require_admin_totp: false,
         }
     }
 }
@@ -73,6 +101,10 @@ impl TradingSettings {
             min_turnover: Money::ZERO,
             payout_bonus_bp: 0,
         })
+    }
+
+    pub fn market(&self, symbol: &str) -> MarketSwitch {
+        self.markets.get(symbol).copied().unwrap_or_default()
     }
 
     /// The payout rate a user at `level` is offered now.
@@ -123,6 +155,20 @@ impl TradingSettings {
         }
         if levels.iter().any(|l| l.payout_bonus_bp > 5_000) {
             return fail("vipLevels", "a bonus may be at most 0.5");
+        }
+        let w = &self.wallet;
+        for (field, value) in [
+            ("startingBalance", w.starting_balance),
+            ("maxDeposit", w.max_deposit),
+            ("maxDepositPerDay", w.max_deposit_per_day),
+            ("maxBalance", w.max_balance),
+        ] {
+            if !value.is_positive() || value > Money::from_units(1_000_000_000) {
+                return fail(field, "must be positive and at most 1000000000.00");
+            }
+        }
+        if w.max_deposit > w.max_deposit_per_day {
+            return fail("maxDeposit", "must not exceed maxDepositPerDay");
         }
         Ok(())
     }

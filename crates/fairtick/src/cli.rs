@@ -12,8 +12,12 @@ use std::time::Duration;
 use secrecy::SecretString;
 
 use crate::config::{Config, ServeArgs, StorageArgs, WalletArgs};
+use fairtick_core::settings::TradingSettings;
+
 use crate::services::accounts::{Accounts, Registration};
+use crate::services::events::EventBus;
 use crate::services::passwords::Passwords;
+use crate::services::settings::Settings;
 use crate::services::tokens::Tokens;
 use crate::startup::{Application, shutdown_signal};
 use crate::store::Store;
@@ -125,7 +129,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             // Creating a user signs no token, so the token key is a throwaway.
             let throwaway = SecretString::from(hex::encode(rand::random::<[u8; 32]>()));
             let tokens = Tokens::new(&throwaway, Duration::from_secs(60));
-            let accounts = Accounts::new(store.clone(), Passwords::new(1).await?, tokens, wallet.limits()?);
+            let defaults = TradingSettings { wallet: wallet.limits()?, ..TradingSettings::default() };
+            let settings = Settings::load(store.clone(), defaults, EventBus::new(store.clone())).await?;
+            let data_key = crate::config::data_key(&storage.data_dir)?;
+            let accounts = Accounts::new(store.clone(), Passwords::new(1).await?, tokens, settings, data_key);
             let registration = Registration { email, password, first_name, last_name, role };
             let user =
                 accounts.register(registration, Utc::now()).await.map_err(|e| anyhow::anyhow!("{e}"))?;

@@ -68,6 +68,14 @@ pub struct ServeArgs {
     #[arg(long, env = "FAIRTICK_LOGIN_PER_ACCOUNT_PER_MINUTE", default_value_t = 10)]
     pub login_per_account_per_minute: u32,
 
+    /// API requests allowed per client IP per minute.
+    #[arg(long, env = "FAIRTICK_API_PER_IP_PER_MINUTE", default_value_t = 6_000)]
+    pub api_per_ip_per_minute: u32,
+
+    /// API requests allowed per signed-in user per minute.
+    #[arg(long, env = "FAIRTICK_API_PER_USER_PER_MINUTE", default_value_t = 1_200)]
+    pub api_per_user_per_minute: u32,
+
     /// Password hashes computed at once; more wait, so logins can never starve the API.
     #[arg(long, env = "FAIRTICK_HASHING_CONCURRENCY", default_value_t = 2)]
     pub hashing_concurrency: usize,
@@ -164,6 +172,8 @@ pub struct Config {
     pub token_ttl: Duration,
     pub auth_per_ip_per_minute: u32,
     pub login_per_account_per_minute: u32,
+    pub api_per_ip_per_minute: u32,
+    pub api_per_user_per_minute: u32,
     pub hashing_concurrency: usize,
     pub wallet: WalletLimits,
     pub markets: Vec<MarketDefinition>,
@@ -196,6 +206,8 @@ impl Config {
             token_ttl: Duration::from_secs(args.token_ttl_secs),
             auth_per_ip_per_minute: args.auth_per_ip_per_minute,
             login_per_account_per_minute: args.login_per_account_per_minute,
+            api_per_ip_per_minute: args.api_per_ip_per_minute,
+            api_per_user_per_minute: args.api_per_user_per_minute,
             hashing_concurrency: args.hashing_concurrency,
             wallet: args.wallet.limits()?,
             markets: args.market.markets()?,

@@ -9,15 +9,19 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
-use crate::http::rate_limit::AuthRateLimits;
+use crate::http::rate_limit::{ApiRateLimits, AuthRateLimits};
 use crate::http::{self, AppState};
 use crate::services::accounts::Accounts;
-use crate::services::events::EventBus;
+use crate::services::admin::Admin;
+use fairtick_core::settings::TradingSettings;
+
+use crate::services::events::{Event, EventBus};
 use crate::services::market::Markets;
 use crate::services::market::feed::FeedSettings;
 use crate::services::passwords::Passwords;
 use crate::services::realtime::Hub;
 use crate::services::sealing::DataKey;
+use crate::services::settings::Settings;
 use crate::services::tokens::Tokens;
 use crate::services::trades::Trades;
 use crate::services::wallet::Wallet;
@@ -33,25 +37,37 @@ pub struct Application {
 impl Application {
     pub async fn build(config: &Config) -> anyhow::Result<Application> {
         let store = Store::connect(&config.database_url, config.db_max_connections).await?;
+        crate::http::metrics::handle();
         let events = EventBus::new(store.clone());
         let passwords = Passwords::new(config.hashing_concurrency).await?;
         let tokens = Tokens::new(&config.jwt_secret, config.token_ttl);
+        let defaults = TradingSettings { wallet: config.wallet, ..config.trading.clone() };
+        let settings = Settings::load(store.clone(), defaults, events.clone()).await?;
         let markets = Markets::new(store.clone(), config.markets.clone());
         let trades = Trades::new(
             store.clone(),
             markets.clone(),
             events.clone(),
             config.signing_key.clone(),
-            config.trading.clone(),
+            settings.clone(),
         );
         let state = AppState {
-            accounts: Accounts::new(store.clone(), passwords, tokens, config.wallet),
-            wallet: Wallet::new(store.clone(), config.wallet, events.clone()),
+            accounts: Accounts::new(
+                store.clone(),
+                passwords,
+                tokens,
+                settings.clone(),
+                config.data_key.clone(),
+            ),
+            wallet: Wallet::new(store.clone(), settings.clone(), events.clone()),
+            settings,
             auth_limits: AuthRateLimits::new(
                 config.auth_per_ip_per_minute,
                 config.login_per_account_per_minute,
             ),
+            api_limits: ApiRateLimits::new(config.api_per_ip_per_minute, config.api_per_user_per_minute),
             hub: Hub::new(),
+            admin: Admin::new(store.clone(), events.clone()),
             store,
             events,
             markets,
@@ -85,13 +101,21 @@ impl Application {
         ));
         tasks
             .push(tokio::spawn(state.events.clone().run_listener(state.markets.clone(), background.clone())));
-        let limits = state.auth_limits.clone();
+        tasks.push(tokio::spawn(reload_settings_on_change(
+            state.settings.clone(),
+            state.events.subscribe(),
+            background.clone(),
+        )));
+        let (limits, api_limits) = (state.auth_limits.clone(), state.api_limits.clone());
         let sweeper_stop = background.clone();
         tasks.push(tokio::spawn(async move {
             let mut every = tokio::time::interval(http::RATE_LIMIT_SWEEP);
             loop {
                 tokio::select! {
-                    _ = every.tick() => limits.sweep(),
+                    _ = every.tick() => {
+                        limits.sweep();
+                        api_limits.sweep();
+                    }
                     () = sweeper_stop.cancelled() => return,
                 }
             }
@@ -114,6 +138,29 @@ impl Application {
         }
         store.close().await;
         Ok(served?)
+    }
+}
+
+/// Keeps this node's copy of the trading terms current when another node changes them.
+async fn reload_settings_on_change(
+    settings: Settings,
+    mut events: tokio::sync::broadcast::Receiver<Event>,
+    cancel: CancellationToken,
+) {
+    loop {
+        let event = tokio::select! {
+            event = events.recv() => event,
+            () = cancel.cancelled() => return,
+        };
+        match event {
+            Ok(Event::SettingsChanged) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                if let Err(error) = settings.reload().await {
+                    tracing::warn!(%error, "reloading the trading terms");
+                }
+            }
+            Ok(_) => {}
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+        }
     }
 }
 

@@ -30,6 +30,8 @@ pub struct RegisterRequest {
 pub struct LoginRequest {
     pub email: String,
     pub password: String,
+    /// The authenticator code, for accounts with two-factor authentication on.
+    pub totp_code: Option<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -99,7 +101,10 @@ pub async fn login(
 ) -> Result<Response, ApiError> {
     state.auth_limits.check_ip(ip)?;
     state.auth_limits.check_account(&request.email)?;
-    let session = state.accounts.login(&request.email, &request.password, Utc::now()).await?;
+    let session = state
+        .accounts
+        .login(&request.email, &request.password, request.totp_code.as_deref(), Utc::now())
+        .await?;
     Ok(session_response(StatusCode::OK, session, state.accounts.tokens().ttl().as_secs()))
 }
 
@@ -131,4 +136,45 @@ pub async fn me(
 ) -> Result<Json<MeResponse>, ApiError> {
     let profile = state.accounts.profile(claims.user(), Utc::now()).await?;
     Ok(Json(MeResponse { user: UserDto::from(&profile) }))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TotpEnrolment {
+    /// The shared secret, base32, for manual entry.
+    pub secret: String,
+    /// `otpauth://totp/…`, to scan as a QR code.
+    pub otpauth_uri: String,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TotpConfirm {
+    /// The 6-digit code the authenticator shows now.
+    pub code: String,
+}
+
+/// Start two-factor authentication (RFC 6238): a new secret, sealed at rest, to confirm next.
+#[utoipa::path(post, path = "/api/auth/totp/enroll", tag = "auth",
+    responses((status = 200, body = TotpEnrolment), (status = 401, body = ErrorBody), (status = 409, description = "Already on", body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn totp_enrol(
+    State(state): State<AppState>,
+    AuthUser(claims): AuthUser,
+) -> Result<Json<TotpEnrolment>, ApiError> {
+    let (secret, otpauth_uri) = state.accounts.totp_enrol(claims.user()).await?;
+    Ok(Json(TotpEnrolment { secret, otpauth_uri }))
+}
+
+/// Confirm enrolment with a current code; from then on login needs `totpCode`.
+#[utoipa::path(post, path = "/api/auth/totp/confirm", tag = "auth", request_body = TotpConfirm,
+    responses((status = 204), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 409, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn totp_confirm(
+    State(state): State<AppState>,
+    AuthUser(claims): AuthUser,
+    Json(request): Json<TotpConfirm>,
+) -> Result<StatusCode, ApiError> {
+    state.accounts.totp_confirm(claims.user(), &request.code, Utc::now()).await?;
+    Ok(StatusCode::NO_CONTENT)
 }

@@ -31,6 +31,37 @@ impl<'de> Deserialize<'de> for AmountInput {
     }
 }
 
+/// A rate in a request (`"0.85"`, `0.85`, `"0.8500"`): at most four decimals, read from its
+/// literal text and held in basis points.
+#[derive(Clone, Copy, Debug)]
+pub struct RateInput(pub u32);
+
+impl<'de> Deserialize<'de> for RateInput {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let raw = <Box<RawValue>>::deserialize(deserializer)?;
+        parse_rate(raw.get().trim_matches('"')).map(RateInput).map_err(serde::de::Error::custom)
+    }
+}
+
+fn parse_rate(text: &str) -> Result<u32, &'static str> {
+    const INVALID: &str = "must be a decimal rate such as \"0.85\" with at most 4 decimals";
+    let (whole, fraction) = text.split_once('.').unwrap_or((text, ""));
+    if whole.is_empty()
+        || fraction.len() > 4
+        || !whole.bytes().chain(fraction.bytes()).all(|b| b.is_ascii_digit())
+    {
+        return Err(INVALID);
+    }
+    let whole: u32 = whole.parse().map_err(|_| INVALID)?;
+    let fraction: u32 = format!("{fraction:0<4}").parse().map_err(|_| INVALID)?;
+    whole.checked_mul(10_000).and_then(|w| w.checked_add(fraction)).ok_or(INVALID)
+}
+
+/// A rate in basis points as the API shows it: `"0.8500"`.
+pub fn rate(bp: u32) -> String {
+    format!("{}.{:04}", bp / 10_000, bp % 10_000)
+}
+
 pub fn timestamp(time: DateTime<Utc>) -> String {
     time.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
@@ -52,6 +83,11 @@ pub struct UserDto {
     pub balance: String,
     pub vip_level: i32,
     pub created_at: String,
+    /// A stake limit an admin set for this user, if any.
+    pub max_stake: Option<String>,
+    /// Whether an admin stopped this user from opening trades.
+    pub trading_suspended: bool,
+    pub totp_enabled: bool,
 }
 
 impl From<&Profile> for UserDto {
@@ -67,6 +103,9 @@ impl From<&Profile> for UserDto {
             balance: profile.wallet.balance().to_string(),
             vip_level: user.vip_level,
             created_at: timestamp(user.created_at),
+            max_stake: user.max_stake.map(|m| m.to_string()),
+            trading_suspended: user.trading_suspended,
+            totp_enabled: user.totp_enabled,
         }
     }
 }

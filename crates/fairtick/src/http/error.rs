@@ -83,6 +83,7 @@ impl From<services::Error> for ApiError {
             E::BadCredentials => ApiError::new(StatusCode::UNAUTHORIZED, "invalid_credentials", message),
             E::Unauthenticated => ApiError::new(StatusCode::UNAUTHORIZED, "unauthenticated", message),
             E::Suspended => ApiError::new(StatusCode::FORBIDDEN, "account_suspended", message),
+            E::Forbidden { code, message } => ApiError::new(StatusCode::FORBIDDEN, code, message),
             E::RateLimited { retry_after } => ApiError::rate_limited(retry_after),
             E::Refused { code, message } => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, message),
             E::Conflict { code, message } => ApiError::new(StatusCode::CONFLICT, code, message),

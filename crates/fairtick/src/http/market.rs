@@ -31,6 +31,8 @@ pub struct MarketDto {
     pub volatility: Option<String>,
     /// The replayed file, for replay markets.
     pub source: Option<String>,
+    /// `open`, `halted` (no new trades for now) or `disabled`.
+    /// `open`, `halted` (no new trades for now) or `disabled`.
     #[schema(example = "open")]
     pub status: String,
 }
@@ -218,9 +220,26 @@ pub struct EpochDetail {
 #[utoipa::path(get, path = "/api/market/symbols", tag = "market",
     responses((status = 200, body = SymbolsResponse), (status = 429, body = ErrorBody)))]
 pub async fn symbols(State(state): State<AppState>) -> Json<SymbolsResponse> {
-    Json(SymbolsResponse {
-        symbols: state.markets.catalog().iter().map(|m| MarketDto::from(m.as_ref())).collect(),
-    })
+    let terms = state.settings.current();
+    let symbols = state
+        .markets
+        .catalog()
+        .iter()
+        .map(|m| {
+            let mut dto = MarketDto::from(m.as_ref());
+            let switch = terms.market(&m.symbol);
+            dto.status = if !switch.enabled {
+                "disabled"
+            } else if switch.halted {
+                "halted"
+            } else {
+                "open"
+            }
+            .to_owned();
+            dto
+        })
+        .collect();
+    Json(SymbolsResponse { symbols })
 }
 
 /// Tick history, oldest first.

@@ -1,12 +1,14 @@
 //! The HTTP API: routes, shared state and the middleware stack. Handlers are thin: they extract,
 //! call one service, and map the answer; no SQL and no business rule lives here.
 
+pub mod admin;
 pub mod auth;
 pub mod dto;
 pub mod error;
 pub mod extract;
 pub mod health;
 pub mod market;
+pub mod metrics;
 pub mod rate_limit;
 pub mod trades;
 pub mod wallet;
@@ -27,14 +29,16 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::services::accounts::Accounts;
+use crate::services::admin::Admin;
 use crate::services::events::EventBus;
 use crate::services::market::Markets;
 use crate::services::realtime::Hub;
+use crate::services::settings::Settings;
 use crate::services::trades::Trades;
 use crate::services::wallet::Wallet;
 use crate::store::Store;
 use error::ApiError;
-use rate_limit::AuthRateLimits;
+use rate_limit::{ApiRateLimits, AuthRateLimits};
 
 /// Largest request body accepted; every request fits in far less.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -49,7 +53,10 @@ pub struct AppState {
     pub trades: Trades,
     pub events: EventBus,
     pub hub: Hub,
+    pub settings: Settings,
+    pub admin: Admin,
     pub auth_limits: AuthRateLimits,
+    pub api_limits: ApiRateLimits,
 }
 
 #[derive(OpenApi)]
@@ -109,6 +116,17 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(trades::receipt))
         .routes(routes!(trades::key))
         .routes(routes!(ws::upgrade))
+        .routes(routes!(auth::totp_enrol))
+        .routes(routes!(auth::totp_confirm))
+        .routes(routes!(admin::users))
+        .routes(routes!(admin::user, admin::update_user))
+        .routes(routes!(admin::get_settings, admin::update_settings))
+        .routes(routes!(admin::trades))
+        .routes(routes!(admin::stats))
+        .routes(routes!(admin::audit))
+        .routes(routes!(admin::public_settings))
+        .routes(routes!(admin::settings_history))
+        .routes(routes!(metrics::metrics))
 }
 
 /// The OpenAPI document of the whole API.
@@ -132,6 +150,8 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(|| async {
             ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this method is not allowed here")
         })
+        .layer(axum::middleware::from_fn_with_state(state.clone(), rate_limit::limit_api))
+        .route_layer(axum::middleware::from_fn(metrics::track))
         .with_state(state)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(PropagateRequestIdLayer::x_request_id())

@@ -10,6 +10,58 @@ use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
 use super::error::ApiError;
 
+/// Limits on every API request: per client IP, and per signed-in user.
+#[derive(Clone)]
+pub struct ApiRateLimits {
+    per_ip: Arc<DefaultKeyedRateLimiter<IpAddr>>,
+    per_user: Arc<DefaultKeyedRateLimiter<i64>>,
+}
+
+impl ApiRateLimits {
+    pub fn new(per_ip_per_minute: u32, per_user_per_minute: u32) -> ApiRateLimits {
+        ApiRateLimits {
+            per_ip: Arc::new(RateLimiter::keyed(per_minute(per_ip_per_minute))),
+            per_user: Arc::new(RateLimiter::keyed(per_minute(per_user_per_minute))),
+        }
+    }
+
+    pub fn sweep(&self) {
+        self.per_ip.retain_recent();
+        self.per_user.retain_recent();
+    }
+}
+
+/// Applies [`ApiRateLimits`] to `/api/*`. The user is read from the token's claims without a
+/// database round trip (an invalid token is refused later, by the handler).
+pub async fn limit_api(
+    axum::extract::State(state): axum::extract::State<super::AppState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    if !request.uri().path().starts_with("/api/") {
+        return next.run(request).await;
+    }
+    let ip = request
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map_or(IpAddr::from([127, 0, 0, 1]), |c| c.0.ip());
+    let now = DefaultClock::default().now();
+    if let Err(not_until) = state.api_limits.per_ip.check_key(&ip) {
+        return ApiError::rate_limited(not_until.wait_time_from(now)).into_response();
+    }
+    let (parts, body) = request.into_parts();
+    let user = super::extract::presented_token(&parts)
+        .and_then(|t| state.accounts.tokens().decode(t).ok())
+        .map(|c| c.user_id);
+    if let Some(user) = user
+        && let Err(not_until) = state.api_limits.per_user.check_key(&user)
+    {
+        return ApiError::rate_limited(not_until.wait_time_from(now)).into_response();
+    }
+    next.run(axum::extract::Request::from_parts(parts, body)).await
+}
+
 #[derive(Clone)]
 pub struct AuthRateLimits {
     per_ip: Arc<DefaultKeyedRateLimiter<IpAddr>>,

@@ -6,11 +6,10 @@ use axum::response::{IntoResponse, Response};
 use chrono::Utc;
 use fairtick_core::trade::{Direction, TradeResult, TradeStatus};
 use serde::{Deserialize, Serialize};
-use serde_json::value::RawValue;
 use utoipa::{IntoParams, ToSchema};
 
 use super::AppState;
-use super::dto::{AmountInput, timestamp};
+use super::dto::{AmountInput, RateInput, timestamp};
 use super::error::{ApiError, ErrorBody};
 use super::extract::{AuthUser, IdempotencyKey, Json, Query};
 use crate::services::trades::receipts::Receipt;
@@ -126,7 +125,7 @@ pub struct CreateRequest {
     pub duration: u32,
     /// The payout rate the client was shown (`"0.8500"`); 409 if it has changed.
     #[schema(value_type = Option<String>, example = "0.8500")]
-    pub expected_payout_rate: Option<Box<RawValue>>,
+    pub expected_payout_rate: Option<RateInput>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -222,22 +221,6 @@ fn ppb(p: u64) -> String {
     format!("{}.{:09}", p / 1_000_000_000, p % 1_000_000_000)
 }
 
-/// `"0.85"`, `0.85` or `"0.8500"` → 8500 basis points; at most four decimals.
-fn parse_rate(raw: &RawValue) -> Result<u32, ApiError> {
-    let text = raw.get().trim_matches('"');
-    let invalid = || ApiError::invalid("expectedPayoutRate", "must be a decimal rate such as \"0.8500\"");
-    let (whole, fraction) = text.split_once('.').unwrap_or((text, ""));
-    if whole.is_empty()
-        || fraction.len() > 4
-        || !whole.bytes().chain(fraction.bytes()).all(|b| b.is_ascii_digit())
-    {
-        return Err(invalid());
-    }
-    let whole: u32 = whole.parse().map_err(|_| invalid())?;
-    let fraction: u32 = format!("{fraction:0<4}").parse().map_err(|_| invalid())?;
-    whole.checked_mul(10_000).and_then(|w| w.checked_add(fraction)).ok_or_else(invalid)
-}
-
 /// The honest terms before buying: payout, break-even and the model's probabilities.
 #[utoipa::path(get, path = "/api/flash-trade/quote", tag = "flash-trade", params(QuoteQuery),
     responses((status = 200, body = QuoteResponse), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)),
@@ -282,7 +265,7 @@ pub async fn create(
     IdempotencyKey(key): IdempotencyKey,
     Json(request): Json<CreateRequest>,
 ) -> Result<Response, ApiError> {
-    let expected = request.expected_payout_rate.as_deref().map(parse_rate).transpose()?;
+    let expected = request.expected_payout_rate.map(|r| r.0);
     let open = OpenRequest {
         symbol: request.symbol,
         direction: request.direction,

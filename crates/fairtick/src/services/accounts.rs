@@ -3,11 +3,14 @@
 
 use chrono::{DateTime, Utc};
 use fairtick_core::account::{check_password, parse_name};
-use fairtick_core::wallet::{WalletLimits, WalletState, signup_credit};
+use fairtick_core::wallet::{WalletState, signup_credit};
 use fairtick_core::{Email, Role, UserId, UserStatus};
 
 use super::passwords::{Passwords, Verification};
+use super::sealing::DataKey;
+use super::settings::Settings;
 use super::tokens::{Claims, Tokens};
+use super::totp;
 use super::{Error, Result};
 use crate::store::{NewUser, Store, StoreError, UserRecord};
 
@@ -41,12 +44,19 @@ pub struct Accounts {
     store: Store,
     passwords: Passwords,
     tokens: Tokens,
-    wallet_limits: WalletLimits,
+    settings: Settings,
+    data_key: DataKey,
 }
 
 impl Accounts {
-    pub fn new(store: Store, passwords: Passwords, tokens: Tokens, wallet_limits: WalletLimits) -> Accounts {
-        Accounts { store, passwords, tokens, wallet_limits }
+    pub fn new(
+        store: Store,
+        passwords: Passwords,
+        tokens: Tokens,
+        settings: Settings,
+        data_key: DataKey,
+    ) -> Accounts {
+        Accounts { store, passwords, tokens, settings, data_key }
     }
 
     pub fn tokens(&self) -> &Tokens {
@@ -62,7 +72,7 @@ impl Accounts {
         let last_name = parse_name(&input.last_name).map_err(|e| Error::invalid("lastName", e))?;
         let password_hash = self.passwords.hash(&input.password).await?;
         let new = NewUser { email, password_hash, first_name, last_name, role: input.role };
-        match self.store.register_user(new, &signup_credit(&self.wallet_limits), now).await {
+        match self.store.register_user(new, &signup_credit(&self.settings.current().wallet), now).await {
             Ok(user) => Ok(user),
             Err(StoreError::EmailTaken) => Err(Error::EmailTaken),
             Err(e) => Err(e.into()),
@@ -77,7 +87,13 @@ impl Accounts {
 
     /// Checks the password and signs in. Every failure is the same error and costs the same
     /// hashing work, so it reveals nothing about which emails exist.
-    pub async fn login(&self, email: &str, password: &str, now: DateTime<Utc>) -> Result<Session> {
+    pub async fn login(
+        &self,
+        email: &str,
+        password: &str,
+        totp_code: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<Session> {
         let user = match Email::parse(email) {
             Ok(email) => self.store.user_by_email(&email).await?,
             Err(_) => None,
@@ -93,6 +109,17 @@ impl Accounts {
         };
         if user.status == UserStatus::Suspended {
             return Err(Error::Suspended);
+        }
+        if user.totp_enabled {
+            let Some(code) = totp_code else {
+                return Err(Error::Refused {
+                    code: "totp_required",
+                    message: "enter the code from your authenticator app".into(),
+                });
+            };
+            if !self.check_totp(&user, code, now)? {
+                return Err(Error::BadCredentials);
+            }
         }
         if needs_rehash {
             let upgraded = self.passwords.hash(password).await?;
@@ -128,6 +155,44 @@ impl Accounts {
         }
         claims.role = state.role;
         Ok(claims)
+    }
+
+    fn totp_secret(&self, user: &UserRecord) -> Result<Vec<u8>> {
+        let sealed = user.totp_sealed.as_deref().ok_or_else(|| Error::Conflict {
+            code: "totp_not_enrolled",
+            message: "start TOTP enrolment first".into(),
+        })?;
+        self.data_key.open(sealed)
+    }
+
+    fn check_totp(&self, user: &UserRecord, code: &str, now: DateTime<Utc>) -> Result<bool> {
+        let secret = self.totp_secret(user)?;
+        totp::check(&secret, &user.email, code, u64::try_from(now.timestamp()).unwrap_or(0))
+    }
+
+    /// Starts (or restarts, while not yet confirmed) TOTP enrolment: a new secret, sealed under
+    /// the data key, and the `otpauth://` URI to scan.
+    pub async fn totp_enrol(&self, user: UserId) -> Result<(String, String)> {
+        let record = self.store.user_by_id(user).await?.ok_or(Error::Unauthenticated)?;
+        if record.totp_enabled {
+            return Err(Error::Conflict {
+                code: "totp_enabled",
+                message: "two-factor authentication is already on".into(),
+            });
+        }
+        let secret = totp::new_secret();
+        self.store.set_totp(user, Some(&self.data_key.seal(&secret)), false).await?;
+        totp::enrolment(&secret, &record.email)
+    }
+
+    /// Confirms enrolment with a current code; from then on, login needs a code.
+    pub async fn totp_confirm(&self, user: UserId, code: &str, now: DateTime<Utc>) -> Result<()> {
+        let record = self.store.user_by_id(user).await?.ok_or(Error::Unauthenticated)?;
+        if !self.check_totp(&record, code, now)? {
+            return Err(Error::invalid("code", "is not the current code of the enrolled secret"));
+        }
+        self.store.set_totp(user, None, true).await?;
+        Ok(())
     }
 
     pub async fn profile(&self, user: UserId, now: DateTime<Utc>) -> Result<Profile> {

@@ -42,6 +42,8 @@ pub enum Event {
     UserNotice(UserId, Notice),
     /// The account was suspended: its live connections must end.
     Suspended(UserId),
+    /// The trading terms changed: every node reloads them.
+    SettingsChanged,
     /// Live state may have been missed (e.g. a listener reconnected): resend it.
     Resync,
 }
@@ -55,6 +57,7 @@ enum Wire {
     Notice { node: String, notice: Notice },
     UserNotice { node: String, user: i64, notice: Notice },
     Suspended { node: String, user: i64 },
+    Settings { node: String },
     Tick { node: String, symbol: String, seq: i64, ts: i64, price: i64, epoch: i64 },
 }
 
@@ -89,6 +92,7 @@ impl EventBus {
                 Some(Wire::UserNotice { node: self.node.to_string(), user: user.0, notice: notice.clone() })
             }
             Event::Suspended(user) => Some(Wire::Suspended { node: self.node.to_string(), user: user.0 }),
+            Event::SettingsChanged => Some(Wire::Settings { node: self.node.to_string() }),
             Event::Resync => None,
         };
         let _ = self.local.send(event);
@@ -170,6 +174,7 @@ impl EventBus {
             | Wire::Notice { node, .. }
             | Wire::UserNotice { node, .. }
             | Wire::Suspended { node, .. }
+            | Wire::Settings { node }
             | Wire::Tick { node, .. }
                 if from_self(&node) =>
             {
@@ -184,6 +189,7 @@ impl EventBus {
             Wire::Notice { notice, .. } => Event::Notice(notice),
             Wire::UserNotice { user, notice, .. } => Event::UserNotice(UserId(user), notice),
             Wire::Suspended { user, .. } => Event::Suspended(UserId(user)),
+            Wire::Settings { .. } => Event::SettingsChanged,
             Wire::Tick { symbol, seq, ts, price, epoch, .. } => {
                 let Ok(price) = fairtick_core::price::Price::from_units(price) else { return };
                 markets.inject(Tick { symbol: symbol.into(), seq, ts, price, epoch_id: epoch });

@@ -4,12 +4,15 @@
 //! answer with domain values or an [`Error`] that the HTTP layer maps to a status code once.
 
 pub mod accounts;
+pub mod admin;
 pub mod events;
 pub mod market;
 pub mod passwords;
 pub mod realtime;
 pub mod sealing;
+pub mod settings;
 pub mod tokens;
+pub mod totp;
 pub mod trades;
 pub mod wallet;
 
@@ -31,6 +34,9 @@ pub enum Error {
     Unauthenticated,
     #[error("this account is suspended")]
     Suspended,
+    /// Signed in, but not allowed to do this.
+    #[error("{message}")]
+    Forbidden { code: &'static str, message: String },
     #[error("too many requests")]
     RateLimited { retry_after: Duration },
     /// A well-formed request the rules refuse at this moment (a limit, the balance, a state).

@@ -276,6 +276,7 @@ impl Hub {
             }
             Event::UserNotice(user, notice) => self.to_user(user, &frame("notification", notice)),
             Event::Suspended(user) => self.close_user(user, "account suspended"),
+            Event::SettingsChanged => {}
             Event::Resync => {
                 for user in self.connected_users() {
                     self.send_balance(store, user).await;

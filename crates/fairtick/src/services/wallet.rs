@@ -7,6 +7,7 @@ use fairtick_core::wallet::{WalletLimits, WalletOp, WalletRefusal, WalletState};
 use sha2::{Digest, Sha256};
 
 use super::events::{Event, EventBus};
+use super::settings::Settings;
 use super::{Error, Result};
 use crate::store::{IdempotencyKey, StatementQuery, StatementRow, Store, WalletOutcome, WalletReceipt};
 
@@ -34,17 +35,18 @@ pub struct Page {
 #[derive(Clone)]
 pub struct Wallet {
     store: Store,
-    limits: WalletLimits,
+    settings: Settings,
     events: EventBus,
 }
 
 impl Wallet {
-    pub fn new(store: Store, limits: WalletLimits, events: EventBus) -> Wallet {
-        Wallet { store, limits, events }
+    pub fn new(store: Store, settings: Settings, events: EventBus) -> Wallet {
+        Wallet { store, settings, events }
     }
 
-    pub fn limits(&self) -> &WalletLimits {
-        &self.limits
+    /// The wallet limits in force now.
+    pub fn limits(&self) -> WalletLimits {
+        self.settings.current().wallet
     }
 
     pub async fn balances(&self, user: UserId, now: DateTime<Utc>) -> Result<WalletState> {
@@ -65,7 +67,7 @@ impl Wallet {
             return Err(Error::invalid("amount", "must be greater than zero"));
         }
         let key = idempotency_key.map(|key| IdempotencyKey { request_hash: request_hash(&op), key });
-        match self.store.move_funds(user, op, &self.limits, key.as_ref(), now).await? {
+        match self.store.move_funds(user, op, &self.limits(), key.as_ref(), now).await? {
             WalletOutcome::Done(receipt) => {
                 self.events.publish(Event::Balance(user));
                 Ok(Answer { receipt, replayed: false })

@@ -6,6 +6,7 @@
 //! Queries are checked at run time, not by sqlx's compile-time macros, so that building needs no
 //! database. Every method that moves money is one database transaction.
 
+mod admin;
 mod audit;
 mod ledger;
 mod market;
@@ -21,6 +22,7 @@ use sqlx::any::AnyPoolOptions;
 use sqlx::{Any, AnyPool, Transaction};
 use tokio::sync::Mutex;
 
+pub use admin::{Actor, AdminUserRow, AuditEntry, HouseStats, SettingsVersion, UserSearch};
 pub use audit::AuditReport;
 pub use ledger::{IdempotencyKey, StatementQuery, StatementRow, WalletOutcome, WalletReceipt};
 pub use market::{Candle, EpochRecord, NewEpoch, TickRecord};
@@ -109,6 +111,11 @@ impl Store {
     pub async fn ping(&self) -> StoreResult<()> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
+    }
+
+    /// Connections open in the pool, and how many of them are idle.
+    pub fn pool_stats(&self) -> (u32, usize) {
+        (self.pool.size(), self.pool.num_idle())
     }
 
     pub async fn close(&self) {

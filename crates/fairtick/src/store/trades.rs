@@ -98,6 +98,10 @@ pub struct TradeQuery {
     pub symbol: Option<String>,
     pub status: Option<TradeStatus>,
     pub result: Option<TradeResult>,
+    /// Accepted at or after this time (ms).
+    pub from: Option<i64>,
+    /// Accepted before this time (ms).
+    pub to: Option<i64>,
     pub before: Option<i64>,
     pub limit: u32,
 }
@@ -295,6 +299,7 @@ impl Store {
                AND (CAST($3 AS TEXT) IS NULL OR symbol = $3) \
                AND (CAST($4 AS TEXT) IS NULL OR status = $4) \
                AND (CAST($5 AS TEXT) IS NULL OR result = $5) \
+               AND accepted_at >= $7 AND accepted_at < $8 \
              ORDER BY id DESC LIMIT $6"
         ))
         .bind(query.before.unwrap_or(i64::MAX))
@@ -303,6 +308,8 @@ impl Store {
         .bind(query.status.map(TradeStatus::as_str))
         .bind(query.result.map(TradeResult::as_str))
         .bind(i64::from(query.limit))
+        .bind(query.from.unwrap_or(i64::MIN))
+        .bind(query.to.unwrap_or(i64::MAX))
         .fetch_all(&self.pool)
         .await?;
         records(rows)

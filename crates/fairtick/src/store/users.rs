@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, Utc};
 use fairtick_core::ledger::Transfer;
-use fairtick_core::{Email, Role, UserId, UserStatus};
+use fairtick_core::{Email, Money, Role, UserId, UserStatus};
 
 use super::{Store, StoreError, StoreResult, is_unique_violation, time_from_ms};
 
@@ -29,6 +29,12 @@ pub struct UserRecord {
     pub status: UserStatus,
     pub vip_level: i32,
     pub created_at: DateTime<Utc>,
+    /// A per-user stake limit set by an admin (it only ever restricts).
+    pub max_stake: Option<Money>,
+    /// An admin stopped this user from opening trades.
+    pub trading_suspended: bool,
+    pub totp_sealed: Option<String>,
+    pub totp_enabled: bool,
 }
 
 /// What every authenticated request needs to know about its token's account, read fresh so
@@ -40,23 +46,43 @@ pub struct SessionState {
     pub revoked: bool,
 }
 
-const USER_COLUMNS: &str =
-    "id, email, password_hash, first_name, last_name, role, status, vip_level, created_at";
+pub(crate) const USER_COLUMNS: &str = "id, email, password_hash, first_name, last_name, role, status, vip_level, \
+     created_at, max_stake, CAST(trading_suspended AS INTEGER) AS trading_suspended, totp_sealed, \
+     CAST(totp_enabled AS INTEGER) AS totp_enabled";
 
-type UserRow = (i64, String, String, String, String, String, String, i32, i64);
+#[derive(sqlx::FromRow)]
+pub(crate) struct UserRow {
+    id: i64,
+    email: String,
+    password_hash: String,
+    first_name: String,
+    last_name: String,
+    role: String,
+    status: String,
+    vip_level: i32,
+    created_at: i64,
+    max_stake: Option<i64>,
+    trading_suspended: i64,
+    totp_sealed: Option<String>,
+    totp_enabled: i64,
+}
 
-fn user_from_row(row: UserRow) -> StoreResult<UserRecord> {
-    let (id, email, password_hash, first_name, last_name, role, status, vip_level, created_at) = row;
+pub(crate) fn user_from_row(row: UserRow) -> StoreResult<UserRecord> {
+    let id = row.id;
     Ok(UserRecord {
         id: UserId(id),
-        email,
-        password_hash,
-        first_name,
-        last_name,
-        role: role.parse().map_err(|e| StoreError::Corrupt(format!("user {id} role: {e}")))?,
-        status: status.parse().map_err(|e| StoreError::Corrupt(format!("user {id} status: {e}")))?,
-        vip_level,
-        created_at: time_from_ms(created_at),
+        email: row.email,
+        password_hash: row.password_hash,
+        first_name: row.first_name,
+        last_name: row.last_name,
+        role: row.role.parse().map_err(|e| StoreError::Corrupt(format!("user {id} role: {e}")))?,
+        status: row.status.parse().map_err(|e| StoreError::Corrupt(format!("user {id} status: {e}")))?,
+        vip_level: row.vip_level,
+        created_at: time_from_ms(row.created_at),
+        max_stake: row.max_stake.map(Money::from_cents),
+        trading_suspended: row.trading_suspended != 0,
+        totp_sealed: row.totp_sealed,
+        totp_enabled: row.totp_enabled != 0,
     })
 }
 
@@ -105,7 +131,11 @@ impl Store {
             role: new.role,
             status: UserStatus::Active,
             vip_level: 1,
-            created_at: super::time_from_ms(now.timestamp_millis()),
+            created_at: time_from_ms(now.timestamp_millis()),
+            max_stake: None,
+            trading_suspended: false,
+            totp_sealed: None,
+            totp_enabled: false,
         })
     }
 
@@ -189,6 +219,22 @@ impl Store {
         )
         .bind(jti)
         .bind(expires_at.timestamp_millis())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+}
+
+impl Store {
+    /// Stores a sealed TOTP secret (not yet enabled), or enables or disables TOTP.
+    #[tracing::instrument(skip_all)]
+    pub async fn set_totp(&self, id: UserId, sealed: Option<&str>, enabled: bool) -> StoreResult<()> {
+        sqlx::query(
+            "UPDATE users SET totp_sealed = COALESCE($1, totp_sealed), totp_enabled = $2 WHERE id = $3",
+        )
+        .bind(sealed)
+        .bind(enabled)
+        .bind(id.0)
         .execute(&self.pool)
         .await?;
         Ok(())

@@ -76,6 +76,8 @@ pub fn test_config(database_url: String) -> Config {
         token_ttl: Duration::from_secs(3600),
         auth_per_ip_per_minute: 10_000,
         login_per_account_per_minute: 10,
+        api_per_ip_per_minute: 1_000_000,
+        api_per_user_per_minute: 1_000_000,
         hashing_concurrency: 2,
         wallet: WalletLimits::default(),
         markets: catalog::default_markets(TICK_INTERVAL_MS).expect("the default markets"),

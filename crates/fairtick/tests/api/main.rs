@@ -3,6 +3,7 @@
 //! The suite runs on SQLite by default and on PostgreSQL when `TEST_DATABASE_URL` points at a
 //! server (each test gets a fresh database there), so both backends pass the same tests.
 
+mod admin;
 mod auth;
 mod cli;
 mod health;

@@ -137,6 +137,8 @@ impl Producer<'_> {
                     })
                     .await?;
                 cursor = Cursor { next_seq: tick.seq + 1, price, last_ts: tick.ts };
+                metrics::counter!("ticks_produced_total", "symbol" => self.market.symbol.clone())
+                    .increment(1);
                 // Nobody listening is fine: the tick is stored.
                 self.events.publish_tick(&tick);
                 let _ = self.bus.send(tick);

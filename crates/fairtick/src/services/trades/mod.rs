@@ -20,6 +20,7 @@ use tokio::sync::Notify;
 use super::events::{Event, EventBus};
 use super::market::Markets;
 use super::market::catalog::MarketSource;
+use super::settings::Settings;
 use super::{Error, Result};
 use crate::store::{Ending, Finish, IdempotencyKey, NewTrade, OpenOutcome, Store, TradeQuery, TradeRecord};
 use receipts::ReceiptSigner;
@@ -78,7 +79,7 @@ pub struct Trades {
     store: Store,
     markets: Markets,
     signer: ReceiptSigner,
-    settings: Arc<TradingSettings>,
+    settings: Settings,
     /// Wakes settlement when a trade is opened on this node.
     wake: Arc<Notify>,
     events: EventBus,
@@ -110,9 +111,9 @@ impl Trades {
         markets: Markets,
         events: EventBus,
         signer: ReceiptSigner,
-        settings: TradingSettings,
+        settings: Settings,
     ) -> Trades {
-        Trades { store, markets, signer, settings: Arc::new(settings), wake: Arc::new(Notify::new()), events }
+        Trades { store, markets, signer, settings, wake: Arc::new(Notify::new()), events }
     }
 
     pub fn public_key_hex(&self) -> String {
@@ -154,8 +155,9 @@ impl Trades {
         self.signer.sign(&receipts::body(&trade, &epochs, &ticks, now.timestamp_millis()))
     }
 
-    pub fn settings(&self) -> &TradingSettings {
-        &self.settings
+    /// The trading terms in force now.
+    pub fn terms(&self) -> Arc<TradingSettings> {
+        self.settings.current()
     }
 
     /// Tells listeners (on every node) that a trade changed, and with it the owner's balance.
@@ -174,21 +176,54 @@ impl Trades {
         })
     }
 
-    /// The payout rate a user is offered now: the setting plus their VIP level's bonus.
-    async fn offered_rate(&self, user: UserId) -> Result<u32> {
+    /// The payout rate a user is offered now (the setting plus their VIP level's bonus), after
+    /// checking that the user may trade this stake at all.
+    async fn offered_rate(&self, user: UserId, stake: Money) -> Result<u32> {
         let record = self.store.user_by_id(user).await?.ok_or(Error::Unauthenticated)?;
-        let level = self
-            .settings
+        if record.trading_suspended {
+            return Err(Error::Forbidden {
+                code: "trading_suspended",
+                message: "trading is suspended for this account".into(),
+            });
+        }
+        if let Some(limit) = record.max_stake
+            && stake > limit
+        {
+            return Err(Error::invalid(
+                "amount",
+                format!("must be at most {limit} VUSD, this account's stake limit"),
+            ));
+        }
+        let terms = self.terms();
+        let level = terms
             .vip_levels
             .iter()
             .find(|l| i64::from(l.level) == i64::from(record.vip_level))
             .copied()
-            .unwrap_or_else(|| self.settings.vip_level(Money::ZERO));
-        Ok(self.settings.payout_rate_for(&level))
+            .unwrap_or_else(|| terms.vip_level(Money::ZERO));
+        Ok(terms.payout_rate_for(&level))
+    }
+
+    /// Whether the market takes new trades now.
+    fn check_open(&self, symbol: &str) -> Result<()> {
+        let switch = self.terms().market(symbol);
+        if !switch.enabled {
+            return Err(Error::Conflict {
+                code: "market_disabled",
+                message: format!("{symbol} is not open for trading"),
+            });
+        }
+        if switch.halted {
+            return Err(Error::Conflict {
+                code: "market_halted",
+                message: format!("{symbol} is halted: no new trades for now"),
+            });
+        }
+        Ok(())
     }
 
     fn check_terms(&self, stake: Money, duration_secs: u32) -> Result<()> {
-        let s = &self.settings;
+        let s = self.terms();
         if stake < s.min_stake || stake > s.max_stake {
             return Err(Error::invalid(
                 "amount",
@@ -216,7 +251,8 @@ impl Trades {
     ) -> Result<QuoteView> {
         let params = self.params(symbol)?;
         self.check_terms(stake, duration_secs)?;
-        let rate = self.offered_rate(user).await?;
+        self.check_open(symbol)?;
+        let rate = self.offered_rate(user, stake).await?;
         let payout = trade::win_payout(stake, rate);
         let model = match (params, self.store.last_tick(symbol).await?) {
             (Some(params), Some(last)) => {
@@ -256,7 +292,8 @@ impl Trades {
     ) -> Result<(TradeRecord, bool)> {
         self.markets.market(&request.symbol)?;
         self.check_terms(request.stake, request.duration_secs)?;
-        let rate = self.offered_rate(user).await?;
+        self.check_open(&request.symbol)?;
+        let rate = self.offered_rate(user, request.stake).await?;
         if let Some(expected) = request.expected_payout_rate_bp
             && expected != rate
         {
@@ -289,6 +326,7 @@ impl Trades {
         });
         match self.store.open_trade(user, &new, key.as_ref(), now).await? {
             OpenOutcome::Opened(trade) => {
+                metrics::counter!("trades_opened_total", "symbol" => trade.symbol.clone()).increment(1);
                 self.wake.notify_one();
                 self.publish(trade.clone());
                 Ok((trade, false))
@@ -336,11 +374,11 @@ impl Trades {
             return refuse("no_price", "the market has no price yet".into());
         };
         let remaining_ms = expires_at - last.ts;
-        let cutoff_ms = i64::from(self.settings.sell_cutoff_secs) * 1_000;
+        let cutoff_ms = i64::from(self.terms().sell_cutoff_secs) * 1_000;
         if remaining_ms <= cutoff_ms {
             return refuse(
                 "sell_cutoff",
-                format!("sales close {} s before expiry", self.settings.sell_cutoff_secs),
+                format!("sales close {} s before expiry", self.terms().sell_cutoff_secs),
             );
         }
         let remaining_ticks = params.ticks_within(u64::try_from(remaining_ms).unwrap_or(0));
@@ -351,7 +389,7 @@ impl Trades {
             trade.payout_rate_bp,
             odds.win(trade.direction),
             odds.tie,
-            self.settings.sell_spread_bp,
+            self.terms().sell_spread_bp,
         )
         .map_err(|e| Error::Internal(format!("bid: {e}")))
     }

@@ -76,7 +76,7 @@ impl Settlement {
         for trade in &active {
             by_symbol.entry(trade.symbol.as_str()).or_default().push(trade);
         }
-        let grace_ms = i64::from(self.trades.settings.feed_grace_secs) * 1_000;
+        let grace_ms = i64::from(self.trades.terms().feed_grace_secs) * 1_000;
         let now_ms = now.timestamp_millis();
         let mut report = StepReport::default();
         let mut finishes = Vec::new();
@@ -139,6 +139,13 @@ impl Settlement {
                 fairtick_core::trade::TradeStatus::Void => report.voided += 1,
                 _ => report.settled += 1,
             }
+            let outcome = trade.result.map_or(trade.status.as_str(), |r| r.as_str());
+            metrics::counter!("trades_ended_total", "outcome" => outcome).increment(1);
+            if let Some(expires_at) = trade.expires_at {
+                // From expiry to settlement: the deciding tick comes up to one interval later.
+                let lag_ms = (now.timestamp_millis() - expires_at).max(0);
+                metrics::histogram!("settlement_lag_seconds").record(lag_ms as f64 / 1000.0);
+            }
             if !users.contains(&trade.user_id) {
                 users.push(trade.user_id);
             }
@@ -146,7 +153,7 @@ impl Settlement {
         }
         for user in users {
             let turnover = store.turnover(user, now - chrono::Duration::days(VIP_WINDOW_DAYS)).await?;
-            store.set_vip_level(user, self.trades.settings.vip_level(turnover).level).await?;
+            store.set_vip_level(user, self.trades.terms().vip_level(turnover).level).await?;
         }
         Ok(report)
     }

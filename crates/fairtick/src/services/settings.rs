@@ -1,0 +1,160 @@
+//! The trading terms in force: the newest stored version (or the configured defaults), kept in
+//! memory on every node, changed only by an admin through [`Settings::update`], which stores a
+//! new version with its audit entry, announces the change to every connected user and tells
+//! the other nodes to reload. A change applies to trades accepted after it, never to open ones.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use fairtick_core::Money;
+use fairtick_core::settings::{TradingSettings, VipLevel};
+use parking_lot::RwLock;
+use serde_json::Value;
+
+use super::events::{Event, EventBus, Notice};
+use super::{Error, Result};
+use crate::store::{Actor, SettingsVersion, Store};
+
+/// A change to one market's switches.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct MarketPatch {
+    pub enabled: Option<bool>,
+    pub halted: Option<bool>,
+}
+
+/// A partial change of the terms; every field is optional.
+#[derive(Clone, Debug, Default)]
+pub struct SettingsPatch {
+    pub payout_rate_bp: Option<u32>,
+    pub durations_secs: Option<Vec<u32>>,
+    pub min_stake: Option<Money>,
+    pub max_stake: Option<Money>,
+    pub sell_spread_bp: Option<u32>,
+    pub sell_cutoff_secs: Option<u32>,
+    pub feed_grace_secs: Option<u32>,
+    pub vip_levels: Option<Vec<VipLevel>>,
+    pub markets: Option<BTreeMap<String, MarketPatch>>,
+    pub starting_balance: Option<Money>,
+    pub max_deposit: Option<Money>,
+    pub max_deposit_per_day: Option<Money>,
+    pub max_balance: Option<Money>,
+    pub require_admin_totp: Option<bool>,
+}
+
+#[derive(Clone)]
+pub struct Settings {
+    store: Store,
+    current: Arc<RwLock<Arc<TradingSettings>>>,
+    defaults: Arc<TradingSettings>,
+    events: EventBus,
+}
+
+impl Settings {
+    /// The newest stored version, or `defaults` when no admin has changed anything yet.
+    pub async fn load(store: Store, defaults: TradingSettings, events: EventBus) -> anyhow::Result<Settings> {
+        let settings = Settings {
+            store,
+            current: Arc::new(RwLock::new(Arc::new(defaults.clone()))),
+            defaults: Arc::new(defaults),
+            events,
+        };
+        settings.reload().await?;
+        Ok(settings)
+    }
+
+    pub fn current(&self) -> Arc<TradingSettings> {
+        self.current.read().clone()
+    }
+
+    /// Re-reads the newest version (another node may have changed it).
+    pub async fn reload(&self) -> Result<()> {
+        let stored = match self.store.latest_settings().await? {
+            Some(value) => serde_json::from_value::<TradingSettings>(value)
+                .map_err(|e| Error::Internal(format!("stored settings: {e}")))?,
+            None => (*self.defaults).clone(),
+        };
+        *self.current.write() = Arc::new(stored);
+        Ok(())
+    }
+
+    /// Applies a partial change: validated as a whole, stored as a new version with its audit
+    /// entry, then announced.
+    pub async fn update(
+        &self,
+        actor: &Actor,
+        patch: SettingsPatch,
+        known_markets: &[String],
+        now: DateTime<Utc>,
+    ) -> Result<Arc<TradingSettings>> {
+        let before = self.current();
+        let mut next = (*before).clone();
+        let mut changed = Vec::new();
+        macro_rules! apply {
+            ($field:ident, $name:literal) => {
+                if let Some(value) = patch.$field {
+                    next.$field = value;
+                    changed.push($name.to_owned());
+                }
+            };
+        }
+        apply!(payout_rate_bp, "payoutRate");
+        apply!(durations_secs, "durations");
+        apply!(min_stake, "minStake");
+        apply!(max_stake, "maxStake");
+        apply!(sell_spread_bp, "sellSpread");
+        apply!(sell_cutoff_secs, "sellCutoffSeconds");
+        apply!(feed_grace_secs, "feedGraceSeconds");
+        apply!(vip_levels, "vipLevels");
+        apply!(require_admin_totp, "requireAdminTotp");
+        for (value, field, name) in [
+            (patch.starting_balance, &mut next.wallet.starting_balance, "startingBalance"),
+            (patch.max_deposit, &mut next.wallet.max_deposit, "maxDeposit"),
+            (patch.max_deposit_per_day, &mut next.wallet.max_deposit_per_day, "maxDepositPerDay"),
+            (patch.max_balance, &mut next.wallet.max_balance, "maxBalance"),
+        ] {
+            if let Some(value) = value {
+                *field = value;
+                changed.push(name.to_owned());
+            }
+        }
+        if let Some(markets) = patch.markets {
+            for (symbol, MarketPatch { enabled, halted }) in markets {
+                if !known_markets.contains(&symbol) {
+                    return Err(Error::invalid("markets", format!("{symbol:?} is not a market")));
+                }
+                let switch = next.markets.entry(symbol).or_default();
+                switch.enabled = enabled.unwrap_or(switch.enabled);
+                switch.halted = halted.unwrap_or(switch.halted);
+            }
+            changed.push("markets".to_owned());
+        }
+        if changed.is_empty() {
+            return Err(Error::invalid("settings", "name at least one setting to change"));
+        }
+        next.validate().map_err(|(field, why)| Error::Invalid { field, message: why })?;
+        let to_json = |s: &TradingSettings| serde_json::to_value(s).expect("settings serialise");
+        self.store.save_settings(actor, &to_json(&before), &to_json(&next), &changed, now).await?;
+        let next = Arc::new(next);
+        *self.current.write() = next.clone();
+        self.events.publish(Event::SettingsChanged);
+        self.events.publish(Event::Notice(Notice {
+            level: "info".to_owned(),
+            title: "Trading terms changed".to_owned(),
+            message: format!(
+                "Changed: {}. Open trades keep the terms they were accepted under.",
+                changed.join(", ")
+            ),
+        }));
+        Ok(next)
+    }
+
+    pub async fn history(&self, before: Option<i64>, limit: u32) -> Result<Vec<SettingsVersion>> {
+        Ok(self.store.settings_history(before, limit).await?)
+    }
+
+    /// The JSON form of the current terms.
+    pub fn current_json(&self) -> Value {
+        serde_json::to_value(&*self.current()).expect("settings serialise")
+    }
+}
