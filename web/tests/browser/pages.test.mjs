@@ -123,6 +123,14 @@ describe('the web app in Chromium', { skip: skip ?? false, timeout: 900000 }, ()
     await page.locator(`#trades-list tr[data-id="${trade.id}"]`).waitFor();
     await page.locator('[data-testid="luck-verdict"]', { hasText: 'Distinguishable from luck' }).waitFor();
     await screenshot(page, 'trader-settled-desktop');
+
+    // Candles of the same market, and back.
+    await page.locator('#mode-candles').click();
+    await page.locator('#interval:not([disabled])').waitFor();
+    await page.waitForFunction(() => document.querySelector('#chart-msg').hidden);
+    await page.waitForTimeout(300);
+    await screenshot(page, 'trader-candles-desktop');
+    await page.locator('#mode-ticks').click();
   });
 
   test('a second trade is sold back before expiry', { timeout: 60000 }, async () => {

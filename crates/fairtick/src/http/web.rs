@@ -137,7 +137,7 @@ fn content_security_policy(host: Option<&str>) -> String {
         .map(|h| format!(" ws://{h} wss://{h}"))
         .unwrap_or_default();
     format!(
-        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; font-src 'self'; \
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; font-src 'self'; \
          connect-src 'self'{sockets}; manifest-src 'self'; base-uri 'none'; form-action 'self'; \
          frame-ancestors 'none'"
     )
