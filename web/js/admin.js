@@ -1,12 +1,13 @@
 /**
- * The admin page shell (`/admin`): for `admin` and `superadmin` accounts. It shows the users
- * and the published trading terms when the server's admin API answers, and says plainly when
- * that API is not available yet (404). It has, by design, no control over any trade's result.
+ * The admin page (`/admin`), for `admin` and `superadmin` accounts: users, and the published
+ * trading terms with their change history and a small form to change them (validation
+ * messages shown on the fields). It says plainly when the server has no admin API yet (404).
+ * By design it has no control over any trade's result: the server refuses any such field.
  */
 
-import { ApiError, currentUser, get } from './api.js';
-import { money } from './format.js';
-import { $, el, listState, markCurrentNav, setText } from './ui.js';
+import { ApiError, currentUser, get, post } from './api.js';
+import { dateTime, money, percent } from './format.js';
+import { $, busy, clearErrors, el, listState, markCurrentNav, setText, showError, toast } from './ui.js';
 
 const ADMIN_ROLES = new Set(['admin', 'superadmin']);
 
@@ -36,7 +37,7 @@ async function boot() {
     await get('/api/admin/users', { limit: 1 });
   } catch (error) {
     if (error instanceof ApiError && error.status === 404) {
-      say('The admin API is not available yet on this server. This page will show users, trading terms, the live trade monitor, house statistics and the audit log once it is.');
+      say('The admin API is not available yet on this server.');
     } else {
       say(`The admin API answered: ${error.message}`, 'error');
     }
@@ -48,6 +49,10 @@ async function boot() {
     event.preventDefault();
     loadUsers();
   });
+  $('#settings-form').addEventListener('submit', (event) => {
+    event.preventDefault();
+    busy(event.submitter, saveSettings);
+  });
   loadUsers();
   loadSettings();
 }
@@ -56,14 +61,13 @@ async function loadUsers() {
   const box = $('#users');
   listState(box, 'loading');
   try {
-    const body = await get('/api/admin/users', { q: $('#user-q').value.trim(), limit: 50 });
-    const users = body.users ?? [];
+    const { users } = await get('/api/admin/users', { query: $('#user-q').value.trim(), limit: 50 });
     if (users.length === 0) {
       listState(box, 'empty', 'No users match.');
       return;
     }
     box.replaceChildren(el('table', { class: 'data' },
-      el('thead', {}, el('tr', {}, ...['Id', 'Email', 'Name', 'Role', 'Status', 'Balance'].map((h) => el('th', { text: h })))),
+      el('thead', {}, el('tr', {}, ...['Id', 'Email', 'Name', 'Role', 'Status', 'Balance'].map((h, i) => el('th', { class: i === 5 ? 'r' : '', text: h })))),
       el('tbody', {}, ...users.map((u) => el('tr', {},
         el('td', { class: 'num', text: String(u.id) }),
         el('td', { text: u.email }),
@@ -76,19 +80,73 @@ async function loadUsers() {
   }
 }
 
+let current = null;
+
 async function loadSettings() {
-  const box = $('#settings');
+  try {
+    current = (await get('/api/admin/settings')).settings;
+  } catch (error) {
+    setText('settings-state', `The terms could not be loaded: ${error.message}`);
+    return;
+  }
+  setText('settings-state', `Payout rate ${percent(current.payoutRate, 2)}; stakes ${money(current.minStake)} to ${money(current.maxStake)} VUSD.`);
+  $('#s-payoutRate').value = current.payoutRate;
+  $('#s-durations').value = current.durations.join(', ');
+  $('#s-minStake').value = current.minStake;
+  $('#s-maxStake').value = current.maxStake;
+  $('#s-sellSpread').value = current.sellSpread;
+  loadHistory();
+}
+
+/** Sends only what changed; the server validates every field and names the one at fault. */
+async function saveSettings() {
+  const form = $('#settings-form');
+  clearErrors(form);
+  const patch = {};
+  for (const name of ['payoutRate', 'minStake', 'maxStake', 'sellSpread']) {
+    const value = $(`#s-${name}`).value.trim();
+    if (value !== current[name]) patch[name] = value;
+  }
+  const durationsText = $('#s-durations').value.trim();
+  if (durationsText !== current.durations.join(', ')) {
+    const parts = durationsText.split(/[\s,]+/).filter(Boolean);
+    if (parts.some((p) => !/^\d+$/.test(p))) {
+      showError(form, new ApiError(400, 'validation_error', 'List whole seconds, such as 5, 10, 30.', 'durations'));
+      return;
+    }
+    patch.durations = parts.map(Number);
+  }
+  if (Object.keys(patch).length === 0) {
+    showError(form, new Error('Nothing changed.'));
+    return;
+  }
+  try {
+    await post('/api/admin/settings', patch);
+    toast({ level: 'success', title: 'Trading terms saved', message: 'They apply to new trades; traders are notified.' });
+    await loadSettings();
+  } catch (error) {
+    showError(form, error);
+  }
+}
+
+async function loadHistory() {
+  const box = $('#settings-history');
   listState(box, 'loading');
   try {
-    const body = await get('/api/admin/settings');
-    const settings = body.settings ?? body;
-    box.replaceChildren(el('table', { class: 'data' }, el('tbody', {},
-      ...Object.entries(settings).map(([name, value]) => el('tr', {},
-        el('th', { scope: 'row', text: name }),
-        el('td', { class: 'num', text: typeof value === 'object' ? JSON.stringify(value) : String(value) }))))));
+    const { versions } = await get('/api/settings/history', { limit: 10 });
+    if (versions.length === 0) {
+      listState(box, 'empty', 'No changes yet: the defaults are in force.');
+      return;
+    }
+    box.replaceChildren(el('table', { class: 'data' },
+      el('thead', {}, el('tr', {}, ...['Version', 'When', 'Changed', 'By'].map((h) => el('th', { text: h })))),
+      el('tbody', {}, ...versions.map((v) => el('tr', {},
+        el('td', { class: 'num', text: String(v.version) }),
+        el('td', { class: 'num', text: dateTime(v.changedAt) }),
+        el('td', { text: v.changed.join(', ') }),
+        el('td', { text: v.changedByRole }))))));
   } catch (error) {
-    listState(box, error instanceof ApiError && error.status === 404 ? 'empty' : 'error',
-      error instanceof ApiError && error.status === 404 ? 'Trading terms are not available from the admin API yet.' : `Trading terms could not be loaded: ${error.message}`);
+    listState(box, 'error', `The history could not be loaded: ${error.message}`);
   }
 }
 

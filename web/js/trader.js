@@ -45,6 +45,7 @@ const state = {
   txCursor: null,
   lastBalanceAt: 0,
   lastActiveAt: 0,
+  terms: null,
   activeBusy: false,
 };
 
@@ -263,7 +264,8 @@ function updateMarkers() {
     direction: t.direction,
     active: t.status === 'active',
     entry: t.entry ? { ts: ms(t.entry.ts), price: t.entry.price } : null,
-    expiresAt: ms(t.expiresAt),
+    // A trade sold back ends at its sale, not at the expiry it never reached.
+    expiresAt: t.status === 'sold' ? ms(t.settledAt) : ms(t.expiresAt),
     exit: t.exit ? { ts: ms(t.exit.ts), price: t.exit.price } : null,
   })));
 }
@@ -271,13 +273,22 @@ function updateMarkers() {
 // ---- quote and trading -------------------------------------------------------------------
 
 /**
- * The allowed durations. No endpoint publishes the trading terms yet, so they are read from
- * the quote endpoint's own validation message ("duration must be one of 5, 10, …"), falling
- * back to the documented defaults.
+ * The published trading terms (`/api/settings`): the allowed durations and stake limits. A
+ * server without that endpoint still names the durations in the quote endpoint's validation
+ * message ("duration must be one of 5, 10, …"); failing both, the documented defaults.
  */
 async function loadTerms() {
   let durations = null;
-  if (state.symbol) {
+  try {
+    const { settings } = await get('/api/settings');
+    if (Array.isArray(settings?.durations)) durations = settings.durations.map(Number);
+    state.terms = settings;
+    const hint = settings?.minStake && settings?.maxStake ? `Stake, ${money(settings.minStake)}–${money(settings.maxStake)}` : 'Stake (VUSD)';
+    setText('amount-label', hint);
+  } catch {
+    // An older server: fall back to the quote endpoint's message below.
+  }
+  if (!durations && state.symbol) {
     try {
       await get('/api/flash-trade/quote', { symbol: state.symbol, direction: 'up', amount: '100.00', duration: 0 });
     } catch (error) {
@@ -841,11 +852,16 @@ function wireRealtime(rt) {
     }
   });
   rt.addEventListener('balance', ({ detail }) => renderBalance(detail));
-  rt.addEventListener('notification', ({ detail }) => toast({
-    level: ['info', 'success', 'warning', 'error'].includes(detail.level) ? detail.level : 'info',
-    title: detail.title ?? 'Notice',
-    message: detail.message ?? '',
-  }));
+  rt.addEventListener('notification', ({ detail }) => {
+    toast({
+      level: ['info', 'success', 'warning', 'error'].includes(detail.level) ? detail.level : 'info',
+      title: detail.title ?? 'Notice',
+      message: detail.message ?? '',
+      ms: 12000,
+    });
+    // New terms apply to new trades: show the new durations and quote at once.
+    if (/terms/i.test(detail.title ?? '')) loadTerms();
+  });
   rt.addEventListener('servererror', ({ detail }) => {
     if (detail?.code === 'unauthorized') signedOut();
   });

@@ -29,6 +29,9 @@ describe('the web app in Chromium', { skip: skip ?? false, timeout: 900000 }, ()
   let problems;
   /** The trade placed Up, once it settled. */
   let settledTradeId;
+  let adminContext;
+  let admin;
+  let adminProblems = [];
 
   before(async () => {
     const binary = process.env.FAIRTICK_BIN ?? buildServer();
@@ -213,13 +216,14 @@ describe('the web app in Chromium', { skip: skip ?? false, timeout: 900000 }, ()
     await stranger.close();
   });
 
-  test('/admin tells a trader it is for administrators and an admin that its API is not there yet', { timeout: 60000 }, async () => {
+  test('/admin tells a trader it is for administrators, and shows an admin the users and terms', { timeout: 60000 }, async () => {
     await page.goto(`${server.url}/admin`);
     await page.locator('#admin-state', { hasText: 'for administrators' }).waitFor();
 
     createUser(server, { email: 'admin@example.com', password: PASSWORD, role: 'admin' });
-    const context = await browser.newContext({ viewport: DESKTOP });
-    const admin = await context.newPage();
+    adminContext = await browser.newContext({ viewport: DESKTOP });
+    admin = await adminContext.newPage();
+    adminProblems = watchForProblems(admin);
     await admin.goto(`${server.url}/`);
     await admin.fill('#login-email', 'admin@example.com');
     await admin.fill('#login-password', PASSWORD);
@@ -227,18 +231,39 @@ describe('the web app in Chromium', { skip: skip ?? false, timeout: 900000 }, ()
     await admin.locator('#admin-link:not([hidden])').waitFor();
     await admin.goto(`${server.url}/admin`);
     const status = await admin.evaluate(async () => (await fetch('/api/admin/users')).status);
-    const expected = status === 404 ? 'admin API is not available yet' : 'Signed in as admin@example.com';
-    await admin.locator('#admin-state', { hasText: expected }).waitFor();
+    if (status === 404) {
+      await admin.locator('#admin-state', { hasText: 'admin API is not available yet' }).waitFor();
+    } else {
+      await admin.locator('#users td', { hasText: EMAIL }).waitFor();
+      await admin.waitForFunction(() => document.querySelector('#s-durations').value.length > 0);
+    }
     await screenshot(admin, 'admin-desktop');
-    await admin.setViewportSize(PHONE);
-    await screenshot(admin, 'admin-phone');
-    await context.close();
   });
 
-  test('an admin settings change shows as a notification on the trader page', {
-    timeout: 10000,
-    skip: 'the admin API (POST /api/admin/settings) does not exist yet; add this test when it lands',
-  }, () => {});
+  test('an admin changes the terms: errors show on the field, and the trader page is notified', { timeout: 60000 }, async () => {
+    const status = await admin.evaluate(async () => (await fetch('/api/admin/settings')).status);
+    if (status === 404) return; // No admin API on this server (the test above said so).
+    await page.goto(`${server.url}/`);
+    await page.locator('#conn[data-state="live"]').waitFor();
+    await page.locator('#duration option[value="5"]').waitFor({ state: 'attached' });
+
+    await admin.fill('#s-durations', '10, 5');
+    await admin.locator('#save-settings').click();
+    await admin.locator('#s-durations-error', { hasText: 'increasing order' }).waitFor();
+    assert.equal(await admin.getAttribute('#s-durations', 'aria-invalid'), 'true');
+
+    await admin.fill('#s-durations', '5, 10, 15, 20, 30, 60, 120, 300');
+    await admin.locator('#save-settings').click();
+    await admin.locator('#settings-history td', { hasText: 'durations' }).first().waitFor();
+    await admin.setViewportSize(PHONE);
+    await screenshot(admin, 'admin-phone');
+
+    await page.locator('.toast', { hasText: 'Trading terms changed' }).waitFor();
+    await page.locator('#duration option[value="20"]').waitFor({ state: 'attached' });
+    await screenshot(page, 'trader-terms-changed-desktop');
+    assert.deepEqual(adminProblems, []);
+    await adminContext.close();
+  });
 
   test('every page works at phone width without sideways scrolling', { timeout: 60000 }, async () => {
     const phone = await browser.newContext({
