@@ -4,6 +4,7 @@
 //! survives `kill -9` and power loss.
 
 use std::str::FromStr;
+use std::time::Duration;
 
 use sqlx::any::AnyPoolOptions;
 use sqlx::sqlite::SqliteConnectOptions;
@@ -13,7 +14,9 @@ use super::StoreResult;
 
 pub(super) async fn connect(url: &str, options: AnyPoolOptions) -> StoreResult<AnyPool> {
     // Create the file if needed, with the native driver, before the `Any` pool opens it.
-    let native = SqliteConnectOptions::from_str(url)?.create_if_missing(true);
+    // Another process (a running server) may hold the write lock for a moment: wait for it.
+    let native =
+        SqliteConnectOptions::from_str(url)?.create_if_missing(true).busy_timeout(Duration::from_secs(30));
     let bootstrap = sqlx::SqlitePool::connect_with(native).await?;
     sqlx::migrate!("migrations/sqlite").run(&bootstrap).await?;
     bootstrap.close().await;
@@ -23,7 +26,7 @@ pub(super) async fn connect(url: &str, options: AnyPoolOptions) -> StoreResult<A
             Box::pin(async move {
                 conn.execute(
                     "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
-                     PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000;",
+                     PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 30000;",
                 )
                 .await?;
                 Ok(())

@@ -45,7 +45,8 @@ async fn user_create_makes_a_superadmin_who_can_log_in() {
         "another password\n",
     );
     assert!(!again.status.success());
-    assert!(String::from_utf8_lossy(&again.stderr).contains("already registered"));
+    let stderr = String::from_utf8_lossy(&again.stderr);
+    assert!(stderr.contains("already registered"), "{stderr}");
 
     let short =
         fairtick(&app, &["user", "create", "--email", "x@example.com", "--password-stdin"], "short\n");

@@ -88,7 +88,7 @@ pub fn test_config(database_url: String) -> Config {
         },
         data_key: DataKey::from_hex(&SecretString::from(DATA_KEY_HEX)).expect("a data key"),
         signing_key: ReceiptSigner::from_hex(&SecretString::from("cd".repeat(32))).expect("a signing key"),
-        trading: TradingSettings { durations_secs: vec![1, 2, 5], ..TradingSettings::default() },
+        trading: TradingSettings { durations_secs: vec![1, 2, 5, 10], ..TradingSettings::default() },
     }
 }
 

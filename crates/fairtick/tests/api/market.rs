@@ -143,12 +143,21 @@ async fn unrevealed_seeds_are_stored_only_sealed() {
     ended_epochs(&app, "SIMV25", 1).await;
     sqlx::any::install_default_drivers();
     let mut conn = sqlx::AnyConnection::connect(&app.database_url).await.unwrap();
-    let (sealed, commitment): (Option<String>, String) = sqlx::query_as(
-        "SELECT sealed_seed, commitment FROM epochs WHERE symbol = 'SIMV25' AND ended_at IS NULL ORDER BY id DESC LIMIT 1",
-    )
-    .fetch_one(&mut conn)
-    .await
-    .unwrap();
+    // Between one epoch's end and the next one's start there is a moment with none running.
+    let database_url = app.database_url.clone();
+    let (sealed, commitment): (Option<String>, String) = eventually(Duration::from_secs(5), || {
+        let database_url = database_url.clone();
+        async move {
+            let mut conn = raw_connection(&database_url).await;
+            sqlx::query_as(
+                "SELECT sealed_seed, commitment FROM epochs WHERE symbol = 'SIMV25' AND ended_at IS NULL ORDER BY id DESC LIMIT 1",
+            )
+            .fetch_optional(&mut conn)
+            .await
+            .unwrap()
+        }
+    })
+    .await;
     let sealed = sealed.expect("the running epoch has a sealed seed");
     let key =
         fairtick::services::sealing::DataKey::from_hex(&secrecy::SecretString::from(DATA_KEY_HEX)).unwrap();

@@ -496,7 +496,8 @@ async fn after_kill_9_with_a_hundred_open_trades_a_restart_settles_them_all_by_t
         client.get(format!("{base}/readyz")).send().await.ok().filter(|r| r.status().is_success()).map(|_| ())
     })
     .await;
-    let request = open_body("SIMV25", "down", "10", 5);
+    // Ten seconds: long enough that all hundred are still open when the process is killed.
+    let request = open_body("SIMV25", "down", "10", 10);
     for _ in 0..100 {
         let response = client
             .post(format!("{base}/api/flash-trade/create"))
