@@ -171,7 +171,8 @@ async fn read_loop(
             Some(error_frame("rate_limited", format!("at most {MESSAGES_PER_SECOND} messages per second")))
         } else {
             allowance -= 1;
-            handle(&text, &state, &commands).await
+            // Boxed: rare and large, it would otherwise make every idle connection's task bigger.
+            Box::pin(handle(&text, &state, &commands)).await
         };
         if let Some(error) = reply {
             strikes += 1;
@@ -266,7 +267,7 @@ async fn write_loop(
                         }
                         // Subscribed before reading: a tick produced after the read is already
                         // queued for this connection, one produced before it is in the read.
-                        if replay(&mut sink, &state, &from_seq, &mut subscribed).await.is_err() {
+                        if Box::pin(replay(&mut sink, &state, &from_seq, &mut subscribed)).await.is_err() {
                             break "write failed";
                         }
                         Message::Text(frame("subscribed", json!({ "symbols": symbols })))
@@ -280,7 +281,7 @@ async fn write_loop(
                 }
                 Some(Command::Authenticated(claims)) => {
                     registration = Some(state.hub.register(claims.user(), claims.role.is_admin(), events_tx.clone()));
-                    if send_state(&mut sink, &state, &claims).await.is_err() {
+                    if Box::pin(send_state(&mut sink, &state, &claims)).await.is_err() {
                         break "write failed";
                     }
                     continue;
