@@ -24,13 +24,17 @@ use axum::routing::get;
 use rust_embed::RustEmbed;
 use sha2::{Digest, Sha256};
 
-/// The files under `web/` that the pages use; the tests beside them are not shipped.
+/// The files under `web/` that the pages use. The tests beside them (and the node_modules the
+/// browser tests install there) are not shipped: a glob's `*` also matches `/`, so `*.html`
+/// alone would reach into them, and exclusion takes precedence over inclusion.
 #[derive(RustEmbed)]
 #[folder = "../../web/"]
 #[include = "*.html"]
 #[include = "css/*"]
 #[include = "js/*"]
 #[include = "img/*"]
+#[exclude = "tests/*"]
+#[exclude = "*/node_modules/*"]
 struct Assets;
 
 /// The placeholder in the HTML files for the versioned asset prefix.
