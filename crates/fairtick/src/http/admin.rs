@@ -22,6 +22,7 @@ use super::error::{ApiError, ErrorBody};
 use super::extract::{AuthUser, ClientIp, Json, Query};
 use super::trades::TradeDto;
 use crate::services::accounts::Profile;
+use crate::services::paging;
 use crate::services::settings::{MarketPatch, SettingsPatch};
 use crate::services::tokens::Claims;
 use crate::store::{Actor, AdminUserRow, TradeQuery, UserSearch};
@@ -489,13 +490,10 @@ pub async fn settings_history(
     State(state): State<AppState>,
     Query(query): Query<PageQuery>,
 ) -> Result<Json<SettingsHistoryResponse>, ApiError> {
-    let limit = crate::services::admin::page_limit(query.limit)?;
-    let before = crate::services::admin::cursor(query.cursor.as_deref())?;
-    let mut versions = state.settings.history(before, limit + 1).await?;
-    let next_cursor = (versions.len() > limit as usize).then(|| {
-        versions.truncate(limit as usize);
-        versions.last().map(|v| v.id.to_string())
-    });
+    let limit = paging::limit(query.limit, 50, 200)?;
+    let before = paging::cursor(query.cursor.as_deref())?;
+    let (versions, next_cursor) =
+        paging::split(state.settings.history(before, limit + 1).await?, limit, |v| v.id);
     Ok(Json(SettingsHistoryResponse {
         versions: versions
             .into_iter()
@@ -509,7 +507,7 @@ pub async fn settings_history(
                     .unwrap_or(Value::Null),
             })
             .collect(),
-        next_cursor: next_cursor.flatten(),
+        next_cursor,
     }))
 }
 

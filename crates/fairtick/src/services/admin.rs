@@ -8,6 +8,7 @@ use fairtick_core::account::UserStatus;
 use fairtick_core::admin::{Refusal, UserChange};
 
 use super::events::{Event, EventBus};
+use super::paging;
 use super::{Error, Result};
 use crate::store::{
     Actor, AdminUserRow, AuditEntry, HouseStats, StatementQuery, StatementRow, Store, TradeQuery,
@@ -33,37 +34,6 @@ pub struct UserDetail {
     pub transactions: Vec<StatementRow>,
 }
 
-pub fn page_limit(limit: Option<u32>) -> Result<u32> {
-    let limit = limit.unwrap_or(DEFAULT_PAGE);
-    if !(1..=MAX_PAGE).contains(&limit) {
-        return Err(Error::invalid("limit", format!("must be between 1 and {MAX_PAGE}")));
-    }
-    Ok(limit)
-}
-
-pub fn cursor(text: Option<&str>) -> Result<Option<i64>> {
-    match text {
-        None | Some("") => Ok(None),
-        Some(text) => text
-            .parse::<i64>()
-            .ok()
-            .filter(|c| *c > 0)
-            .map(Some)
-            .ok_or_else(|| Error::invalid("cursor", "is not a cursor from a previous page")),
-    }
-}
-
-/// Takes one more than `limit` and turns the extra into the next page's cursor.
-fn paged<T>(mut rows: Vec<T>, limit: u32, id: impl Fn(&T) -> i64) -> (Vec<T>, Option<String>) {
-    if rows.len() > limit as usize {
-        rows.truncate(limit as usize);
-        let next = rows.last().map(|r| id(r).to_string());
-        (rows, next)
-    } else {
-        (rows, None)
-    }
-}
-
 impl Admin {
     pub fn new(store: Store, events: EventBus) -> Admin {
         Admin { store, events }
@@ -75,13 +45,13 @@ impl Admin {
         cursor_text: Option<&str>,
         limit: Option<u32>,
     ) -> Result<(Vec<AdminUserRow>, Option<String>)> {
-        let limit = page_limit(limit)?;
-        search.before = cursor(cursor_text)?;
+        let limit = paging::limit(limit, DEFAULT_PAGE, MAX_PAGE)?;
+        search.before = paging::cursor(cursor_text)?;
         search.limit = limit + 1;
         if search.query.as_ref().is_some_and(|q| q.chars().count() > 100) {
             return Err(Error::invalid("query", "must be at most 100 characters"));
         }
-        Ok(paged(self.store.admin_users(&search).await?, limit, |r| r.user.id.0))
+        Ok(paging::split(self.store.admin_users(&search).await?, limit, |r| r.user.id.0))
     }
 
     pub async fn user(&self, id: UserId, now: DateTime<Utc>) -> Result<UserDetail> {
@@ -127,10 +97,10 @@ impl Admin {
         cursor_text: Option<&str>,
         limit: Option<u32>,
     ) -> Result<(Vec<TradeRecord>, Option<String>)> {
-        let limit = page_limit(limit)?;
-        query.before = cursor(cursor_text)?;
+        let limit = paging::limit(limit, DEFAULT_PAGE, MAX_PAGE)?;
+        query.before = paging::cursor(cursor_text)?;
         query.limit = limit + 1;
-        Ok(paged(self.store.trades(&query).await?, limit, |t| t.id))
+        Ok(paging::split(self.store.trades(&query).await?, limit, |t| t.id))
     }
 
     pub async fn stats(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Result<HouseStats> {
@@ -145,9 +115,9 @@ impl Admin {
         cursor_text: Option<&str>,
         limit: Option<u32>,
     ) -> Result<(Vec<AuditEntry>, Option<String>)> {
-        let limit = page_limit(limit)?;
-        let rows = self.store.audit_entries(cursor(cursor_text)?, limit + 1).await?;
-        Ok(paged(rows, limit, |e| e.id))
+        let limit = paging::limit(limit, DEFAULT_PAGE, MAX_PAGE)?;
+        let rows = self.store.audit_entries(paging::cursor(cursor_text)?, limit + 1).await?;
+        Ok(paging::split(rows, limit, |e| e.id))
     }
 }
 

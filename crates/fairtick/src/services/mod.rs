@@ -7,6 +7,7 @@ pub mod accounts;
 pub mod admin;
 pub mod events;
 pub mod market;
+pub mod paging;
 pub mod passwords;
 pub mod realtime;
 pub mod sealing;

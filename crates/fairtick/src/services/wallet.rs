@@ -7,6 +7,7 @@ use fairtick_core::wallet::{WalletLimits, WalletOp, WalletRefusal, WalletState};
 use sha2::{Digest, Sha256};
 
 use super::events::{Event, EventBus};
+use super::paging;
 use super::settings::Settings;
 use super::{Error, Result};
 use crate::store::{IdempotencyKey, StatementQuery, StatementRow, Store, WalletOutcome, WalletReceipt};
@@ -79,29 +80,12 @@ impl Wallet {
     }
 
     pub async fn statement(&self, user: UserId, filter: StatementFilter) -> Result<Page> {
-        let limit = filter.limit.unwrap_or(DEFAULT_PAGE);
-        if !(1..=MAX_PAGE).contains(&limit) {
-            return Err(Error::invalid("limit", format!("must be between 1 and {MAX_PAGE}")));
-        }
-        let before = match filter.cursor.as_deref() {
-            None | Some("") => None,
-            Some(cursor) => Some(
-                cursor
-                    .parse::<i64>()
-                    .ok()
-                    .filter(|c| *c > 0)
-                    .ok_or_else(|| Error::invalid("cursor", "is not a cursor from a previous page"))?,
-            ),
-        };
+        let limit = paging::limit(filter.limit, DEFAULT_PAGE, MAX_PAGE)?;
+        let before = paging::cursor(filter.cursor.as_deref())?;
         let query =
             StatementQuery { kind: filter.kind, from: filter.from, to: filter.to, before, limit: limit + 1 };
-        let mut rows = self.store.statement(user, &query).await?;
-        let next_cursor = if rows.len() > limit as usize {
-            rows.truncate(limit as usize);
-            rows.last().map(|row| row.id.to_string())
-        } else {
-            None
-        };
+        let (rows, next_cursor) =
+            paging::split(self.store.statement(user, &query).await?, limit, |row| row.id);
         Ok(Page { rows, next_cursor })
     }
 

@@ -10,6 +10,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::events::EventBus;
+use super::paging;
 use super::sealing::DataKey;
 use super::{Error, Result};
 use crate::store::{Candle, EpochRecord, Store, TickRecord};
@@ -106,7 +107,7 @@ impl Markets {
         limit: Option<u32>,
     ) -> Result<Vec<TickRecord>> {
         self.market(symbol)?;
-        let limit = bounded("limit", limit, DEFAULT_TICKS, MAX_TICKS)?;
+        let limit = paging::limit(limit, DEFAULT_TICKS, MAX_TICKS)?;
         check_window(from, to)?;
         Ok(self.store.ticks(symbol, from, to, after_seq, limit).await?)
     }
@@ -129,7 +130,7 @@ impl Markets {
                     Error::invalid("interval", format!("must be one of {}", names.join(", ")))
                 },
             )?;
-        let limit = i64::from(bounded("limit", limit, DEFAULT_CANDLES, MAX_CANDLES)?);
+        let limit = i64::from(paging::limit(limit, DEFAULT_CANDLES, MAX_CANDLES)?);
         check_window(from, to)?;
         // Whole buckets only; the window never spans more than `limit` of them.
         let to = to.unwrap_or(now_ms + width).div_euclid(width) * width;
@@ -145,24 +146,9 @@ impl Markets {
         limit: Option<u32>,
     ) -> Result<(Vec<EpochRecord>, Option<String>)> {
         self.market(symbol)?;
-        let limit = bounded("limit", limit, 20, MAX_EPOCHS)?;
-        let before = match cursor {
-            None | Some("") => None,
-            Some(text) => Some(
-                text.parse::<i64>()
-                    .ok()
-                    .filter(|c| *c > 0)
-                    .ok_or_else(|| Error::invalid("cursor", "is not a cursor from a previous page"))?,
-            ),
-        };
-        let mut epochs = self.store.epochs(symbol, before, limit + 1).await?;
-        let next = if epochs.len() > limit as usize {
-            epochs.truncate(limit as usize);
-            epochs.last().map(|e| e.id.to_string())
-        } else {
-            None
-        };
-        Ok((epochs, next))
+        let limit = paging::limit(limit, 20, MAX_EPOCHS)?;
+        let before = paging::cursor(cursor)?;
+        Ok(paging::split(self.store.epochs(symbol, before, limit + 1).await?, limit, |e| e.id))
     }
 
     pub async fn epoch_with_ticks(&self, id: i64) -> Result<EpochWithTicks> {
@@ -170,14 +156,6 @@ impl Markets {
         let ticks = self.store.epoch_ticks(id, MAX_EPOCH_TICKS).await?;
         Ok(EpochWithTicks { epoch, ticks })
     }
-}
-
-fn bounded(field: &'static str, value: Option<u32>, default: u32, max: u32) -> Result<u32> {
-    let value = value.unwrap_or(default);
-    if !(1..=max).contains(&value) {
-        return Err(Error::invalid(field, format!("must be between 1 and {max}")));
-    }
-    Ok(value)
 }
 
 fn check_window(from: Option<i64>, to: Option<i64>) -> Result<()> {

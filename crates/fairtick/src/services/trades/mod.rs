@@ -20,6 +20,7 @@ use tokio::sync::Notify;
 use super::events::{Event, EventBus};
 use super::market::Markets;
 use super::market::catalog::MarketSource;
+use super::paging;
 use super::settings::Settings;
 use super::{Error, Result};
 use crate::store::{Ending, Finish, IdempotencyKey, NewTrade, OpenOutcome, Store, TradeQuery, TradeRecord};
@@ -83,26 +84,6 @@ pub struct Trades {
     /// Wakes settlement when a trade is opened on this node.
     wake: Arc<Notify>,
     events: EventBus,
-}
-
-fn page_limit(limit: Option<u32>) -> Result<u32> {
-    let limit = limit.unwrap_or(DEFAULT_PAGE);
-    if !(1..=MAX_PAGE).contains(&limit) {
-        return Err(Error::invalid("limit", format!("must be between 1 and {MAX_PAGE}")));
-    }
-    Ok(limit)
-}
-
-fn parse_cursor(cursor: Option<&str>) -> Result<Option<i64>> {
-    match cursor {
-        None | Some("") => Ok(None),
-        Some(text) => text
-            .parse::<i64>()
-            .ok()
-            .filter(|c| *c > 0)
-            .map(Some)
-            .ok_or_else(|| Error::invalid("cursor", "is not a cursor from a previous page")),
-    }
 }
 
 impl Trades {
@@ -456,17 +437,10 @@ impl Trades {
         if let Some(symbol) = &query.symbol {
             self.markets.market(symbol)?;
         }
-        let limit = page_limit(limit)?;
-        query.before = parse_cursor(cursor)?;
+        let limit = paging::limit(limit, DEFAULT_PAGE, MAX_PAGE)?;
+        query.before = paging::cursor(cursor)?;
         query.limit = limit + 1;
-        let mut trades = self.store.trades(&query).await?;
-        let next = if trades.len() > limit as usize {
-            trades.truncate(limit as usize);
-            trades.last().map(|t| t.id.to_string())
-        } else {
-            None
-        };
-        Ok((trades, next))
+        Ok(paging::split(self.store.trades(&query).await?, limit, |t| t.id))
     }
 
     pub async fn stats(&self, user: UserId) -> Result<TraderStats> {
