@@ -2,12 +2,12 @@
 //! `price_update` arrives after the tick's own timestamp.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use futures::{SinkExt, StreamExt};
 use hdrhistogram::Histogram;
-use tokio::sync::{Mutex, Semaphore};
+use tokio::sync::{Mutex, Semaphore, watch};
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::report::{Latency, Report, histogram, rss_mb};
@@ -37,92 +37,48 @@ pub struct Args {
 pub async fn run(args: Args) -> anyhow::Result<Report> {
     anyhow::ensure!(args.clients > 0 && args.clients <= 50_000, "--clients must be 1 to 50000");
     anyhow::ensure!(args.seconds > 0 && args.seconds <= 600, "--seconds must be 1 to 600");
-    let measuring = Arc::new(AtomicU64::new(0));
+    let ramp = args.ramp.max(1);
+    let measuring = Arc::new(AtomicBool::new(false));
     let received = Arc::new(AtomicU64::new(0));
     let failed = Arc::new(AtomicU64::new(0));
     let closed = Arc::new(AtomicU64::new(0));
     let lags = Arc::new(Mutex::new(histogram()));
-    let gate = Arc::new(Semaphore::new(args.ramp.max(1)));
-    let stop_at = Arc::new(Mutex::new(None::<Instant>));
-    let mut clients = Vec::with_capacity(args.clients);
+    let gate = Arc::new(Semaphore::new(ramp));
+    // One signal for every client to stop; nothing shared is locked per message.
+    let (stop, stopped) = watch::channel(false);
     let ramp_started = Instant::now();
+    let mut clients = Vec::with_capacity(args.clients);
     for _ in 0..args.clients {
-        let (url, symbol) = (args.url.clone(), args.symbol.clone());
-        let (measuring, received, failed, closed, lags, gate, stop_at) = (
-            measuring.clone(),
-            received.clone(),
-            failed.clone(),
-            closed.clone(),
-            lags.clone(),
-            gate.clone(),
-            stop_at.clone(),
-        );
-        clients.push(tokio::spawn(async move {
-            let permit = gate.acquire_owned().await.expect("the gate stays open");
-            let Ok(Ok((mut socket, _))) =
-                tokio::time::timeout(Duration::from_secs(30), tokio_tungstenite::connect_async(url.as_str()))
-                    .await
-            else {
-                failed.fetch_add(1, Ordering::Relaxed);
-                return;
-            };
-            let subscribe =
-                serde_json::json!({"type": "subscribe", "data": {"symbols": [symbol]}}).to_string();
-            if socket.send(Message::text(subscribe)).await.is_err() {
-                failed.fetch_add(1, Ordering::Relaxed);
-                return;
-            }
-            drop(permit);
-            let mut local = histogram();
-            loop {
-                let deadline = *stop_at.lock().await;
-                if deadline.is_some_and(|d| Instant::now() >= d) {
-                    break;
-                }
-                let next = tokio::time::timeout(Duration::from_millis(500), socket.next()).await;
-                let Ok(next) = next else { continue };
-                match next {
-                    Some(Ok(Message::Text(text))) => {
-                        if measuring.load(Ordering::Relaxed) == 0 {
-                            continue;
-                        }
-                        if let Some(lag) = lag_micros(&text) {
-                            received.fetch_add(1, Ordering::Relaxed);
-                            let _ = local.record(lag.max(1));
-                        }
-                    }
-                    Some(Ok(_)) => {}
-                    _ => {
-                        closed.fetch_add(1, Ordering::Relaxed);
-                        break;
-                    }
-                }
-            }
-            let _ = socket.close(None).await;
-            lags.lock().await.add(&local).expect("same bounds");
-        }));
-        // Keep the ramp steady rather than all at once.
-        if clients.len() % args.ramp.max(1) == 0 {
-            tokio::task::yield_now().await;
-        }
+        let client = Client {
+            url: args.url.clone(),
+            symbol: args.symbol.clone(),
+            measuring: measuring.clone(),
+            received: received.clone(),
+            failed: failed.clone(),
+            closed: closed.clone(),
+            lags: lags.clone(),
+            gate: gate.clone(),
+            stopped: stopped.clone(),
+        };
+        clients.push(tokio::spawn(client.run()));
     }
     // Wait for the ramp to finish (every client connected or failed), then measure.
-    while gate.available_permits() < args.ramp.max(1) {
+    while gate.available_permits() < ramp || ramp_started.elapsed() < Duration::from_millis(100) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
     let ramp_seconds = ramp_started.elapsed().as_secs_f64();
-    measuring.store(1, Ordering::Relaxed);
+    measuring.store(true, Ordering::Relaxed);
     let started = Instant::now();
-    *stop_at.lock().await = Some(started + Duration::from_secs(args.seconds));
-    let rss_during = {
-        tokio::time::sleep(Duration::from_secs(args.seconds / 2)).await;
-        args.server_pid.and_then(rss_mb)
-    };
+    tokio::time::sleep(Duration::from_secs(args.seconds / 2)).await;
+    let rss_during = args.server_pid.and_then(rss_mb);
+    tokio::time::sleep(Duration::from_secs(args.seconds - args.seconds / 2)).await;
+    measuring.store(false, Ordering::Relaxed);
+    let seconds = started.elapsed().as_secs_f64();
+    let _ = stop.send(true);
     for client in clients {
         let _ = client.await;
     }
-    let seconds = started.elapsed().as_secs_f64();
     let lags: Histogram<u64> = lags.lock().await.clone();
     let received = received.load(Ordering::Relaxed);
     let mut counts = std::collections::BTreeMap::new();
@@ -139,6 +95,62 @@ pub async fn run(args: Args) -> anyhow::Result<Report> {
         latency: Latency::of(&lags),
         server_rss_mb: rss_during,
     })
+}
+
+/// One simulated client and the shared tallies it adds to.
+struct Client {
+    url: String,
+    symbol: String,
+    measuring: Arc<AtomicBool>,
+    received: Arc<AtomicU64>,
+    failed: Arc<AtomicU64>,
+    closed: Arc<AtomicU64>,
+    lags: Arc<Mutex<Histogram<u64>>>,
+    gate: Arc<Semaphore>,
+    stopped: watch::Receiver<bool>,
+}
+
+impl Client {
+    async fn run(mut self) {
+        let permit = self.gate.clone().acquire_owned().await.expect("the gate stays open");
+        let connect = tokio_tungstenite::connect_async(self.url.as_str());
+        let Ok(Ok((mut socket, _))) = tokio::time::timeout(Duration::from_secs(30), connect).await else {
+            self.failed.fetch_add(1, Ordering::Relaxed);
+            return;
+        };
+        let subscribe =
+            serde_json::json!({"type": "subscribe", "data": {"symbols": [self.symbol]}}).to_string();
+        if socket.send(Message::text(subscribe)).await.is_err() {
+            self.failed.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        drop(permit);
+        let mut local = histogram();
+        loop {
+            let next = tokio::select! {
+                next = socket.next() => next,
+                _ = self.stopped.changed() => break,
+            };
+            match next {
+                Some(Ok(Message::Text(text))) => {
+                    if !self.measuring.load(Ordering::Relaxed) {
+                        continue;
+                    }
+                    if let Some(lag) = lag_micros(&text) {
+                        self.received.fetch_add(1, Ordering::Relaxed);
+                        let _ = local.record(lag.max(1));
+                    }
+                }
+                Some(Ok(_)) => {}
+                _ => {
+                    self.closed.fetch_add(1, Ordering::Relaxed);
+                    break;
+                }
+            }
+        }
+        let _ = socket.close(None).await;
+        self.lags.lock().await.add(&local).expect("same bounds");
+    }
 }
 
 /// Microseconds between the tick's `ts` and now, for a `price_update`. The timestamp is
