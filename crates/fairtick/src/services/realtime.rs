@@ -297,11 +297,14 @@ impl Hub {
 
     /// Pushes the live bid of every connected user's open trades, at most once a second.
     async fn refresh_bids(&self, trades: &Trades) {
-        for user in self.connected_users() {
-            let Ok(views) = trades.active(user).await else { continue };
-            for view in views.into_iter().filter(|v| v.bid.is_some()) {
-                self.to_user(user, &trade_frame("trade_update", &view.trade, view.bid));
+        let users = self.connected_users().into_iter().collect();
+        match trades.live_bids(&users).await {
+            Ok(bids) => {
+                for (trade, bid) in bids {
+                    self.to_user(trade.user_id, &trade_frame("trade_update", &trade, Some(bid)));
+                }
             }
+            Err(error) => tracing::warn!(%error, "computing live bids"),
         }
     }
 }

@@ -294,3 +294,33 @@ async fn with_two_nodes_a_trade_on_node_a_reaches_a_socket_on_node_b() {
     next_matching(&mut on_b, "trade_update", |d| d["trade"]["id"] == id && d["trade"]["status"] == "settled")
         .await;
 }
+
+#[tokio::test]
+async fn live_bids_of_open_trades_arrive_about_once_a_second() {
+    let app = TestApp::spawn().await;
+    let token = app.signed_up("bids@example.com").await;
+    let opened = app
+        .post_json(
+            "/api/flash-trade/create",
+            Some(&token),
+            &json!({"symbol": "SIMV100", "direction": "up", "amount": "100", "duration": 10}),
+        )
+        .await;
+    let id = body(opened).await["trade"]["id"].as_i64().unwrap();
+    let mut socket = connect(&app, &format!("?token={token}"), None).await.unwrap();
+    let with_bid = |d: &Value| d["trade"]["id"] == id && d["trade"]["bid"].is_string();
+    // The state sent on authentication carries a bid too; the refreshes follow on their own clock.
+    next_matching(&mut socket, "trade_update", with_bid).await;
+    let first = next_matching(&mut socket, "trade_update", with_bid).await;
+    let at = std::time::Instant::now();
+    let second = next_matching(&mut socket, "trade_update", with_bid).await;
+    let gap = at.elapsed();
+    assert!(
+        gap >= Duration::from_millis(500),
+        "bids are pushed at most about once a second, not per tick ({gap:?})"
+    );
+    for update in [&first, &second] {
+        let bid: f64 = update["trade"]["bid"].as_str().unwrap().parse().unwrap();
+        assert!(bid > 0.0 && bid < 185.0, "{update}");
+    }
+}

@@ -354,6 +354,19 @@ impl Trades {
         let Some(last) = self.store.last_tick(&trade.symbol).await? else {
             return refuse("no_price", "the market has no price yet".into());
         };
+        self.bid_at(trade, &params, entry.price, expires_at, &last)
+    }
+
+    /// The bid of an entered trade at the market's `last` tick: no IO.
+    fn bid_at(
+        &self,
+        trade: &TradeRecord,
+        params: &MarketParams,
+        entry: fairtick_core::price::Price,
+        expires_at: i64,
+        last: &crate::store::TickRecord,
+    ) -> Result<Money> {
+        let refuse = |code, message: String| Err(Error::Conflict { code, message });
         let remaining_ms = expires_at - last.ts;
         let cutoff_ms = i64::from(self.terms().sell_cutoff_secs) * 1_000;
         if remaining_ms <= cutoff_ms {
@@ -363,7 +376,7 @@ impl Trades {
             );
         }
         let remaining_ticks = params.ticks_within(u64::try_from(remaining_ms).unwrap_or(0));
-        let odds = model::outcome_odds(params.tick_sigma(), remaining_ticks, last.price, entry.price)
+        let odds = model::outcome_odds(params.tick_sigma(), remaining_ticks, last.price, entry)
             .map_err(|e| Error::Internal(format!("bid: {e}")))?;
         model::early_close_bid(
             trade.stake,
@@ -373,6 +386,32 @@ impl Trades {
             self.terms().sell_spread_bp,
         )
         .map_err(|e| Error::Internal(format!("bid: {e}")))
+    }
+
+    /// The live bids of every sellable open trade of `users`, from one read of the open trades
+    /// and one read of each market's last tick: what the realtime hub pushes every second.
+    pub async fn live_bids(
+        &self,
+        users: &std::collections::HashSet<UserId>,
+    ) -> Result<Vec<(TradeRecord, Money)>> {
+        if users.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut last_ticks = std::collections::HashMap::new();
+        let mut bids = Vec::new();
+        for trade in self.store.active_trades().await?.into_iter().filter(|t| users.contains(&t.user_id)) {
+            let (Some(entry), Some(expires_at)) = (trade.entry, trade.expires_at) else { continue };
+            let Some(params) = self.params(&trade.symbol)? else { continue };
+            if !last_ticks.contains_key(&trade.symbol) {
+                let last = self.store.last_tick(&trade.symbol).await?;
+                last_ticks.insert(trade.symbol.clone(), last);
+            }
+            let Some(Some(last)) = last_ticks.get(&trade.symbol) else { continue };
+            if let Ok(bid) = self.bid_at(&trade, &params, entry.price, expires_at, last) {
+                bids.push((trade, bid));
+            }
+        }
+        Ok(bids)
     }
 
     /// Sells an active trade back at the current bid, if it is at least `min_value`.
