@@ -1,13 +1,19 @@
 /**
- * The admin page (`/admin`), for `admin` and `superadmin` accounts: users, and the published
- * trading terms with their change history and a small form to change them (validation
- * messages shown on the fields). It says plainly when the server has no admin API yet (404).
- * By design it has no control over any trade's result: the server refuses any such field.
+ * The admin page (`/admin`), for `admin` and `superadmin` accounts: house statistics, a live
+ * trade monitor and the trade history (admin-trades.js), users with their limits and
+ * suspensions (admin-users.js), the audit log and two-factor enrolment (admin-audit.js), and
+ * the published trading terms with their change history and a small form to change them
+ * (validation messages shown on the fields). It says plainly when the server has no admin API
+ * yet (404). By design it has no control over any trade's result: the server refuses any such
+ * field, and nothing here sends one.
  */
 
 import { ApiError, currentUser, get, post } from './api.js';
 import { dateTime, money, percent } from './format.js';
 import { $, busy, clearErrors, el, listState, markCurrentNav, setText, showError, toast } from './ui.js';
+import { initAudit, initTotp } from './admin-audit.js';
+import { initHistory, initLive, initStats, loadStats } from './admin-trades.js';
+import { initUsers } from './admin-users.js';
 
 const ADMIN_ROLES = new Set(['admin', 'superadmin']);
 
@@ -45,39 +51,19 @@ async function boot() {
   }
   say(`Signed in as ${user.email} (${user.role}).`);
   $('#admin-panels').hidden = false;
-  $('#user-search').addEventListener('submit', (event) => {
-    event.preventDefault();
-    loadUsers();
-  });
   $('#settings-form').addEventListener('submit', (event) => {
     event.preventDefault();
     busy(event.submitter, saveSettings);
   });
-  loadUsers();
+  initStats();
+  initLive();
+  initUsers(user);
+  initHistory();
+  const audit = initAudit(user);
+  audit.reload();
+  initTotp(user);
   loadSettings();
-}
-
-async function loadUsers() {
-  const box = $('#users');
-  listState(box, 'loading');
-  try {
-    const { users } = await get('/api/admin/users', { query: $('#user-q').value.trim(), limit: 50 });
-    if (users.length === 0) {
-      listState(box, 'empty', 'No users match.');
-      return;
-    }
-    box.replaceChildren(el('table', { class: 'data' },
-      el('thead', {}, el('tr', {}, ...['Id', 'Email', 'Name', 'Role', 'Status', 'Balance'].map((h, i) => el('th', { class: i === 5 ? 'r' : '', text: h })))),
-      el('tbody', {}, ...users.map((u) => el('tr', {},
-        el('td', { class: 'num', text: String(u.id) }),
-        el('td', { text: u.email }),
-        el('td', { text: `${u.firstName ?? ''} ${u.lastName ?? ''}`.trim() }),
-        el('td', { text: u.role }),
-        el('td', { text: u.status }),
-        el('td', { class: 'num r', text: money(u.balance) }))))));
-  } catch (error) {
-    listState(box, 'error', `Users could not be loaded: ${error.message}`);
-  }
+  document.addEventListener('admin:changed', () => loadStats(true));
 }
 
 let current = null;
@@ -123,6 +109,7 @@ async function saveSettings() {
   try {
     await post('/api/admin/settings', patch);
     toast({ level: 'success', title: 'Trading terms saved', message: 'They apply to new trades; traders are notified.' });
+    document.dispatchEvent(new CustomEvent('admin:changed'));
     await loadSettings();
   } catch (error) {
     showError(form, error);
