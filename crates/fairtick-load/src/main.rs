@@ -2,6 +2,7 @@
 //! feel it. Every run is bounded in clients and time and stops by itself; it only ever targets
 //! the URL it is given (use a server on this machine).
 
+mod http;
 mod report;
 mod ws;
 
@@ -22,6 +23,12 @@ enum Command {
     /// N WebSocket clients subscribed to one market: delivery lag (receive time − tick ts),
     /// messages per second, failed connections and the server's memory.
     Ws(ws::Args),
+    /// Trade creation at a fixed concurrency or arrival rate (users registered first).
+    Trades(http::Args),
+    /// `GET /api/wallet/balance` at a fixed concurrency or arrival rate.
+    Balance(http::Args),
+    /// Logins (password hashing) at a fixed concurrency or arrival rate.
+    Logins(http::Args),
 }
 
 #[tokio::main]
@@ -29,6 +36,9 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let report = match cli.command {
         Command::Ws(args) => ws::run(args).await?,
+        Command::Trades(args) => http::run(http::Scenario::TradeCreate, args).await?,
+        Command::Balance(args) => http::run(http::Scenario::Balance, args).await?,
+        Command::Logins(args) => http::run(http::Scenario::Login, args).await?,
     };
     if cli.json {
         println!("{}", serde_json::to_string_pretty(&report)?);

@@ -110,12 +110,16 @@ impl Application {
         let sweeper_stop = background.clone();
         tasks.push(tokio::spawn(async move {
             let mut every = tokio::time::interval(http::RATE_LIMIT_SWEEP);
+            let mut upkeep = tokio::time::interval(std::time::Duration::from_secs(5));
             loop {
                 tokio::select! {
                     _ = every.tick() => {
                         limits.sweep();
                         api_limits.sweep();
                     }
+                    // Histogram samples wait in memory until drained: without this, an unscraped
+                    // /metrics grows by every request's timing.
+                    _ = upkeep.tick() => crate::http::metrics::handle().run_upkeep(),
                     () = sweeper_stop.cancelled() => return,
                 }
             }

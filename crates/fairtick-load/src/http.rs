@@ -1,0 +1,202 @@
+//! HTTP scenarios: trade creation, balance reads and logins, at a fixed concurrency (closed
+//! loop) or at a fixed arrival rate (open loop, latency counted from each request's scheduled
+//! time, so queueing is not hidden).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use hdrhistogram::Histogram;
+use serde_json::{Value, json};
+use tokio::sync::Mutex;
+
+use crate::report::{Latency, Report, histogram, rss_mb};
+
+#[derive(clap::Args, Clone)]
+pub struct Args {
+    /// The server's base URL.
+    #[arg(long, default_value = "http://127.0.0.1:3000")]
+    url: String,
+    /// Concurrent clients (closed loop), or the cap on requests in flight with --rate.
+    #[arg(long, default_value_t = 64)]
+    concurrency: usize,
+    /// How long to measure.
+    #[arg(long, default_value_t = 20)]
+    seconds: u64,
+    /// Requests per second at a fixed arrival rate instead of a closed loop.
+    #[arg(long)]
+    rate: Option<u64>,
+    /// Users registered first (requests are spread over them).
+    #[arg(long, default_value_t = 64)]
+    users: usize,
+    /// The market trades are placed on.
+    #[arg(long, default_value = "SIMV25")]
+    symbol: String,
+    /// Trade duration in seconds (one of the server's allowed durations).
+    #[arg(long, default_value_t = 5)]
+    duration: u32,
+    /// The server's process id, to report its memory.
+    #[arg(long)]
+    server_pid: Option<u32>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Scenario {
+    TradeCreate,
+    Balance,
+    Login,
+}
+
+const PASSWORD: &str = "load-test-password";
+
+struct User {
+    email: String,
+    token: String,
+}
+
+async fn register(client: &reqwest::Client, url: &str, users: usize) -> anyhow::Result<Vec<User>> {
+    let run = rand_suffix();
+    let mut out = Vec::with_capacity(users);
+    for i in 0..users {
+        let email = format!("load-{run}-{i}@example.com");
+        let response = client
+            .post(format!("{url}/api/auth/register"))
+            .json(&json!({"email": email, "password": PASSWORD, "firstName": "Load", "lastName": "Test"}))
+            .send()
+            .await?;
+        let status = response.status();
+        let body: Value = response.json().await.unwrap_or(Value::Null);
+        anyhow::ensure!(
+            status.is_success(),
+            "registering {email} answered {status}: {body} (raise FAIRTICK_AUTH_PER_IP_PER_MINUTE for load runs)"
+        );
+        let token = body["token"].as_str().context("a token")?.to_owned();
+        out.push(User { email, token });
+    }
+    Ok(out)
+}
+
+fn rand_suffix() -> String {
+    format!(
+        "{:x}",
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos())
+    )
+}
+
+pub async fn run(scenario: Scenario, args: Args) -> anyhow::Result<Report> {
+    anyhow::ensure!(args.concurrency > 0 && args.concurrency <= 4_096, "--concurrency must be 1 to 4096");
+    anyhow::ensure!(args.seconds > 0 && args.seconds <= 600, "--seconds must be 1 to 600");
+    anyhow::ensure!(args.users > 0 && args.users <= 10_000, "--users must be 1 to 10000");
+    let client = reqwest::Client::builder().pool_max_idle_per_host(args.concurrency).build()?;
+    let users = Arc::new(register(&client, &args.url, args.users).await?);
+    let latencies = Arc::new(Mutex::new(histogram()));
+    let statuses = Arc::new(Mutex::new(BTreeMap::<String, u64>::new()));
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(args.seconds);
+    let send = {
+        let (client, args, users) = (client.clone(), args.clone(), users.clone());
+        move |n: usize| {
+            let user = &users[n % users.len()];
+            let request = match scenario {
+                Scenario::TradeCreate => client
+                    .post(format!("{}/api/flash-trade/create", args.url))
+                    .bearer_auth(&user.token)
+                    .json(&json!({
+                        "symbol": args.symbol,
+                        "direction": if n.is_multiple_of(2) { "up" } else { "down" },
+                        "amount": "10.00",
+                        "duration": args.duration,
+                    })),
+                Scenario::Balance => {
+                    client.get(format!("{}/api/wallet/balance", args.url)).bearer_auth(&user.token)
+                }
+                Scenario::Login => client
+                    .post(format!("{}/api/auth/login", args.url))
+                    .json(&json!({"email": user.email, "password": PASSWORD})),
+            };
+            request.send()
+        }
+    };
+    let record = |latencies: Arc<Mutex<Histogram<u64>>>, statuses: Arc<Mutex<BTreeMap<String, u64>>>| {
+        move |since: Instant, outcome: Result<reqwest::Response, reqwest::Error>| {
+            let (latencies, statuses) = (latencies.clone(), statuses.clone());
+            async move {
+                let micros = u64::try_from(since.elapsed().as_micros()).unwrap_or(u64::MAX);
+                let status = match outcome {
+                    Ok(response) => response.status().as_u16().to_string(),
+                    Err(_) => "error".to_owned(),
+                };
+                let _ = latencies.lock().await.record(micros.max(1));
+                *statuses.lock().await.entry(status).or_default() += 1;
+            }
+        }
+    };
+    let mut tasks = Vec::new();
+    match args.rate {
+        None => {
+            for worker in 0..args.concurrency {
+                let (send, record) = (send.clone(), record(latencies.clone(), statuses.clone()));
+                tasks.push(tokio::spawn(async move {
+                    let mut n = worker;
+                    while Instant::now() < deadline {
+                        let at = Instant::now();
+                        let outcome = send(n).await;
+                        record(at, outcome).await;
+                        n += 4_096;
+                    }
+                }));
+            }
+        }
+        Some(rate) => {
+            anyhow::ensure!(rate > 0 && rate <= 100_000, "--rate must be 1 to 100000");
+            let gate = Arc::new(tokio::sync::Semaphore::new(args.concurrency));
+            let interval = Duration::from_secs_f64(1.0 / rate as f64);
+            let mut n = 0usize;
+            let mut due = started;
+            while due < deadline {
+                tokio::time::sleep_until(due.into()).await;
+                let Ok(permit) = gate.clone().try_acquire_owned() else {
+                    // Too many in flight: count the arrival as refused rather than delay the schedule.
+                    *statuses.lock().await.entry("not_sent_saturated".to_owned()).or_default() += 1;
+                    due += interval;
+                    continue;
+                };
+                let (send, record) = (send.clone(), record(latencies.clone(), statuses.clone()));
+                let scheduled = due;
+                tasks.push(tokio::spawn(async move {
+                    let outcome = send(n).await;
+                    record(scheduled, outcome).await;
+                    drop(permit);
+                }));
+                n += 1;
+                due += interval;
+            }
+        }
+    }
+    let rss_during = args.server_pid.and_then(rss_mb);
+    for task in tasks {
+        let _ = task.await;
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let statuses = statuses.lock().await.clone();
+    let ok: u64 = statuses.iter().filter(|(s, _)| s.starts_with('2')).map(|(_, n)| n).sum();
+    let name = match scenario {
+        Scenario::TradeCreate => "trade create",
+        Scenario::Balance => "balance reads",
+        Scenario::Login => "logins",
+    };
+    let mode = args.rate.map_or(format!("{} concurrent", args.concurrency), |r| format!("{r}/s fixed rate"));
+    let mut counts: BTreeMap<String, u64> =
+        statuses.into_iter().map(|(s, n)| (format!("status_{s}"), n)).collect();
+    counts.insert("ok".to_owned(), ok);
+    let latency = Latency::of(&*latencies.lock().await);
+    Ok(Report {
+        scenario: format!("{name}, {mode}"),
+        seconds,
+        counts,
+        per_second: ok as f64 / seconds,
+        latency,
+        server_rss_mb: rss_during,
+    })
+}
