@@ -222,8 +222,8 @@ pub struct MarketSwitchInput {
     pub halted: Option<bool>,
 }
 
-/// A partial change of the terms. Unknown fields (anything that would touch a result, such as
-/// `forceResult` or a win rate) are refused with 400.
+/// A partial change of the terms. Any field not listed here, such as one that claims to set a
+/// result or a win rate, is refused with 400: no setting can touch an outcome.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SettingsInput {
