@@ -30,7 +30,7 @@ export function initAudit(user) {
         el('td', { text: e.action }),
         el('td', { text: e.target ?? '—' }),
         el('td', { class: 'diff' }, diff(e.before, e.after)),
-        el('td', { class: 'num', text: e.ip ?? '—' })))),
+        el('td', { class: 'num', text: e.ip ?? '—' }))), { stack: true }),
   });
   $('#audit-refresh').addEventListener('click', () => list.reload());
   document.addEventListener('admin:changed', () => list.reload());

@@ -74,10 +74,20 @@ export function showOn(form, error, field) {
   showError(form, attributed);
 }
 
-/** A table with a header row; `columns`: [{label, right?}]. */
-export function table(columns, rows, attrs = {}) {
-  return el('table', { class: 'data', ...attrs },
-    el('thead', {}, el('tr', {}, ...columns.map((c) => el('th', { scope: 'col', class: c.right ? 'r' : '', text: c.label })))),
+/**
+ * A table with a header row; `columns`: [{label, right?, opt?}] (`opt`: left out at phone
+ * width). `stack`: at phone width each row becomes a small card, each cell labelled.
+ */
+export function table(columns, rows, { stack = false, ...attrs } = {}) {
+  if (stack) {
+    for (const row of rows) {
+      [...row.children].forEach((cell, i) => {
+        if (columns[i]?.label) cell.dataset.label = columns[i].label;
+      });
+    }
+  }
+  return el('table', { class: `data${stack ? ' stack' : ''}`, ...attrs },
+    el('thead', {}, el('tr', {}, ...columns.map((c) => el('th', { scope: 'col', class: `${c.right ? 'r' : ''}${c.opt ? ' opt' : ''}`.trim(), text: c.label })))),
     el('tbody', {}, ...rows));
 }
 
@@ -91,18 +101,18 @@ export function outcomeBadge(trade) {
 export function tradeCells(t) {
   return [
     el('td', { class: 'num', text: String(t.id) }),
-    el('td', { class: 'num', text: String(t.userId) }),
+    el('td', { class: 'num opt', text: String(t.userId) }),
     el('td', { text: t.symbol }),
     el('td', {}, el('span', { class: `badge ${t.direction}`, text: t.direction })),
     el('td', { class: 'num r', text: money(t.amount) }),
-    el('td', { class: 'num', text: `${t.duration}s` }),
+    el('td', { class: 'num opt', text: `${t.duration}s` }),
     el('td', {}, outcomeBadge(t)),
     el('td', { class: 'num r', text: t.payout == null ? '—' : money(t.payout) }),
-    el('td', { class: 'num', text: dateTime(t.acceptedAt) }),
+    el('td', { class: 'num opt', text: dateTime(t.acceptedAt) }),
   ];
 }
 
 export const TRADE_COLUMNS = [
-  { label: 'Trade' }, { label: 'User' }, { label: 'Market' }, { label: 'Side' }, { label: 'Stake', right: true },
-  { label: 'Time' }, { label: 'Outcome' }, { label: 'Paid', right: true }, { label: 'Accepted' },
+  { label: 'Trade' }, { label: 'User', opt: true }, { label: 'Market' }, { label: 'Side' }, { label: 'Stake', right: true },
+  { label: 'Time', opt: true }, { label: 'Outcome' }, { label: 'Paid', right: true }, { label: 'Accepted', opt: true },
 ];

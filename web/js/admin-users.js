@@ -76,7 +76,7 @@ function renderUsers(users) {
     el('td', {}, el('button', {
       type: 'button', class: 'small-button', 'aria-label': `Manage ${u.email}`, text: 'Manage',
       on: { click: () => select(u) },
-    })))));
+    })))), { stack: true });
 }
 
 function statusBadge(u) {
@@ -123,7 +123,6 @@ function showDetail(u, detail) {
   ];
   if (u.lastActiveAt) facts.push(['Last active', dateTime(u.lastActiveAt)]);
   if (typeof u.trades === 'number') facts.push(['Trades', String(u.trades)]);
-  if (detail?.trades) facts.push(['Recent trades', String(detail.trades.length)]);
   $('#ud-facts').replaceChildren(...facts.map(([k, v]) => el('div', { class: 'fact' }, el('dt', { text: k }), el('dd', { dataset: { fact: k }, text: v }))));
   $('#ud-role').value = u.role;
   $('#ud-status').textContent = u.status === 'suspended' ? 'Reactivate user' : 'Suspend user';

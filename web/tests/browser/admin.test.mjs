@@ -10,9 +10,10 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHmac } from 'node:crypto';
+import { join } from 'node:path';
 
 import {
-  DESKTOP, PHONE, buildServer, createUser, launchBrowser, missingPrerequisite, screenshot, startServer, watchForProblems,
+  DESKTOP, PHONE, SCREENSHOTS, buildServer, createUser, launchBrowser, missingPrerequisite, screenshot, startServer, watchForProblems,
 } from './support.mjs';
 
 const skip = await missingPrerequisite();
@@ -236,6 +237,11 @@ describe('the admin page in Chromium', { skip: skip ?? false, timeout: 900000 },
     await small.locator('#ud-title', { hasText: TRADER }).waitFor();
     await small.waitForTimeout(300);
     await screenshot(small, 'admin-phone-full');
+    // The full page is too tall to read at once: each card on its own as well.
+    for (const [name, id] of [['stats', 'stats-title'], ['live', 'live-title'], ['users', 'users-title'], ['history', 'history-title'],
+      ['audit', 'audit-title'], ['totp', 'totp-title']]) {
+      await small.locator(`section[aria-labelledby="${id}"]`).screenshot({ path: join(SCREENSHOTS, `admin-phone-${name}.png`) });
+    }
     const overflow = await small.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
     assert.ok(overflow <= 0, `the admin page fits 375 px (overflow ${overflow})`);
     assert.deepEqual(smallProblems, []);
