@@ -132,7 +132,8 @@ impl Settlement {
         if finishes.is_empty() {
             return Ok(report);
         }
-        let ended = store.finish_trades(&finishes, now).await?;
+        // Stamped when they end, not when the step began: a step may start before its deciding tick.
+        let ended = store.finish_trades(&finishes, Utc::now()).await?;
         let mut users = Vec::new();
         for trade in ended {
             match trade.status {
