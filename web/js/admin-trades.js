@@ -65,7 +65,11 @@ async function loadLive() {
   }
 }
 
+let statsTimer = null;
+
 function upsert(trade) {
+  // The figures follow the trades, at most once a second.
+  if (!statsTimer) statsTimer = setTimeout(() => { statsTimer = null; loadStats(true); }, 1000);
   live.set(trade.id, { ...live.get(trade.id), ...trade });
   liveLoaded = true;
   renderLive(new Set([trade.id]));

@@ -131,6 +131,7 @@ function showDetail(u, detail) {
   $('#ud-trading').setAttribute('aria-pressed', String(u.tradingSuspended));
   $('#ud-maxStake').value = u.maxStake ?? '';
   $('#ud-maxStake-lift').disabled = u.maxStake == null;
+  $('#ud-role-hint').hidden = me?.role === 'superadmin';
   const self = me && me.id === u.id;
   $('#ud-status').disabled = self;
   $('#ud-status').title = self ? 'Nobody suspends themselves.' : '';
