@@ -18,14 +18,14 @@ use chrono::Utc;
 use futures::{SinkExt, StreamExt};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::{broadcast, mpsc, watch};
 use tokio::time::Instant;
 
 use super::AppState;
 use super::error::ApiError;
 use super::extract::presented_token;
 use crate::services::market::feed::Tick;
-use crate::services::realtime::{Outgoing, Registration, balance_frame, frame, price_frame, trade_frame};
+use crate::services::realtime::{Outlet, Registration, balance_frame, frame, price_frame, trade_frame};
 use crate::services::tokens::Claims;
 
 /// Bytes buffered per connection for reading and writing.
@@ -239,7 +239,9 @@ async fn write_loop(
 ) {
     let mut prices = state.hub.prices();
     let mut notices = state.hub.notices();
-    let (events_tx, mut events) = mpsc::channel::<Outgoing>(QUEUE);
+    let (frames, mut events) = mpsc::channel::<Utf8Bytes>(QUEUE);
+    let (close, mut closing) = watch::channel::<Option<&'static str>>(None);
+    let outlet = Outlet { frames, close: Arc::new(close) };
     let mut registration: Option<Registration> = None;
     // Market → last seq sent, so a replayed tick is never sent twice or out of order.
     let mut subscribed: HashMap<String, i64> = HashMap::new();
@@ -280,7 +282,7 @@ async fn write_loop(
                     Message::Text(frame("unsubscribed", json!({ "symbols": symbols })))
                 }
                 Some(Command::Authenticated(claims)) => {
-                    registration = Some(state.hub.register(claims.user(), claims.role.is_admin(), events_tx.clone()));
+                    registration = Some(state.hub.register(claims.user(), claims.role.is_admin(), outlet.clone()));
                     if Box::pin(send_state(&mut sink, &state, &claims)).await.is_err() {
                         break "write failed";
                     }
@@ -289,10 +291,10 @@ async fn write_loop(
                 Some(Command::Close(reason)) => break reason,
             },
             outgoing = events.recv() => match outgoing {
-                Some(Outgoing::Frame(text)) => Message::Text(text),
-                Some(Outgoing::Close(reason)) => break reason,
+                Some(text) => Message::Text(text),
                 None => continue,
             },
+            _ = closing.changed() => break closing.borrow().unwrap_or("closed by the server"),
             price = prices.recv() => match price {
                 Ok(price) => match subscribed.get_mut(&*price.symbol) {
                     Some(last) if price.seq > *last => { *last = price.seq; Message::Text(price.text.clone()) }

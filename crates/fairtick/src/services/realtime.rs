@@ -16,7 +16,7 @@ use fairtick_core::UserId;
 use fairtick_core::wallet::WalletState;
 use parking_lot::Mutex;
 use serde::Serialize;
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::{broadcast, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::events::{Event, EventBus, Notice};
@@ -38,18 +38,27 @@ pub struct PriceFrame {
     pub text: Utf8Bytes,
 }
 
-/// What a connection's writer is asked to do.
+/// How the hub reaches one connection: its queue of frames, and a way to close it with a reason
+/// that works even when the queue is full.
 #[derive(Clone, Debug)]
-pub enum Outgoing {
-    Frame(Utf8Bytes),
-    /// Close with a policy-violation code and this reason.
-    Close(&'static str),
+pub struct Outlet {
+    pub frames: mpsc::Sender<Utf8Bytes>,
+    pub close: Arc<watch::Sender<Option<&'static str>>>,
+}
+
+impl Outlet {
+    /// Queues a frame; a full queue means the client is not keeping up, so it is closed.
+    fn offer(&self, frame: &Utf8Bytes) {
+        if let Err(mpsc::error::TrySendError::Full(_)) = self.frames.try_send(frame.clone()) {
+            self.close.send_replace(Some("slow consumer"));
+        }
+    }
 }
 
 struct Connection {
     id: u64,
     admin: bool,
-    tx: mpsc::Sender<Outgoing>,
+    outlet: Outlet,
 }
 
 #[derive(Default)]
@@ -175,9 +184,9 @@ impl Hub {
     }
 
     /// Routes `user`'s events (and, for admins, everyone's trades) to `tx`.
-    pub fn register(&self, user: UserId, admin: bool, tx: mpsc::Sender<Outgoing>) -> Registration {
+    pub fn register(&self, user: UserId, admin: bool, outlet: Outlet) -> Registration {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        self.registry.lock().by_user.entry(user).or_default().push(Connection { id, admin, tx });
+        self.registry.lock().by_user.entry(user).or_default().push(Connection { id, admin, outlet });
         Registration { hub: self.clone(), user, id }
     }
 
@@ -185,21 +194,21 @@ impl Hub {
     fn to_user(&self, user: UserId, message: &Utf8Bytes) {
         let registry = self.registry.lock();
         for connection in registry.by_user.get(&user).into_iter().flatten() {
-            offer(&connection.tx, Outgoing::Frame(message.clone()));
+            connection.outlet.offer(message);
         }
     }
 
     fn to_admins(&self, message: &Utf8Bytes) {
         let registry = self.registry.lock();
         for connection in registry.by_user.values().flatten().filter(|c| c.admin) {
-            offer(&connection.tx, Outgoing::Frame(message.clone()));
+            connection.outlet.offer(message);
         }
     }
 
     fn close_user(&self, user: UserId, reason: &'static str) {
         let registry = self.registry.lock();
         for connection in registry.by_user.get(&user).into_iter().flatten() {
-            let _ = connection.tx.try_send(Outgoing::Close(reason));
+            connection.outlet.close.send_replace(Some(reason));
         }
     }
 
@@ -309,15 +318,6 @@ impl Hub {
     }
 }
 
-/// Queues a message unless the queue is full, in which case the connection is closed: its
-/// writer drains the queue in order, so the close arrives after what was already queued.
-fn offer(tx: &mpsc::Sender<Outgoing>, message: Outgoing) {
-    if let Err(mpsc::error::TrySendError::Full(_)) = tx.try_send(message) {
-        // The queue is full; the reader side notices the closed sender soon and disconnects.
-        let _ = tx.try_send(Outgoing::Close("slow consumer"));
-    }
-}
-
 /// The notification a user gets when one of their trades ends.
 fn result_notice(trade: &TradeRecord) -> Option<Notice> {
     use fairtick_core::trade::{TradeResult, TradeStatus};
@@ -338,4 +338,31 @@ fn result_notice(trade: &TradeRecord) -> Option<Notice> {
         trade.duration_ms / 1_000
     );
     Some(Notice { level: level.to_owned(), title: title.to_owned(), message })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_queue_closes_the_connection_instead_of_dropping_frames_silently() {
+        let (frames, _queue) = mpsc::channel(1);
+        let (close, closing) = watch::channel(None);
+        let outlet = Outlet { frames, close: Arc::new(close) };
+        outlet.offer(&Utf8Bytes::from_static("first"));
+        assert_eq!(*closing.borrow(), None);
+        outlet.offer(&Utf8Bytes::from_static("second"));
+        assert_eq!(*closing.borrow(), Some("slow consumer"));
+    }
+
+    #[test]
+    fn a_suspension_closes_every_connection_of_the_user_even_with_a_full_queue() {
+        let hub = Hub::new();
+        let (frames, _queue) = mpsc::channel(1);
+        frames.try_send(Utf8Bytes::from_static("fills the queue")).unwrap();
+        let (close, closing) = watch::channel(None);
+        let _registration = hub.register(UserId(7), false, Outlet { frames, close: Arc::new(close) });
+        hub.close_user(UserId(7), "account suspended");
+        assert_eq!(*closing.borrow(), Some("account suspended"));
+    }
 }
