@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::http::rate_limit::{ApiRateLimits, AuthRateLimits};
-use crate::http::{self, AppState};
+use crate::http::{self, AppState, Services};
 use crate::services::accounts::Accounts;
 use crate::services::admin::Admin;
 use fairtick_core::settings::TradingSettings;
@@ -51,7 +51,7 @@ impl Application {
             config.signing_key.clone(),
             settings.clone(),
         );
-        let state = AppState {
+        let state = AppState::new(Services {
             accounts: Accounts::new(
                 store.clone(),
                 passwords,
@@ -72,7 +72,7 @@ impl Application {
             events,
             markets,
             trades,
-        };
+        });
         Ok(Application { state, data_key: config.data_key.clone(), feed: config.feed.clone() })
     }
 

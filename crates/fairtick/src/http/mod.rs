@@ -43,9 +43,26 @@ use rate_limit::{ApiRateLimits, AuthRateLimits};
 /// Largest request body accepted; every request fits in far less.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
-/// What every handler can reach. Cheap to clone.
+/// What every handler can reach: one shared copy, so a clone (per request, per WebSocket
+/// connection) is a pointer, not the whole set of services and keys.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(std::sync::Arc<Services>);
+
+impl AppState {
+    pub fn new(services: Services) -> AppState {
+        AppState(std::sync::Arc::new(services))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Services;
+    fn deref(&self) -> &Services {
+        &self.0
+    }
+}
+
+/// The services behind [`AppState`].
+pub struct Services {
     pub store: Store,
     pub accounts: Accounts,
     pub wallet: Wallet,

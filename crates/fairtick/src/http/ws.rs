@@ -94,11 +94,12 @@ pub async fn upgrade(
 /// What the reader tells the writer.
 enum Command {
     Send(Utf8Bytes),
-    /// Markets to watch, with the seq to replay after (catch-up) where given.
-    Subscribe(Vec<String>, HashMap<String, i64>),
+    /// Markets to watch, with the seq to replay after (catch-up) where given. Boxed, like
+    /// `Authenticated`, to keep every queued command (and each connection's queue) small.
+    Subscribe(Box<(Vec<String>, HashMap<String, i64>)>),
     Unsubscribe(Vec<String>),
     /// Sign in (or again): register for the user's events and resend their state.
-    Authenticated(Claims),
+    Authenticated(Box<Claims>),
     Seen,
     Close(&'static str),
 }
@@ -108,7 +109,7 @@ async fn connection(socket: WebSocket, state: AppState, claims: Option<Claims>) 
     let (sink, stream) = socket.split();
     let (commands, command_rx) = mpsc::channel::<Command>(64);
     if let Some(claims) = claims {
-        let _ = commands.send(Command::Authenticated(claims)).await;
+        let _ = commands.send(Command::Authenticated(Box::new(claims))).await;
     }
     let reader = tokio::spawn(read_loop(stream, state.clone(), commands));
     write_loop(sink, state, command_rx).await;
@@ -213,7 +214,7 @@ async fn handle(text: &str, state: &AppState, commands: &mpsc::Sender<Command>) 
                         format!("fromSeq names {symbol:?}, which is not subscribed"),
                     ));
                 }
-                Command::Subscribe(data.symbols, data.from_seq)
+                Command::Subscribe(Box::new((data.symbols, data.from_seq)))
             }
         }
         "auth" => {
@@ -222,7 +223,7 @@ async fn handle(text: &str, state: &AppState, commands: &mpsc::Sender<Command>) 
                 Err(e) => return Some(error_frame("invalid_data", format!("auth: {e}"))),
             };
             match state.accounts.authenticate(&data.token).await {
-                Ok(claims) => Command::Authenticated(claims),
+                Ok(claims) => Command::Authenticated(Box::new(claims)),
                 Err(e) => return Some(error_frame("unauthenticated", e.to_string())),
             }
         }
@@ -253,7 +254,8 @@ async fn write_loop(
                 None => break "client went away",
                 Some(Command::Seen) => { last_seen = Instant::now(); continue; }
                 Some(Command::Send(text)) => Message::Text(text),
-                Some(Command::Subscribe(symbols, from_seq)) => {
+                Some(Command::Subscribe(subscription)) => {
+                    let (symbols, from_seq) = *subscription;
                     let fresh: Vec<&String> = symbols.iter().filter(|s| !subscribed.contains_key(*s)).collect();
                     if subscribed.len() + fresh.len() > MAX_SUBSCRIPTIONS {
                         Message::Text(error_frame(
