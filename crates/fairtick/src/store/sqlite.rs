@@ -7,7 +7,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use sqlx::any::AnyPoolOptions;
-use sqlx::sqlite::SqliteConnectOptions;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode};
 use sqlx::{AnyPool, Executor};
 
 use super::StoreResult;
@@ -15,8 +15,11 @@ use super::StoreResult;
 pub(super) async fn connect(url: &str, options: AnyPoolOptions) -> StoreResult<AnyPool> {
     // Create the file if needed, with the native driver, before the `Any` pool opens it.
     // Another process (a running server) may hold the write lock for a moment: wait for it.
-    let native =
-        SqliteConnectOptions::from_str(url)?.create_if_missing(true).busy_timeout(Duration::from_secs(30));
+    // WAL is a property of the database file: set once here, it holds for every connection.
+    let native = SqliteConnectOptions::from_str(url)?
+        .create_if_missing(true)
+        .busy_timeout(Duration::from_secs(30))
+        .journal_mode(SqliteJournalMode::Wal);
     let bootstrap = sqlx::SqlitePool::connect_with(native).await?;
     sqlx::migrate!("migrations/sqlite").run(&bootstrap).await?;
     bootstrap.close().await;
@@ -24,9 +27,9 @@ pub(super) async fn connect(url: &str, options: AnyPoolOptions) -> StoreResult<A
     let pool = options
         .after_connect(|conn, _meta| {
             Box::pin(async move {
+                // The wait for a busy database first, so nothing after it fails for a moment's lock.
                 conn.execute(
-                    "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
-                     PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 30000;",
+                    "PRAGMA busy_timeout = 30000; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;",
                 )
                 .await?;
                 Ok(())

@@ -1,14 +1,17 @@
 //! The `fairtick` command line: `user create` and `audit`, run as real processes.
 
-use std::io::Write;
 use std::process::{Command, Stdio};
 
 use reqwest::StatusCode;
+use tokio::io::AsyncWriteExt;
 
 use crate::helpers::{TestApp, body};
 
-fn fairtick(app: &TestApp, args: &[&str], stdin: &str) -> std::process::Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_fairtick"))
+/// Runs the real binary against the test server's database. Awaited, never blocked on: the
+/// server runs on this test's runtime, and blocking it mid-transaction would hold SQLite's write
+/// lock for as long as the command waits for it.
+async fn fairtick(app: &TestApp, args: &[&str], stdin: &str) -> std::process::Output {
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_fairtick"))
         .args(args)
         .env("DATABASE_URL", &app.database_url)
         .env("FAIRTICK_DATA_DIR", app.data_dir.path())
@@ -18,8 +21,8 @@ fn fairtick(app: &TestApp, args: &[&str], stdin: &str) -> std::process::Output {
         .stderr(Stdio::piped())
         .spawn()
         .expect("the fairtick binary runs");
-    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
-    child.wait_with_output().unwrap()
+    child.stdin.take().unwrap().write_all(stdin.as_bytes()).await.unwrap();
+    child.wait_with_output().await.unwrap()
 }
 
 #[tokio::test]
@@ -29,7 +32,8 @@ async fn user_create_makes_a_superadmin_who_can_log_in() {
         &app,
         &["user", "create", "--email", "Root@Example.com", "--role", "superadmin", "--password-stdin"],
         "a long admin password\n",
-    );
+    )
+    .await;
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     assert!(String::from_utf8_lossy(&output.stdout).contains("created superadmin root@example.com"));
 
@@ -43,13 +47,14 @@ async fn user_create_makes_a_superadmin_who_can_log_in() {
         &app,
         &["user", "create", "--email", "root@example.com", "--role", "admin", "--password-stdin"],
         "another password\n",
-    );
+    )
+    .await;
     assert!(!again.status.success());
     let stderr = String::from_utf8_lossy(&again.stderr);
     assert!(stderr.contains("already registered"), "{stderr}");
 
     let short =
-        fairtick(&app, &["user", "create", "--email", "x@example.com", "--password-stdin"], "short\n");
+        fairtick(&app, &["user", "create", "--email", "x@example.com", "--password-stdin"], "short\n").await;
     assert!(!short.status.success());
     assert!(String::from_utf8_lossy(&short.stderr).contains("password"));
 }
@@ -60,7 +65,7 @@ async fn audit_passes_a_clean_database_and_fails_a_tampered_one() {
     let app = TestApp::spawn().await;
     app.signed_up("audit@example.com").await;
 
-    let clean = fairtick(&app, &["audit"], "");
+    let clean = fairtick(&app, &["audit"], "").await;
     assert!(clean.status.success(), "{}", String::from_utf8_lossy(&clean.stdout));
     assert!(String::from_utf8_lossy(&clean.stdout).contains("OK"));
 
@@ -70,7 +75,7 @@ async fn audit_passes_a_clean_database_and_fails_a_tampered_one() {
         .execute(&mut conn)
         .await
         .unwrap();
-    let dirty = fairtick(&app, &["audit"], "");
+    let dirty = fairtick(&app, &["audit"], "").await;
     assert!(!dirty.status.success());
     assert!(String::from_utf8_lossy(&dirty.stdout).contains("violation"));
 }
