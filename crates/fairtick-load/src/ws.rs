@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use futures::{SinkExt, StreamExt};
 use hdrhistogram::Histogram;
-use tokio::sync::{Mutex, Semaphore, watch};
+use tokio::sync::{Semaphore, watch};
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::report::{Latency, Report, histogram, rss_mb};
@@ -42,13 +42,16 @@ pub async fn run(args: Args) -> anyhow::Result<Report> {
     let received = Arc::new(AtomicU64::new(0));
     let failed = Arc::new(AtomicU64::new(0));
     let closed = Arc::new(AtomicU64::new(0));
-    let lags = Arc::new(Mutex::new(histogram()));
+    // A few shared histograms instead of one per client: ten thousand full histograms would
+    // cost the load generator gigabytes and the cache misses would slow what it measures.
+    let lags: Arc<Vec<std::sync::Mutex<Histogram<u64>>>> =
+        Arc::new((0..SHARDS).map(|_| std::sync::Mutex::new(histogram())).collect());
     let gate = Arc::new(Semaphore::new(ramp));
     // One signal for every client to stop; nothing shared is locked per message.
     let (stop, stopped) = watch::channel(false);
     let ramp_started = Instant::now();
     let mut clients = Vec::with_capacity(args.clients);
-    for _ in 0..args.clients {
+    for index in 0..args.clients {
         let client = Client {
             url: args.url.clone(),
             symbol: args.symbol.clone(),
@@ -57,6 +60,7 @@ pub async fn run(args: Args) -> anyhow::Result<Report> {
             failed: failed.clone(),
             closed: closed.clone(),
             lags: lags.clone(),
+            shard: index % SHARDS,
             gate: gate.clone(),
             stopped: stopped.clone(),
         };
@@ -79,7 +83,11 @@ pub async fn run(args: Args) -> anyhow::Result<Report> {
     for client in clients {
         let _ = client.await;
     }
-    let lags: Histogram<u64> = lags.lock().await.clone();
+    let mut merged = histogram();
+    for shard in lags.iter() {
+        merged.add(&*shard.lock().expect("a histogram lock")).expect("same bounds");
+    }
+    let lags = merged;
     let received = received.load(Ordering::Relaxed);
     let mut counts = std::collections::BTreeMap::new();
     counts.insert("clients".to_owned(), args.clients as u64);
@@ -97,6 +105,9 @@ pub async fn run(args: Args) -> anyhow::Result<Report> {
     })
 }
 
+/// Histograms shared by the clients (client `i` records into shard `i % SHARDS`).
+const SHARDS: usize = 16;
+
 /// One simulated client and the shared tallies it adds to.
 struct Client {
     url: String,
@@ -105,7 +116,8 @@ struct Client {
     received: Arc<AtomicU64>,
     failed: Arc<AtomicU64>,
     closed: Arc<AtomicU64>,
-    lags: Arc<Mutex<Histogram<u64>>>,
+    lags: Arc<Vec<std::sync::Mutex<Histogram<u64>>>>,
+    shard: usize,
     gate: Arc<Semaphore>,
     stopped: watch::Receiver<bool>,
 }
@@ -125,7 +137,6 @@ impl Client {
             return;
         }
         drop(permit);
-        let mut local = histogram();
         loop {
             let next = tokio::select! {
                 next = socket.next() => next,
@@ -138,7 +149,7 @@ impl Client {
                     }
                     if let Some(lag) = lag_micros(&text) {
                         self.received.fetch_add(1, Ordering::Relaxed);
-                        let _ = local.record(lag.max(1));
+                        let _ = self.lags[self.shard].lock().expect("a histogram lock").record(lag.max(1));
                     }
                 }
                 Some(Ok(_)) => {}
@@ -149,7 +160,6 @@ impl Client {
             }
         }
         let _ = socket.close(None).await;
-        self.lags.lock().await.add(&local).expect("same bounds");
     }
 }
 
