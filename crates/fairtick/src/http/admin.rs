@@ -412,7 +412,7 @@ pub async fn user(
     _admin: AdminUser,
     Path(id): Path<i64>,
 ) -> Result<Json<AdminUserDetail>, ApiError> {
-    let detail = state.admin.user(UserId(id), Utc::now()).await?;
+    let detail = state.admin.user(UserId(id)).await?;
     Ok(Json(AdminUserDetail {
         user: AdminUserDto::from(&detail.row),
         trades: detail.trades.iter().map(TradeDto::from).collect(),
@@ -445,7 +445,7 @@ pub async fn update_user(
         trading_suspended: patch.trading_suspended,
     };
     state.admin.change_user(&admin.actor, UserId(id), change, Utc::now()).await?;
-    let detail = state.admin.user(UserId(id), Utc::now()).await?;
+    let detail = state.admin.user(UserId(id)).await?;
     Ok(Json(UserResponse { user: AdminUserDto::from(&detail.row) }))
 }
 

@@ -54,7 +54,7 @@ impl Admin {
         Ok(paging::split(self.store.admin_users(&search).await?, limit, |r| r.user.id.0))
     }
 
-    pub async fn user(&self, id: UserId, now: DateTime<Utc>) -> Result<UserDetail> {
+    pub async fn user(&self, id: UserId) -> Result<UserDetail> {
         let search = UserSearch { before: Some(id.0 + 1), limit: 1, ..UserSearch::default() };
         let row = self
             .store
@@ -67,7 +67,6 @@ impl Admin {
             self.store.trades(&TradeQuery { user: Some(id), limit: RECENT, ..TradeQuery::default() }).await?;
         let transactions =
             self.store.statement(id, &StatementQuery { limit: RECENT, ..StatementQuery::default() }).await?;
-        let _ = now;
         Ok(UserDetail { row, trades, transactions })
     }
 

@@ -4,7 +4,6 @@
 
 use std::time::Duration;
 
-use fairtick_core::UserId;
 use futures::StreamExt;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -446,7 +445,6 @@ async fn admins_list_users_and_trades_with_filters_and_see_house_figures() {
     )
     .await;
     assert_eq!((status, field.as_deref()), (StatusCode::BAD_REQUEST, Some("from")));
-    let _ = UserId(alice_id);
 }
 
 #[tokio::test]
