@@ -6,11 +6,11 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
 use hdrhistogram::Histogram;
-use serde_json::{Value, json};
+use serde_json::json;
 use tokio::sync::Mutex;
 
+use crate::api::{PASSWORD, open_trade, register};
 use crate::report::{Latency, Report, histogram, rss_mb};
 
 #[derive(clap::Args, Clone)]
@@ -48,42 +48,6 @@ pub enum Scenario {
     Login,
 }
 
-const PASSWORD: &str = "load-test-password";
-
-struct User {
-    email: String,
-    token: String,
-}
-
-async fn register(client: &reqwest::Client, url: &str, users: usize) -> anyhow::Result<Vec<User>> {
-    let run = rand_suffix();
-    let mut out = Vec::with_capacity(users);
-    for i in 0..users {
-        let email = format!("load-{run}-{i}@example.com");
-        let response = client
-            .post(format!("{url}/api/auth/register"))
-            .json(&json!({"email": email, "password": PASSWORD, "firstName": "Load", "lastName": "Test"}))
-            .send()
-            .await?;
-        let status = response.status();
-        let body: Value = response.json().await.unwrap_or(Value::Null);
-        anyhow::ensure!(
-            status.is_success(),
-            "registering {email} answered {status}: {body} (raise FAIRTICK_AUTH_PER_IP_PER_MINUTE for load runs)"
-        );
-        let token = body["token"].as_str().context("a token")?.to_owned();
-        out.push(User { email, token });
-    }
-    Ok(out)
-}
-
-fn rand_suffix() -> String {
-    format!(
-        "{:x}",
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos())
-    )
-}
-
 pub async fn run(scenario: Scenario, args: Args) -> anyhow::Result<Report> {
     anyhow::ensure!(args.concurrency > 0 && args.concurrency <= 4_096, "--concurrency must be 1 to 4096");
     anyhow::ensure!(args.seconds > 0 && args.seconds <= 600, "--seconds must be 1 to 600");
@@ -99,15 +63,9 @@ pub async fn run(scenario: Scenario, args: Args) -> anyhow::Result<Report> {
         move |n: usize| {
             let user = &users[n % users.len()];
             let request = match scenario {
-                Scenario::TradeCreate => client
-                    .post(format!("{}/api/flash-trade/create", args.url))
-                    .bearer_auth(&user.token)
-                    .json(&json!({
-                        "symbol": args.symbol,
-                        "direction": if n.is_multiple_of(2) { "up" } else { "down" },
-                        "amount": "10.00",
-                        "duration": args.duration,
-                    })),
+                Scenario::TradeCreate => {
+                    open_trade(&client, &args.url, user, &args.symbol, n.is_multiple_of(2), args.duration)
+                }
                 Scenario::Balance => {
                     client.get(format!("{}/api/wallet/balance", args.url)).bearer_auth(&user.token)
                 }
@@ -198,5 +156,6 @@ pub async fn run(scenario: Scenario, args: Args) -> anyhow::Result<Report> {
         per_second: ok as f64 / seconds,
         latency,
         server_rss_mb: rss_during,
+        settlement: None,
     })
 }

@@ -2,8 +2,10 @@
 //! feel it. Every run is bounded in clients and time and stops by itself; it only ever targets
 //! the URL it is given (use a server on this machine).
 
+mod api;
 mod http;
 mod report;
+mod settle;
 mod ws;
 
 use clap::{Parser, Subcommand};
@@ -29,6 +31,9 @@ enum Command {
     Balance(http::Args),
     /// Logins (password hashing) at a fixed concurrency or arrival rate.
     Logins(http::Args),
+    /// A settlement burst: open N trades of one duration as fast as possible, wait for them to
+    /// end, and report each one's settlement lag (settledAt − the deciding tick's ts).
+    Settle(settle::Args),
 }
 
 #[tokio::main]
@@ -39,6 +44,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Trades(args) => http::run(http::Scenario::TradeCreate, args).await?,
         Command::Balance(args) => http::run(http::Scenario::Balance, args).await?,
         Command::Logins(args) => http::run(http::Scenario::Login, args).await?,
+        Command::Settle(args) => settle::run(args).await?,
     };
     if cli.json {
         println!("{}", serde_json::to_string_pretty(&report)?);

@@ -102,6 +102,7 @@ pub async fn run(args: Args) -> anyhow::Result<Report> {
         per_second: received as f64 / seconds,
         latency: Latency::of(&lags),
         server_rss_mb: rss_during,
+        settlement: None,
     })
 }
 
