@@ -14,7 +14,8 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use sqlx::AnyConnection;
 
-use super::{Store, StoreError, StoreResult, WriteTx, is_unique_violation, time_from_ms};
+use super::group_commit::{WriteOutcome, WriteRequest};
+use super::{Store, StoreError, StoreResult, WriteTx, time_from_ms};
 
 /// One line of a user's statement: a movement of their available (cash) balance.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -82,8 +83,9 @@ pub(crate) enum Remembered<T> {
 }
 
 impl Store {
-    /// Writes `transfer` for `user` inside `w`. An overdraft comes back as `Ok(Err(_))` and the
-    /// caller must drop the transaction, which rolls back what was written so far.
+    /// Writes `transfer` for `user` inside `w`, whose caller already holds the user's account
+    /// locks. An overdraft comes back as `Ok(Err(_))` and the caller must roll back what was
+    /// written so far (drop the transaction, or roll back to its savepoint).
     pub(crate) async fn post_transfer(
         &self,
         w: &mut WriteTx,
@@ -102,10 +104,8 @@ impl Store {
         .bind(now.timestamp_millis())
         .fetch_one(&mut *w.tx)
         .await?;
-        if transfer.postings().iter().any(|p| p.account.belongs_to_user()) {
-            self.lock_user_accounts(w, user).await?;
-        }
         let mut cash_after = None;
+        let mut rows = Vec::with_capacity(transfer.postings().len());
         for posting in transfer.postings() {
             let amount = posting.amount.cents();
             let (account_id, balance_after) = match posting.account {
@@ -130,17 +130,21 @@ impl Store {
                     (id, Some(balance))
                 }
             };
-            sqlx::query(
-                "INSERT INTO postings (transaction_id, account_id, amount, balance_after) \
-                 VALUES ($1, $2, $3, $4)",
-            )
-            .bind(transaction_id)
-            .bind(account_id)
-            .bind(amount)
-            .bind(balance_after)
-            .execute(&mut *w.tx)
-            .await?;
+            rows.push((account_id, amount, balance_after));
         }
+        // One statement for all of the transfer's postings: a round trip saved per posting.
+        let values: Vec<String> = (0..rows.len())
+            .map(|i| format!("(${}, ${}, ${}, ${})", 4 * i + 1, 4 * i + 2, 4 * i + 3, 4 * i + 4))
+            .collect();
+        let sql = format!(
+            "INSERT INTO postings (transaction_id, account_id, amount, balance_after) VALUES {}",
+            values.join(", ")
+        );
+        let mut insert = sqlx::query(&sql);
+        for (account_id, amount, balance_after) in rows {
+            insert = insert.bind(transaction_id).bind(account_id).bind(amount).bind(balance_after);
+        }
+        insert.execute(&mut *w.tx).await?;
         Ok(Ok(Posted { transaction_id, cash_after }))
     }
 
@@ -155,6 +159,19 @@ impl Store {
                 .await?;
         }
         Ok(())
+    }
+
+    /// Locks a user's accounts (in id order, as everywhere) and reads their available cash: all
+    /// a trade needs, without the deposit sum a wallet operation reads.
+    pub(crate) async fn locked_cash(&self, w: &mut WriteTx, user: UserId) -> StoreResult<Money> {
+        let rows: Vec<(String, i64)> = sqlx::query_as(&format!(
+            "SELECT kind, balance FROM accounts WHERE user_id = $1 ORDER BY id{}",
+            self.for_update()
+        ))
+        .bind(user.0)
+        .fetch_all(&mut *w.tx)
+        .await?;
+        Ok(rows.iter().find(|(kind, _)| kind == "cash").map_or(Money::ZERO, |(_, b)| Money::from_cents(*b)))
     }
 
     /// Reads a user's balances and their deposits of the last 24 hours. With `lock`, the user's
@@ -204,8 +221,7 @@ impl Store {
     }
 
     /// Deposits, withdraws or resets, checking the limits against balances read under the same
-    /// lock that the write holds.
-    #[tracing::instrument(skip_all)]
+    /// lock that the write holds. Committed with its batch-mates (see [`super::group_commit`]).
     pub async fn move_funds(
         &self,
         user: UserId,
@@ -214,7 +230,23 @@ impl Store {
         idempotency: Option<&IdempotencyKey>,
         now: DateTime<Utc>,
     ) -> StoreResult<WalletOutcome> {
-        let mut w = self.begin_write().await?;
+        let request = WriteRequest::MoveFunds { user, op, limits: *limits, key: idempotency.cloned(), now };
+        match self.submit(request).await? {
+            WriteOutcome::Wallet(outcome) => Ok(outcome),
+            WriteOutcome::Trade(_) => Err(StoreError::Corrupt("a wallet request answered as a trade".into())),
+        }
+    }
+
+    /// [`Store::move_funds`] inside `w`. A refusal writes nothing.
+    pub(crate) async fn move_funds_in(
+        &self,
+        w: &mut WriteTx,
+        user: UserId,
+        op: WalletOp,
+        limits: &WalletLimits,
+        idempotency: Option<&IdempotencyKey>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<WalletOutcome> {
         if let Some(key) = idempotency {
             match self.remembered(&mut w.tx, user, key).await? {
                 Some(Remembered::Answer(receipt)) => return Ok(WalletOutcome::Replayed(receipt)),
@@ -232,7 +264,7 @@ impl Store {
             None => None,
             Some(transfer) => {
                 let posted = self
-                    .post_transfer(&mut w, user, transfer, None, now)
+                    .post_transfer(w, user, transfer, None, now)
                     .await?
                     .map_err(|e| StoreError::Corrupt(format!("a checked wallet transfer failed: {e}")))?;
                 let amount = transfer.change_of(AccountKind::Cash);
@@ -252,21 +284,9 @@ impl Store {
             }
         };
         let receipt = WalletReceipt { entry, state: after };
-        if let Some(key) = idempotency
-            && let Err(e) = self.remember(&mut w.tx, user, key, &receipt, now).await
-        {
-            // Another request with this key committed first: answer as it did.
-            if matches!(&e, StoreError::Database(db) if is_unique_violation(db)) {
-                drop(w);
-                let mut conn = self.pool.acquire().await?;
-                return Ok(match self.remembered(&mut conn, user, key).await? {
-                    Some(Remembered::Answer(receipt)) => WalletOutcome::Replayed(receipt),
-                    _ => WalletOutcome::KeyReused,
-                });
-            }
-            return Err(e);
+        if let Some(key) = idempotency {
+            self.remember(&mut w.tx, user, key, &receipt, now).await?;
         }
-        w.tx.commit().await?;
         Ok(WalletOutcome::Done(receipt))
     }
 

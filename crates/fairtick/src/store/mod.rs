@@ -8,6 +8,7 @@
 
 mod admin;
 mod audit;
+mod group_commit;
 mod ledger;
 mod market;
 pub mod postgres;
@@ -24,6 +25,7 @@ use tokio::sync::Mutex;
 
 pub use admin::{Actor, AdminUserRow, AuditEntry, HouseStats, SettingsVersion, UserSearch};
 pub use audit::AuditReport;
+pub use group_commit::{MAX_BATCH, WriteOutcome, WriteRequest};
 pub use ledger::{IdempotencyKey, StatementQuery, StatementRow, WalletOutcome, WalletReceipt};
 pub use market::{Candle, EpochRecord, NewEpoch, TickRecord};
 pub use postgres::Leadership;
@@ -46,6 +48,8 @@ pub enum StoreError {
     UnsupportedUrl(String),
     #[error("stored data is inconsistent: {0}")]
     Corrupt(String),
+    #[error("the batch this request was committed with failed: {0}")]
+    BatchFailed(String),
     #[error(transparent)]
     Database(#[from] sqlx::Error),
     #[error(transparent)]
@@ -65,6 +69,8 @@ pub struct Store {
     system_accounts: SystemAccounts,
     /// The PostgreSQL URL, for connections of their own (listeners).
     url: Option<Arc<str>>,
+    /// Where money movements queue to share a commit. `None` in the writers' own copies.
+    group_commit: Option<group_commit::GroupCommit>,
 }
 
 /// Ids of the house and faucet accounts, read once at start-up.
@@ -100,7 +106,9 @@ impl Store {
         let write_lock = (backend == Backend::Sqlite).then(|| Arc::new(Mutex::new(())));
         let system_accounts = Self::read_system_accounts(&pool).await?;
         let url = (backend == Backend::Postgres).then(|| Arc::from(url));
-        Ok(Store { pool, backend, write_lock, system_accounts, url })
+        let mut store = Store { pool, backend, write_lock, system_accounts, url, group_commit: None };
+        store.group_commit = Some(group_commit::GroupCommit::start(store.clone()));
+        Ok(store)
     }
 
     pub fn backend(&self) -> Backend {

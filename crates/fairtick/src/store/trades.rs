@@ -8,8 +8,9 @@ use fairtick_core::trade::{self, Direction, TradeResult, TradeStatus};
 use fairtick_core::{Money, UserId};
 use serde::{Deserialize, Serialize};
 
+use super::group_commit::{WriteOutcome, WriteRequest};
 use super::ledger::Remembered;
-use super::{IdempotencyKey, Store, StoreError, StoreResult, WriteTx, is_unique_violation};
+use super::{IdempotencyKey, Store, StoreError, StoreResult, WriteTx};
 
 /// A tick a trade refers to, with the epoch that produced it (for its proof).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -205,8 +206,8 @@ fn records(rows: Vec<TradeRow>) -> StoreResult<Vec<TradeRecord>> {
 
 impl Store {
     /// Opens a trade: checks the available balance under the account lock, records the trade
-    /// and moves its stake to in play, all in one transaction.
-    #[tracing::instrument(skip_all)]
+    /// and moves its stake to in play, all in one transaction, shared with its batch-mates
+    /// (see [`super::group_commit`]).
     pub async fn open_trade(
         &self,
         user: UserId,
@@ -214,7 +215,24 @@ impl Store {
         idempotency: Option<&IdempotencyKey>,
         now: DateTime<Utc>,
     ) -> StoreResult<OpenOutcome> {
-        let mut w = self.begin_write().await?;
+        let request = WriteRequest::OpenTrade { user, trade: new.clone(), key: idempotency.cloned(), now };
+        match self.submit(request).await? {
+            WriteOutcome::Trade(outcome) => Ok(outcome),
+            WriteOutcome::Wallet(_) => {
+                Err(StoreError::Corrupt("a trade request answered as a wallet one".into()))
+            }
+        }
+    }
+
+    /// [`Store::open_trade`] inside `w`. Anything but `Opened` must be rolled back by the caller.
+    pub(crate) async fn open_trade_in(
+        &self,
+        w: &mut WriteTx,
+        user: UserId,
+        new: &NewTrade,
+        idempotency: Option<&IdempotencyKey>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<OpenOutcome> {
         if let Some(key) = idempotency {
             match self.remembered(&mut w.tx, user, key).await? {
                 Some(Remembered::Answer(trade)) => return Ok(OpenOutcome::Replayed(trade)),
@@ -222,9 +240,9 @@ impl Store {
                 None => {}
             }
         }
-        let state = self.read_wallet_state(&mut w.tx, user, now, true).await?;
-        if state.available < new.stake {
-            return Ok(OpenOutcome::InsufficientFunds { available: state.available });
+        let available = self.locked_cash(w, user).await?;
+        if available < new.stake {
+            return Ok(OpenOutcome::InsufficientFunds { available });
         }
         let accepted_at = now.timestamp_millis();
         let (id,): (i64,) = sqlx::query_as(
@@ -241,10 +259,10 @@ impl Store {
         .fetch_one(&mut *w.tx)
         .await?;
         let stake = trade::stake_transfer(new.stake).map_err(|e| corrupt(id, e))?;
-        if let Err(overdrawn) = self.post_transfer(&mut w, user, &stake, Some(&id.to_string()), now).await? {
+        if let Err(overdrawn) = self.post_transfer(w, user, &stake, Some(&id.to_string()), now).await? {
             // The balance was read under the same lock, so this cannot happen; refuse anyway.
             tracing::error!(trade = id, %overdrawn, "stake refused after the balance check");
-            return Ok(OpenOutcome::InsufficientFunds { available: state.available });
+            return Ok(OpenOutcome::InsufficientFunds { available });
         }
         let trade = TradeRecord {
             id,
@@ -264,20 +282,9 @@ impl Store {
             settled_at: None,
             void_reason: None,
         };
-        if let Some(key) = idempotency
-            && let Err(e) = self.remember(&mut w.tx, user, key, &trade, now).await
-        {
-            if matches!(&e, StoreError::Database(db) if is_unique_violation(db)) {
-                drop(w);
-                let mut conn = self.pool.acquire().await?;
-                return Ok(match self.remembered(&mut conn, user, key).await? {
-                    Some(Remembered::Answer(trade)) => OpenOutcome::Replayed(trade),
-                    _ => OpenOutcome::KeyReused,
-                });
-            }
-            return Err(e);
+        if let Some(key) = idempotency {
+            self.remember(&mut w.tx, user, key, &trade, now).await?;
         }
-        w.tx.commit().await?;
         Ok(OpenOutcome::Opened(trade))
     }
 

@@ -6,6 +6,7 @@
 mod admin;
 mod auth;
 mod cli;
+mod group_commit;
 mod health;
 mod helpers;
 mod market;

@@ -1,0 +1,243 @@
+//! Group commit: requests that share a transaction stay isolated from each other, and a crash
+//! in the middle of batching loses no acknowledged trade and acknowledges none it lost.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::Utc;
+use fairtick::store::{
+    IdempotencyKey, NewTrade, OpenOutcome, StoreError, WalletOutcome, WriteOutcome, WriteRequest,
+};
+use fairtick_core::trade::Direction;
+use fairtick_core::wallet::{WalletLimits, WalletOp};
+use fairtick_core::{Money, UserId};
+use reqwest::StatusCode;
+use serde_json::json;
+
+use crate::helpers::{DATA_KEY_HEX, TestApp, body, eventually, raw_connection};
+
+fn trade(stake: &str, payout_rate_bp: u32) -> NewTrade {
+    NewTrade {
+        symbol: "SIMV25".into(),
+        direction: Direction::Up,
+        stake: Money::parse(stake).unwrap(),
+        duration_ms: 5_000,
+        payout_rate_bp,
+    }
+}
+
+fn open(user: UserId, stake: &str, key: Option<&str>) -> WriteRequest {
+    WriteRequest::OpenTrade {
+        user,
+        trade: trade(stake, 8_500),
+        key: key.map(|k| IdempotencyKey { key: k.into(), request_hash: format!("hash-of-{stake}") }),
+        now: Utc::now(),
+    }
+}
+
+fn opened(result: &Result<WriteOutcome, StoreError>) -> i64 {
+    match result {
+        Ok(WriteOutcome::Trade(OpenOutcome::Opened(trade))) => trade.id,
+        other => panic!("expected an opened trade, got {other:?}"),
+    }
+}
+
+async fn users(app: &TestApp, names: &[&str]) -> Vec<(String, UserId)> {
+    let mut out = Vec::new();
+    for name in names {
+        let token = app.signed_up(&format!("{name}@example.com")).await;
+        let id = UserId(app.user_id(&token).await);
+        out.push((token, id));
+    }
+    out
+}
+
+#[tokio::test]
+async fn a_failing_request_rolls_back_alone_and_its_batch_mates_commit() {
+    let app = TestApp::spawn().await;
+    let people = users(&app, &["first", "failing", "third"]).await;
+    let (first, failing, third) = (people[0].1, people[1].1, people[2].1);
+    let batch = vec![
+        open(first, "10.00", None),
+        // A zero payout rate violates the trades table's CHECK after the balance was read:
+        // a real database error in the middle of the batch.
+        WriteRequest::OpenTrade { user: failing, trade: trade("10.00", 0), key: None, now: Utc::now() },
+        WriteRequest::MoveFunds {
+            user: third,
+            op: WalletOp::Deposit(Money::parse("50.00").unwrap()),
+            limits: WalletLimits::default(),
+            key: None,
+            now: Utc::now(),
+        },
+        open(first, "20.00", None),
+    ];
+    let results = app.store.write_batch(&batch).await.expect("the batch commits");
+    assert_eq!(results.len(), 4);
+    let ids = [opened(&results[0]), opened(&results[3])];
+    assert!(matches!(&results[1], Err(StoreError::Database(_))), "{:?}", results[1]);
+    assert!(matches!(&results[2], Ok(WriteOutcome::Wallet(WalletOutcome::Done(_)))), "{:?}", results[2]);
+
+    for id in ids {
+        assert_eq!(app.store.trade(id).await.unwrap().unwrap().user_id, first);
+    }
+    assert_eq!(app.store.trade_counts(first).await.unwrap().active, 2);
+    assert_eq!(app.store.trade_counts(failing).await.unwrap().active, 0);
+    let balance = |token: String| {
+        let app = &app;
+        async move { app.balance(&token).await }
+    };
+    let failing_balance = balance(people[1].0.clone()).await;
+    assert_eq!(failing_balance["available"], "10000.00", "{failing_balance}");
+    assert_eq!(failing_balance["inPlay"], "0.00");
+    let first_balance = balance(people[0].0.clone()).await;
+    assert_eq!(first_balance["available"], "9970.00", "{first_balance}");
+    assert_eq!(first_balance["inPlay"], "30.00");
+    assert_eq!(balance(people[2].0.clone()).await["available"], "10050.00");
+    let report = app.store.audit().await.unwrap();
+    assert!(report.is_clean(), "{:?}", report.violations);
+}
+
+#[tokio::test]
+async fn each_request_checks_the_balance_its_batch_mates_left() {
+    let app = TestApp::spawn().await;
+    let (token, user) = users(&app, &["sharing"]).await.remove(0);
+    let batch = vec![open(user, "6000.00", None), open(user, "6000.00", None), open(user, "4000.00", None)];
+    let results = app.store.write_batch(&batch).await.unwrap();
+    opened(&results[0]);
+    match &results[1] {
+        Ok(WriteOutcome::Trade(OpenOutcome::InsufficientFunds { available })) => {
+            assert_eq!(*available, Money::parse("4000.00").unwrap());
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    opened(&results[2]);
+    let balance = app.balance(&token).await;
+    assert_eq!(balance["available"], "0.00", "{balance}");
+    assert_eq!(balance["inPlay"], "10000.00");
+    assert!(app.store.audit().await.unwrap().is_clean());
+}
+
+#[tokio::test]
+async fn a_key_used_twice_in_one_batch_opens_one_trade_and_replays_it() {
+    let app = TestApp::spawn().await;
+    let (_, user) = users(&app, &["twice"]).await.remove(0);
+    let mut other = open(user, "11.00", Some("same-key"));
+    if let WriteRequest::OpenTrade { key: Some(key), .. } = &mut other {
+        key.request_hash = "a different request".into();
+    }
+    let batch = vec![open(user, "10.00", Some("same-key")), open(user, "10.00", Some("same-key")), other];
+    let results = app.store.write_batch(&batch).await.unwrap();
+    let id = opened(&results[0]);
+    match &results[1] {
+        Ok(WriteOutcome::Trade(OpenOutcome::Replayed(trade))) => assert_eq!(trade.id, id),
+        other => panic!("expected a replay, got {other:?}"),
+    }
+    assert!(matches!(&results[2], Ok(WriteOutcome::Trade(OpenOutcome::KeyReused))), "{:?}", results[2]);
+    assert_eq!(app.store.trade_counts(user).await.unwrap().active, 1);
+}
+
+/// 32 clients open trades as fast as the server takes them; the server is killed with
+/// SIGKILL while batches are in flight. Every trade acknowledged with 201 must be in the
+/// database with its stake posted; the ledger must balance; and after a restart the
+/// acknowledged trades settle by the rules.
+#[tokio::test]
+async fn kill_9_in_the_middle_of_batches_loses_no_acknowledged_trade() {
+    let mut app = TestApp::spawn().await;
+    let mut tokens = Vec::new();
+    for i in 0..8 {
+        tokens.push(app.signed_up(&format!("batch-crash-{i}@example.com")).await);
+    }
+    app.stop().await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let base = format!("http://127.0.0.1:{port}");
+    let mut process = tokio::process::Command::new(env!("CARGO_BIN_EXE_fairtick"))
+        .args([
+            "serve",
+            "--addr",
+            &format!("127.0.0.1:{port}"),
+            "--tick-interval-ms",
+            "20",
+            "--epoch-ms",
+            "400",
+        ])
+        .env("DATABASE_URL", &app.database_url)
+        .env("FAIRTICK_DATA_DIR", app.data_dir.path())
+        .env("FAIRTICK_DATA_KEY", DATA_KEY_HEX)
+        .env("JWT_SECRET", "test-secret-test-secret-test-secret-0123")
+        .env("FAIRTICK_API_PER_IP_PER_MINUTE", "100000000")
+        .env("FAIRTICK_API_PER_USER_PER_MINUTE", "100000000")
+        .env("RUST_LOG", "error")
+        .stdout(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let client = reqwest::Client::new();
+    eventually(Duration::from_secs(20), || async {
+        client.get(format!("{base}/readyz")).send().await.ok().filter(|r| r.status().is_success()).map(|_| ())
+    })
+    .await;
+
+    let acknowledged = Arc::new(Mutex::new(Vec::<i64>::new()));
+    let mut clients = Vec::new();
+    for n in 0..32 {
+        let (client, base, token, acknowledged) =
+            (client.clone(), base.clone(), tokens[n % tokens.len()].clone(), acknowledged.clone());
+        clients.push(tokio::spawn(async move {
+            let request = json!({"symbol": "SIMV25", "direction": "up", "amount": "10.00", "duration": 10});
+            loop {
+                let sent =
+                    client.post(format!("{base}/api/flash-trade/create")).bearer_auth(&token).json(&request);
+                let Ok(response) = sent.send().await else { return };
+                if response.status() != StatusCode::CREATED {
+                    eprintln!(
+                        "create answered {}: {}",
+                        response.status(),
+                        response.text().await.unwrap_or_default()
+                    );
+                    return;
+                }
+                let Ok(answer) = response.json::<serde_json::Value>().await else { return };
+                acknowledged.lock().unwrap().push(answer["trade"]["id"].as_i64().unwrap());
+            }
+        }));
+    }
+    // Kill once a good number of batches have been acknowledged, while clients are mid-request.
+    eventually(Duration::from_secs(30), || async {
+        (acknowledged.lock().unwrap().len() >= 400).then_some(())
+    })
+    .await;
+    process.start_kill().unwrap();
+    process.wait().await.unwrap();
+    for task in clients {
+        task.await.unwrap();
+    }
+    let acknowledged: HashSet<i64> = acknowledged.lock().unwrap().iter().copied().collect();
+
+    let mut conn = raw_connection(&app.database_url).await;
+    let stored: Vec<(i64,)> = sqlx::query_as(
+        "SELECT t.id FROM trades t JOIN ledger_transactions l ON l.reference = CAST(t.id AS TEXT) \
+         WHERE l.kind = 'stake'",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .unwrap();
+    let stored: HashSet<i64> = stored.into_iter().map(|(id,)| id).collect();
+    let lost: Vec<&i64> = acknowledged.difference(&stored).collect();
+    assert!(lost.is_empty(), "acknowledged but not committed: {lost:?}");
+    eprintln!(
+        "kill -9: {} acknowledged, {} committed (the rest were in flight, never acknowledged)",
+        acknowledged.len(),
+        stored.len()
+    );
+
+    let restarted = app.spawn_sibling(|_| {}).await;
+    let report = restarted.store.audit().await.unwrap();
+    assert!(report.is_clean(), "{:?}", report.violations);
+    let token = &tokens[0];
+    eventually(Duration::from_secs(30), || async {
+        let page = body(restarted.get("/api/flash-trade/active", Some(token)).await).await;
+        page["trades"].as_array().is_some_and(Vec::is_empty).then_some(())
+    })
+    .await;
+}
