@@ -15,6 +15,7 @@ use fairtick_core::UserId;
 use fairtick_core::wallet::{WalletLimits, WalletOp};
 use tokio::sync::{Mutex, mpsc, oneshot};
 
+use super::bulk::LockedAccounts;
 use super::ledger::{Remembered, WalletOutcome};
 use super::trades::{NewTrade, OpenOutcome};
 use super::{Backend, IdempotencyKey, Store, StoreError, StoreResult, WriteTx, is_unique_violation};
@@ -166,35 +167,98 @@ impl Store {
         order.sort_by_key(|&i| requests[i].user());
         let mut results: Vec<Option<StoreResult<WriteOutcome>>> = requests.iter().map(|_| None).collect();
         let mut w = self.begin_write().await?;
-        for i in order {
-            let request = &requests[i];
-            execute(&mut w, "SAVEPOINT request").await?;
-            let result = match self.apply(&mut w, request).await {
-                Ok(outcome) if outcome.keeps_writes() => {
-                    execute(&mut w, "RELEASE SAVEPOINT request").await?;
-                    Ok(outcome)
+        // Every account of the batch, locked up front in user order and read once.
+        let mut users: Vec<UserId> = order.iter().map(|&i| requests[i].user()).collect();
+        users.dedup();
+        let mut accounts = self.lock_accounts(&mut w, &users).await?;
+        let (bulk, one_by_one): (Vec<usize>, Vec<usize>) = order
+            .into_iter()
+            .partition(|&i| matches!(&requests[i], WriteRequest::OpenTrade { key: None, .. }));
+        let one_by_one = match self.open_in_bulk(&mut w, &mut accounts, requests, &bulk).await? {
+            Some(outcomes) => {
+                for (i, outcome) in bulk.into_iter().zip(outcomes) {
+                    results[i] = Some(Ok(WriteOutcome::Trade(outcome)));
                 }
-                Ok(outcome) => {
-                    roll_back_request(&mut w).await?;
-                    Ok(outcome)
-                }
-                Err(StoreError::Database(e)) if is_unique_violation(&e) && request.key().is_some() => {
-                    // Another transaction stored this idempotency key first: answer as it did.
-                    roll_back_request(&mut w).await?;
-                    self.replay(&mut w, request).await
-                }
-                Err(e) => {
-                    roll_back_request(&mut w).await?;
-                    Err(e)
-                }
-            };
-            results[i] = Some(result);
+                one_by_one
+            }
+            None => {
+                let mut all = [bulk, one_by_one].concat();
+                all.sort_by_key(|&i| requests[i].user());
+                all
+            }
+        };
+        for i in one_by_one {
+            results[i] = Some(self.write_one(&mut w, &requests[i]).await?);
         }
         w.tx.commit().await?;
         Ok(results
             .into_iter()
             .map(|r| r.unwrap_or_else(|| Err(StoreError::BatchFailed("no answer".into()))))
             .collect())
+    }
+
+    /// The plain trade openings of a batch, in bulk; `None` (with nothing written) when the
+    /// bulk write failed, so that they are retried one by one and only the culprit fails.
+    async fn open_in_bulk(
+        &self,
+        w: &mut WriteTx,
+        accounts: &mut LockedAccounts,
+        requests: &[WriteRequest],
+        bulk: &[usize],
+    ) -> StoreResult<Option<Vec<OpenOutcome>>> {
+        let opens: Vec<(UserId, &NewTrade, DateTime<Utc>)> = bulk
+            .iter()
+            .filter_map(|&i| match &requests[i] {
+                WriteRequest::OpenTrade { user, trade, now, .. } => Some((*user, trade, *now)),
+                WriteRequest::MoveFunds { .. } => None,
+            })
+            .collect();
+        if opens.is_empty() {
+            return Ok(Some(Vec::new()));
+        }
+        let before = accounts.clone();
+        execute(w, "SAVEPOINT bulk").await?;
+        match self.open_trades_in(w, accounts, &opens).await {
+            Ok(outcomes) => {
+                execute(w, "RELEASE SAVEPOINT bulk").await?;
+                Ok(Some(outcomes))
+            }
+            Err(error) => {
+                tracing::warn!(%error, batch = opens.len(), "a bulk write failed; retrying its requests one by one");
+                *accounts = before;
+                execute(w, "ROLLBACK TO SAVEPOINT bulk").await?;
+                execute(w, "RELEASE SAVEPOINT bulk").await?;
+                Ok(None)
+            }
+        }
+    }
+
+    /// One request in its own savepoint: its failure undoes only its own writes.
+    async fn write_one(
+        &self,
+        w: &mut WriteTx,
+        request: &WriteRequest,
+    ) -> StoreResult<StoreResult<WriteOutcome>> {
+        execute(w, "SAVEPOINT request").await?;
+        Ok(match self.apply(w, request).await {
+            Ok(outcome) if outcome.keeps_writes() => {
+                execute(w, "RELEASE SAVEPOINT request").await?;
+                Ok(outcome)
+            }
+            Ok(outcome) => {
+                roll_back_request(w).await?;
+                Ok(outcome)
+            }
+            Err(StoreError::Database(e)) if is_unique_violation(&e) && request.key().is_some() => {
+                // Another transaction stored this idempotency key first: answer as it did.
+                roll_back_request(w).await?;
+                self.replay(w, request).await
+            }
+            Err(e) => {
+                roll_back_request(w).await?;
+                Err(e)
+            }
+        })
     }
 
     async fn apply(&self, w: &mut WriteTx, request: &WriteRequest) -> StoreResult<WriteOutcome> {

@@ -8,6 +8,7 @@
 
 mod admin;
 mod audit;
+mod bulk;
 mod group_commit;
 mod ledger;
 mod market;

@@ -8,6 +8,7 @@ use fairtick_core::trade::{self, Direction, TradeResult, TradeStatus};
 use fairtick_core::{Money, UserId};
 use serde::{Deserialize, Serialize};
 
+use super::bulk::LockedAccounts;
 use super::group_commit::{WriteOutcome, WriteRequest};
 use super::ledger::Remembered;
 use super::{IdempotencyKey, Store, StoreError, StoreResult, WriteTx};
@@ -286,6 +287,80 @@ impl Store {
             self.remember(&mut w.tx, user, key, &trade, now).await?;
         }
         Ok(OpenOutcome::Opened(trade))
+    }
+
+    /// Opens many trades (without idempotency keys) in a handful of statements, inside `w`:
+    /// each is checked in order against the balance its predecessors left, and a refused one
+    /// writes nothing. The accounts of the users must already be locked in `accounts`.
+    pub(crate) async fn open_trades_in(
+        &self,
+        w: &mut WriteTx,
+        accounts: &mut LockedAccounts,
+        requests: &[(UserId, &NewTrade, DateTime<Utc>)],
+    ) -> StoreResult<Vec<OpenOutcome>> {
+        let mut outcomes: Vec<Option<OpenOutcome>> = requests.iter().map(|_| None).collect();
+        let mut accepted = Vec::new();
+        let mut transfers = Vec::new();
+        for (i, (user, new, now)) in requests.iter().enumerate() {
+            let stake = trade::stake_transfer(new.stake)
+                .map_err(|e| StoreError::Corrupt(format!("a stake of {}: {e}", new.stake)))?;
+            match accounts.apply(self, *user, &stake, None, *now)? {
+                Ok(checked) => {
+                    accepted.push(i);
+                    transfers.push(checked);
+                }
+                Err(_) => {
+                    outcomes[i] = Some(OpenOutcome::InsufficientFunds { available: accounts.cash(*user) })
+                }
+            }
+        }
+        let ids = self
+            .insert_returning_ids(
+                w,
+                "INSERT INTO trades (user_id, symbol, direction, stake, duration_ms, payout_rate_bp, accepted_at)",
+                7,
+                &accepted,
+                |q, &i| {
+                    let (user, new, now) = requests[i];
+                    q.bind(user.0)
+                        .bind(new.symbol.clone())
+                        .bind(new.direction.as_str())
+                        .bind(new.stake.cents())
+                        .bind(new.duration_ms)
+                        .bind(i64::from(new.payout_rate_bp))
+                        .bind(now.timestamp_millis())
+                },
+            )
+            .await?;
+        for (transfer, id) in transfers.iter_mut().zip(&ids) {
+            transfer.set_reference(id.to_string());
+        }
+        self.write_transfers(w, &transfers).await?;
+        for (&i, &id) in accepted.iter().zip(&ids) {
+            let (user, new, now) = requests[i];
+            outcomes[i] = Some(OpenOutcome::Opened(TradeRecord {
+                id,
+                user_id: user,
+                symbol: new.symbol.clone(),
+                direction: new.direction,
+                stake: new.stake,
+                duration_ms: new.duration_ms,
+                payout_rate_bp: new.payout_rate_bp,
+                status: TradeStatus::Active,
+                result: None,
+                accepted_at: now.timestamp_millis(),
+                entry: None,
+                expires_at: None,
+                exit: None,
+                payout: None,
+                settled_at: None,
+                void_reason: None,
+            }));
+        }
+        outcomes
+            .into_iter()
+            .map(|o| o.ok_or_else(|| StoreError::Corrupt("a trade request without an outcome".into())))
+            .collect()
     }
 
     pub async fn trade(&self, id: i64) -> StoreResult<Option<TradeRecord>> {
