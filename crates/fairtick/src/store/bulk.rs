@@ -17,8 +17,10 @@ use super::{Store, StoreError, StoreResult, WriteTx};
 /// An `INSERT … RETURNING id` being bound.
 type IdQuery<'q> = sqlx::query::QueryAs<'q, sqlx::Any, (i64,), sqlx::any::AnyArguments<'q>>;
 
-/// Rows per multi-row statement: well under both backends' limits on bound parameters.
-const CHUNK: usize = 500;
+/// Rows per multi-row statement: well under both backends' limits on bound parameters. These
+/// statements change shape with the batch, so they are not kept in the prepared-statement
+/// cache (`persistent(false)`): a cache of one-off shapes would only hold memory.
+pub(crate) const CHUNK: usize = 500;
 
 /// The accounts of a batch's users, locked and read once, with balances kept current as the
 /// batch's transfers are applied in memory.
@@ -104,10 +106,15 @@ impl CheckedTransfer {
 }
 
 /// `($1, $2, …), ($k+1, …)`: the VALUES list of `rows` rows of `columns` parameters.
-fn placeholders(rows: usize, columns: usize) -> String {
+pub(crate) fn placeholders(rows: usize, columns: usize) -> String {
+    placeholders_from(1, rows, columns)
+}
+
+/// [`placeholders`] numbered from `$first`, after parameters of the statement's own.
+pub(crate) fn placeholders_from(first: usize, rows: usize, columns: usize) -> String {
     (0..rows)
         .map(|r| {
-            let row: Vec<String> = (1..=columns).map(|c| format!("${}", r * columns + c)).collect();
+            let row: Vec<String> = (0..columns).map(|c| format!("${}", first + r * columns + c)).collect();
             format!("({})", row.join(", "))
         })
         .collect::<Vec<_>>()
@@ -130,7 +137,7 @@ impl Store {
                 list.join(", "),
                 self.for_update()
             );
-            let mut query = sqlx::query_as::<_, (i64, i64, String, i64)>(&sql);
+            let mut query = sqlx::query_as::<_, (i64, i64, String, i64)>(&sql).persistent(false);
             for user in chunk {
                 query = query.bind(user.0);
             }
@@ -160,7 +167,7 @@ impl Store {
         let mut ids = Vec::with_capacity(rows.len());
         for chunk in rows.chunks(CHUNK) {
             let sql = format!("{head} VALUES {} RETURNING id", placeholders(chunk.len(), columns));
-            let mut query = sqlx::query_as::<_, (i64,)>(&sql);
+            let mut query = sqlx::query_as::<_, (i64,)>(&sql).persistent(false);
             for row in chunk {
                 query = bind(query, row);
             }
@@ -208,7 +215,7 @@ impl Store {
                  WHERE accounts.id = d.id",
                 placeholders(chunk.len(), 2)
             );
-            let mut query = sqlx::query(&sql);
+            let mut query = sqlx::query(&sql).persistent(false);
             for (id, delta) in chunk {
                 query = query.bind(*id).bind(*delta);
             }
@@ -221,7 +228,7 @@ impl Store {
                 "INSERT INTO postings (transaction_id, account_id, amount, balance_after) VALUES {}",
                 placeholders(chunk.len(), 4)
             );
-            let mut query = sqlx::query(&sql);
+            let mut query = sqlx::query(&sql).persistent(false);
             for (transaction_id, row) in chunk {
                 query =
                     query.bind(*transaction_id).bind(row.account_id).bind(row.amount).bind(row.balance_after);

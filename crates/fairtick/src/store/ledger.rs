@@ -148,19 +148,6 @@ impl Store {
         Ok(Ok(Posted { transaction_id, cash_after }))
     }
 
-    /// Locks a user's accounts, always in id order: every transaction that changes balances
-    /// takes these locks the same way, so two of them can never wait on each other in a cycle.
-    pub(crate) async fn lock_user_accounts(&self, w: &mut WriteTx, user: UserId) -> StoreResult<()> {
-        let lock = self.for_update();
-        if !lock.is_empty() {
-            sqlx::query(&format!("SELECT id FROM accounts WHERE user_id = $1 ORDER BY id{lock}"))
-                .bind(user.0)
-                .execute(&mut *w.tx)
-                .await?;
-        }
-        Ok(())
-    }
-
     /// Locks a user's accounts (in id order, as everywhere) and reads their available cash: all
     /// a trade needs, without the deposit sum a wallet operation reads.
     pub(crate) async fn locked_cash(&self, w: &mut WriteTx, user: UserId) -> StoreResult<Money> {

@@ -2,13 +2,13 @@
 //! ending it (settled, sold or void) exactly once with the postings that pay it.
 
 use chrono::{DateTime, Utc};
-use fairtick_core::ledger::{LedgerError, Transfer};
+use fairtick_core::ledger::Transfer;
 use fairtick_core::price::Price;
 use fairtick_core::trade::{self, Direction, TradeResult, TradeStatus};
 use fairtick_core::{Money, UserId};
 use serde::{Deserialize, Serialize};
 
-use super::bulk::LockedAccounts;
+use super::bulk::{CHUNK, LockedAccounts, placeholders_from};
 use super::group_commit::{WriteOutcome, WriteRequest};
 use super::ledger::Remembered;
 use super::{IdempotencyKey, Store, StoreError, StoreResult, WriteTx};
@@ -407,24 +407,34 @@ impl Store {
         records(rows)
     }
 
-    /// Records an active trade's entry tick, once.
-    #[tracing::instrument(skip_all)]
-    pub async fn set_entry(&self, trade_id: i64, entry: &TradeSpot, expires_at: i64) -> StoreResult<bool> {
+    /// Records the entry ticks of active trades, each once, in one transaction. Returns the ids
+    /// of the trades this call entered (another node may have been first).
+    #[tracing::instrument(skip_all, fields(batch = entries.len()))]
+    pub async fn set_entries(&self, entries: &[(i64, TradeSpot, i64)]) -> StoreResult<Vec<i64>> {
+        if entries.is_empty() {
+            return Ok(Vec::new());
+        }
         let mut w = self.begin_write().await?;
-        let done = sqlx::query(
-            "UPDATE trades SET entry_seq = $1, entry_ts = $2, entry_price = $3, entry_epoch_id = $4, expires_at = $5 \
-             WHERE id = $6 AND status = 'active' AND entry_seq IS NULL",
-        )
-        .bind(entry.seq)
-        .bind(entry.ts)
-        .bind(entry.price.units())
-        .bind(entry.epoch_id)
-        .bind(expires_at)
-        .bind(trade_id)
-        .execute(&mut *w.tx)
-        .await?;
+        let mut entered = Vec::with_capacity(entries.len());
+        for (trade_id, entry, expires_at) in entries {
+            let done = sqlx::query(
+                "UPDATE trades SET entry_seq = $1, entry_ts = $2, entry_price = $3, entry_epoch_id = $4, expires_at = $5 \
+                 WHERE id = $6 AND status = 'active' AND entry_seq IS NULL",
+            )
+            .bind(entry.seq)
+            .bind(entry.ts)
+            .bind(entry.price.units())
+            .bind(entry.epoch_id)
+            .bind(*expires_at)
+            .bind(*trade_id)
+            .execute(&mut *w.tx)
+            .await?;
+            if done.rows_affected() == 1 {
+                entered.push(*trade_id);
+            }
+        }
         w.tx.commit().await?;
-        Ok(done.rows_affected() == 1)
+        Ok(entered)
     }
 
     /// Ends trades in one transaction (one commit for a whole batch). Each trade ends only if it
@@ -436,35 +446,86 @@ impl Store {
         finishes: &[Finish],
         now: DateTime<Utc>,
     ) -> StoreResult<Vec<TradeRecord>> {
+        if finishes.is_empty() {
+            return Ok(Vec::new());
+        }
         let mut w = self.begin_write().await?;
-        let mut ended = Vec::with_capacity(finishes.len());
         // One global order (user, then trade) for the locks a batch takes, so that batches on
-        // two nodes cannot deadlock each other.
+        // two nodes cannot deadlock each other: the accounts first, all at once.
         let mut ordered: Vec<&Finish> = finishes.iter().collect();
         ordered.sort_by_key(|f| (f.user_id, f.trade_id));
-        for finish in ordered {
-            if self.finish_one(&mut w, finish, now).await?.is_ok() {
-                ended.push(finish.trade_id);
+        let mut users: Vec<UserId> = ordered.iter().map(|f| f.user_id).collect();
+        users.dedup();
+        let mut accounts = self.lock_accounts(&mut w, &users).await?;
+        let mut still_active = self.end_settled_trades(&mut w, &ordered, now).await?;
+        for finish in ordered.iter().filter(|f| !matches!(f.ending, Ending::Settled { .. })) {
+            if self.end_trade(&mut w, finish, now).await? {
+                still_active.insert(finish.trade_id);
             }
         }
-        w.tx.commit().await?;
-        let mut records = Vec::with_capacity(ended.len());
-        for id in ended {
-            records.extend(self.trade(id).await?);
+        let mut ended = Vec::with_capacity(finishes.len());
+        let mut transfers = Vec::with_capacity(finishes.len());
+        for finish in ordered {
+            if !still_active.contains(&finish.trade_id) {
+                continue;
+            }
+            let reference = Some(finish.trade_id.to_string());
+            let checked = accounts
+                .apply(self, finish.user_id, &finish.transfer, reference, now)?
+                .map_err(|e| corrupt(finish.trade_id, format!("its release was refused: {e}")))?;
+            transfers.push(checked);
+            ended.push(finish.trade_id);
         }
-        Ok(records)
+        self.write_transfers(&mut w, &transfers).await?;
+        w.tx.commit().await?;
+        self.trades_by_id(&ended).await
     }
 
-    /// Ends one trade inside `w`; `Ok(Err(_))` when it was no longer active.
-    async fn finish_one(
+    /// Marks the settled endings among `finishes` in bulk, inside `w`. Returns the ids of the
+    /// trades that were still active (and now are not).
+    async fn end_settled_trades(
         &self,
         w: &mut WriteTx,
-        finish: &Finish,
+        finishes: &[&Finish],
         now: DateTime<Utc>,
-    ) -> StoreResult<Result<(), ()>> {
-        // Accounts before the trade row, as every money-moving transaction locks them.
-        self.lock_user_accounts(w, finish.user_id).await?;
-        let settled_at = now.timestamp_millis();
+    ) -> StoreResult<std::collections::HashSet<i64>> {
+        let settled: Vec<(i64, TradeResult, TradeSpot, Money)> = finishes
+            .iter()
+            .filter_map(|f| match &f.ending {
+                Ending::Settled { exit, result } => Some((f.trade_id, *result, *exit, f.payout)),
+                _ => None,
+            })
+            .collect();
+        let mut ended = std::collections::HashSet::with_capacity(settled.len());
+        for chunk in settled.chunks(CHUNK) {
+            let sql = format!(
+                "UPDATE trades SET status = 'settled', result = d.result, exit_seq = d.exit_seq, \
+                        exit_ts = d.exit_ts, exit_price = d.exit_price, exit_epoch_id = d.exit_epoch_id, \
+                        payout = d.payout, settled_at = $1 \
+                 FROM (SELECT column1 AS id, column2 AS result, column3 AS exit_seq, column4 AS exit_ts, \
+                              column5 AS exit_price, column6 AS exit_epoch_id, column7 AS payout \
+                       FROM (VALUES {}) AS v) AS d \
+                 WHERE trades.id = d.id AND trades.status = 'active' RETURNING trades.id",
+                placeholders_from(2, chunk.len(), 7)
+            );
+            let mut query = sqlx::query_as::<_, (i64,)>(&sql).persistent(false).bind(now.timestamp_millis());
+            for (id, result, exit, payout) in chunk {
+                query = query
+                    .bind(*id)
+                    .bind(result.as_str())
+                    .bind(exit.seq)
+                    .bind(exit.ts)
+                    .bind(exit.price.units())
+                    .bind(exit.epoch_id)
+                    .bind(payout.cents());
+            }
+            ended.extend(query.fetch_all(&mut *w.tx).await?.into_iter().map(|(id,)| id));
+        }
+        Ok(ended)
+    }
+
+    /// Marks one trade ended inside `w`; false when it was no longer active.
+    async fn end_trade(&self, w: &mut WriteTx, finish: &Finish, now: DateTime<Utc>) -> StoreResult<bool> {
         let (status, result, exit, reason) = match &finish.ending {
             Ending::Settled { exit, result } => (TradeStatus::Settled, Some(*result), Some(*exit), None),
             Ending::Sold { .. } => (TradeStatus::Sold, None, None, None),
@@ -482,41 +543,74 @@ impl Store {
         .bind(exit.map(|e| e.price.units()))
         .bind(exit.map(|e| e.epoch_id))
         .bind(finish.payout.cents())
-        .bind(settled_at)
+        .bind(now.timestamp_millis())
         .bind(reason)
         .bind(finish.trade_id)
         .execute(&mut *w.tx)
         .await?;
-        if updated.rows_affected() == 0 {
-            return Ok(Err(()));
+        Ok(updated.rows_affected() == 1)
+    }
+
+    /// The trades with these ids, in id order.
+    pub async fn trades_by_id(&self, ids: &[i64]) -> StoreResult<Vec<TradeRecord>> {
+        let mut out = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(500) {
+            let list: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+            let sql =
+                format!("SELECT {TRADE_COLUMNS} FROM trades WHERE id IN ({}) ORDER BY id", list.join(", "));
+            let mut query = sqlx::query_as::<_, TradeRow>(&sql).persistent(false);
+            for id in chunk {
+                query = query.bind(*id);
+            }
+            out.extend(records(query.fetch_all(&self.pool).await?)?);
         }
-        let posted = self
-            .post_transfer(w, finish.user_id, &finish.transfer, Some(&finish.trade_id.to_string()), now)
-            .await?;
-        posted.map_err(|e: LedgerError| corrupt(finish.trade_id, format!("its release was refused: {e}")))?;
-        Ok(Ok(()))
+        out.sort_by_key(|t| t.id);
+        Ok(out)
     }
 
-    /// The stakes a user put into trades accepted since `since` that did not end void.
-    pub async fn turnover(&self, user: UserId, since: DateTime<Utc>) -> StoreResult<Money> {
-        let (sum,): (i64,) = sqlx::query_as(
-            "SELECT CAST(COALESCE(SUM(stake), 0) AS BIGINT) FROM trades \
-             WHERE user_id = $1 AND accepted_at >= $2 AND status <> 'void'",
-        )
-        .bind(user.0)
-        .bind(since.timestamp_millis())
-        .fetch_one(&self.pool)
-        .await?;
-        Ok(Money::from_cents(sum))
+    /// For each of `users`: the stakes they put into trades accepted since `since` that did
+    /// not end void, and their VIP level now.
+    pub async fn turnovers(
+        &self,
+        users: &[UserId],
+        since: DateTime<Utc>,
+    ) -> StoreResult<Vec<(UserId, Money, u32)>> {
+        let mut out = Vec::with_capacity(users.len());
+        for chunk in users.chunks(500) {
+            let list: Vec<String> = (2..chunk.len() + 2).map(|i| format!("${i}")).collect();
+            let sql = format!(
+                "SELECT u.id, u.vip_level, CAST(COALESCE(SUM(t.stake), 0) AS BIGINT) FROM users u \
+                 LEFT JOIN trades t ON t.user_id = u.id AND t.accepted_at >= $1 AND t.status <> 'void' \
+                 WHERE u.id IN ({}) GROUP BY u.id, u.vip_level",
+                list.join(", ")
+            );
+            let mut query =
+                sqlx::query_as::<_, (i64, i64, i64)>(&sql).persistent(false).bind(since.timestamp_millis());
+            for user in chunk {
+                query = query.bind(user.0);
+            }
+            for (id, level, sum) in query.fetch_all(&self.pool).await? {
+                let level =
+                    u32::try_from(level).map_err(|e| StoreError::Corrupt(format!("user {id}: {e}")))?;
+                out.push((UserId(id), Money::from_cents(sum), level));
+            }
+        }
+        Ok(out)
     }
 
-    pub async fn set_vip_level(&self, user: UserId, level: u32) -> StoreResult<()> {
+    /// Sets VIP levels, in one transaction.
+    pub async fn set_vip_levels(&self, levels: &[(UserId, u32)]) -> StoreResult<()> {
+        if levels.is_empty() {
+            return Ok(());
+        }
         let mut w = self.begin_write().await?;
-        sqlx::query("UPDATE users SET vip_level = $1 WHERE id = $2 AND vip_level <> $1")
-            .bind(i64::from(level))
-            .bind(user.0)
-            .execute(&mut *w.tx)
-            .await?;
+        for (user, level) in levels {
+            sqlx::query("UPDATE users SET vip_level = $1 WHERE id = $2 AND vip_level <> $1")
+                .bind(i64::from(*level))
+                .bind(user.0)
+                .execute(&mut *w.tx)
+                .await?;
+        }
         w.tx.commit().await?;
         Ok(())
     }

@@ -15,7 +15,6 @@ use fairtick_core::stats::{Interval, wilson_interval};
 use fairtick_core::trade::{self, Direction, TradeStatus};
 use fairtick_core::{Money, UserId};
 use sha2::{Digest, Sha256};
-use tokio::sync::Notify;
 
 use super::events::{Event, EventBus};
 use super::market::Markets;
@@ -81,8 +80,6 @@ pub struct Trades {
     markets: Markets,
     signer: ReceiptSigner,
     settings: Settings,
-    /// Wakes settlement when a trade is opened on this node.
-    wake: Arc<Notify>,
     events: EventBus,
 }
 
@@ -94,7 +91,7 @@ impl Trades {
         signer: ReceiptSigner,
         settings: Settings,
     ) -> Trades {
-        Trades { store, markets, signer, settings, wake: Arc::new(Notify::new()), events }
+        Trades { store, markets, signer, settings, events }
     }
 
     pub fn public_key_hex(&self) -> String {
@@ -308,7 +305,6 @@ impl Trades {
         match self.store.open_trade(user, &new, key.as_ref(), now).await? {
             OpenOutcome::Opened(trade) => {
                 metrics::counter!("trades_opened_total", "symbol" => trade.symbol.clone()).increment(1);
-                self.wake.notify_one();
                 self.publish(trade.clone());
                 Ok((trade, false))
             }

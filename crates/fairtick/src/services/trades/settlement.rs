@@ -1,31 +1,37 @@
 //! Settlement: ends every trade by the rules, from the recorded ticks, exactly once.
 //!
-//! A task per node sleeps until something can change a trade (a new tick, a new trade, or the
-//! next feed-grace deadline) and then runs [`Settlement::settle_due`], the one-step function
-//! tests call too. Each step reads the ticks since the oldest active trade of each market,
-//! applies `fairtick_core::trade::progress`, records entries, and ends the decided (or voided)
-//! trades in one database transaction. At start-up the first step settles everything that
-//! came due while the server was down. With several nodes, each trade still ends once: the
-//! store only ends a trade that is still active.
+//! A task per node keeps the open trades in memory and sleeps until something can change one
+//! (a new tick, or the next feed-grace deadline), then runs [`Settlement::settle_due`], the
+//! one-step function. The in-memory index is filled by a full read of the open trades at the
+//! first step, and then from the event bus (trades opened, entered or ended, on any node); it
+//! is read again in full after a missed event and every [`FULL_RESCAN`] as a safety net. Each
+//! step reads only the ticks since the oldest open trade of each market, applies
+//! `fairtick_core::trade::progress`, records the entries in one transaction, and ends the
+//! decided (or voided) trades in one more. A stale index costs nothing but time: the store
+//! only ends a trade that is still active, so with several nodes each trade still ends once.
 
-use std::collections::BTreeMap;
-use std::time::Duration;
+use std::collections::{BTreeMap, HashSet};
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use fairtick_core::ledger::TransactionKind;
-use fairtick_core::trade::{self, Progress, Spot};
-use tokio::sync::broadcast::error::RecvError;
+use fairtick_core::trade::{self, Progress, Spot, TradeStatus};
+use tokio::sync::Mutex;
+use tokio::sync::broadcast::{self, error::RecvError, error::TryRecvError};
 use tokio_util::sync::CancellationToken;
 
 use super::Trades;
 use crate::services::Result;
+use crate::services::events::Event;
 use crate::store::{Ending, Finish, TickRecord, TradeRecord, TradeSpot};
 
 /// Most ticks read for one market in one step: the longest duration plus the grace period at
 /// the fastest tick rate fits many times over.
 const MAX_TICKS_PER_STEP: u32 = 200_000;
-/// How often a node looks for trades opened on other nodes, and re-checks deadlines.
-const IDLE_RESCAN: Duration = Duration::from_secs(1);
+/// How often a step runs without a tick, to void trades whose feed stalled.
+const IDLE_STEP: Duration = Duration::from_secs(1);
+/// How often the open trades are read again in full, in case an event was lost.
+const FULL_RESCAN: Duration = Duration::from_secs(10);
 const VIP_WINDOW_DAYS: i64 = 30;
 
 /// What one step did.
@@ -36,34 +42,73 @@ pub struct StepReport {
     pub voided: usize,
 }
 
+/// The open trades this node knows of, by id.
+struct OpenTrades {
+    trades: BTreeMap<i64, TradeRecord>,
+    events: broadcast::Receiver<Event>,
+    /// When the index was last read in full; `None` forces a full read.
+    scanned_at: Option<Instant>,
+}
+
+impl OpenTrades {
+    fn note(&mut self, trade: TradeRecord) {
+        if trade.status == TradeStatus::Active {
+            self.trades.insert(trade.id, trade);
+        } else {
+            self.trades.remove(&trade.id);
+        }
+    }
+}
+
 pub struct Settlement {
     trades: Trades,
+    open: Mutex<OpenTrades>,
 }
 
 impl Settlement {
     pub fn new(trades: Trades) -> Settlement {
-        Settlement { trades }
+        // Subscribed before the first full read, so no trade falls between the two.
+        let events = trades.events.subscribe();
+        let open = OpenTrades { trades: BTreeMap::new(), events, scanned_at: None };
+        Settlement { trades, open: Mutex::new(open) }
     }
 
-    /// Runs until `cancel`: a step whenever a tick arrives, a trade is opened, or a second
-    /// passes without either.
+    /// Runs until `cancel`: a step whenever a tick arrives, or a second passes without one.
     pub async fn run(self, cancel: CancellationToken) {
         let mut ticks = self.trades.markets.subscribe();
-        let wake = self.trades.wake.clone();
         loop {
             if let Err(error) = self.settle_due(Utc::now()).await {
                 tracing::warn!(%error, "a settlement step failed; retrying");
+                self.open.lock().await.scanned_at = None;
             }
             tokio::select! {
                 received = ticks.recv() => match received {
                     Ok(_) | Err(RecvError::Lagged(_)) => {}
                     Err(RecvError::Closed) => return,
                 },
-                () = wake.notified() => {}
-                () = tokio::time::sleep(IDLE_RESCAN) => {}
+                () = tokio::time::sleep(IDLE_STEP) => {}
                 () = cancel.cancelled() => return,
             }
         }
+    }
+
+    /// Brings the index up to date: the events since the last step, or a full read when one
+    /// was missed or it is time for one.
+    async fn refresh(&self, open: &mut OpenTrades) -> Result<()> {
+        loop {
+            match open.events.try_recv() {
+                Ok(Event::Trade(trade)) => open.note(trade),
+                Ok(Event::Resync) | Err(TryRecvError::Lagged(_)) => open.scanned_at = None,
+                Ok(_) => {}
+                Err(TryRecvError::Empty | TryRecvError::Closed) => break,
+            }
+        }
+        if open.scanned_at.is_none_or(|at| at.elapsed() >= FULL_RESCAN) {
+            let now = Instant::now();
+            open.trades = self.trades.store.active_trades().await?.into_iter().map(|t| (t.id, t)).collect();
+            open.scanned_at = Some(now);
+        }
+        Ok(())
     }
 
     /// One step: records entries, settles decided trades, voids trades whose feed stalled past
@@ -71,14 +116,16 @@ impl Settlement {
     #[tracing::instrument(skip_all)]
     pub async fn settle_due(&self, now: DateTime<Utc>) -> Result<StepReport> {
         let store = &self.trades.store;
-        let active = store.active_trades().await?;
+        let mut open = self.open.lock().await;
+        self.refresh(&mut open).await?;
         let mut by_symbol: BTreeMap<&str, Vec<&TradeRecord>> = BTreeMap::new();
-        for trade in &active {
+        for trade in open.trades.values() {
             by_symbol.entry(trade.symbol.as_str()).or_default().push(trade);
         }
         let grace_ms = i64::from(self.trades.terms().feed_grace_secs) * 1_000;
         let now_ms = now.timestamp_millis();
         let mut report = StepReport::default();
+        let mut entries = Vec::new();
         let mut finishes = Vec::new();
         for (symbol, trades) in by_symbol {
             let oldest = trades.iter().map(|t| t.accepted_at).min().expect("at least one trade");
@@ -96,13 +143,8 @@ impl Settlement {
                         }
                     }
                     Progress::Running { entry, expires_at } => {
-                        if trade.entry.is_none()
-                            && store.set_entry(trade.id, &spot_of(&entry), expires_at).await?
-                        {
-                            report.entered += 1;
-                            if let Some(updated) = store.trade(trade.id).await? {
-                                self.trades.publish(updated);
-                            }
+                        if trade.entry.is_none() {
+                            entries.push((trade.id, spot_of(&entry), expires_at));
                         }
                         if now_ms > expires_at + grace_ms {
                             finishes
@@ -111,7 +153,7 @@ impl Settlement {
                     }
                     Progress::Decided { entry, expires_at, exit, result } => {
                         if trade.entry.is_none() {
-                            store.set_entry(trade.id, &spot_of(&entry), expires_at).await?;
+                            entries.push((trade.id, spot_of(&entry), expires_at));
                         }
                         let payout = trade::returned(result, trade.stake, trade.payout_rate_bp);
                         let transfer = trade::settlement_transfer(result, trade.stake, trade.payout_rate_bp)
@@ -129,15 +171,32 @@ impl Settlement {
                 }
             }
         }
+        let entered: HashSet<i64> = store.set_entries(&entries).await?.into_iter().collect();
+        for (id, entry, expires_at) in entries {
+            let Some(trade) = open.trades.get_mut(&id) else { continue };
+            // Known from here on, whether this node or another recorded it.
+            trade.entry = Some(entry);
+            trade.expires_at = Some(expires_at);
+            let ending = finishes.iter().any(|f| f.trade_id == id);
+            if entered.contains(&id) && !ending {
+                report.entered += 1;
+                self.trades.publish(trade.clone());
+            }
+        }
         if finishes.is_empty() {
             return Ok(report);
         }
         // Stamped when they end, not when the step began: a step may start before its deciding tick.
         let ended = store.finish_trades(&finishes, Utc::now()).await?;
+        for finish in &finishes {
+            // Ended here or elsewhere: either way no longer open.
+            open.trades.remove(&finish.trade_id);
+        }
+        drop(open);
         let mut users = Vec::new();
         for trade in ended {
             match trade.status {
-                fairtick_core::trade::TradeStatus::Void => report.voided += 1,
+                TradeStatus::Void => report.voided += 1,
                 _ => report.settled += 1,
             }
             let outcome = trade.result.map_or(trade.status.as_str(), |r| r.as_str());
@@ -147,16 +206,31 @@ impl Settlement {
                 let lag_ms = (now.timestamp_millis() - expires_at).max(0);
                 metrics::histogram!("settlement_lag_seconds").record(lag_ms as f64 / 1000.0);
             }
-            if !users.contains(&trade.user_id) {
-                users.push(trade.user_id);
-            }
+            users.push(trade.user_id);
             self.trades.publish(trade);
         }
-        for user in users {
-            let turnover = store.turnover(user, now - chrono::Duration::days(VIP_WINDOW_DAYS)).await?;
-            store.set_vip_level(user, self.trades.terms().vip_level(turnover).level).await?;
-        }
+        users.sort();
+        users.dedup();
+        self.update_vip_levels(&users, now).await?;
         Ok(report)
+    }
+
+    /// Moves the users whose trades ended to the VIP level their 30-day turnover earns.
+    async fn update_vip_levels(&self, users: &[fairtick_core::UserId], now: DateTime<Utc>) -> Result<()> {
+        let store = &self.trades.store;
+        let terms = self.trades.terms();
+        let since = now - chrono::Duration::days(VIP_WINDOW_DAYS);
+        let changes: Vec<_> = store
+            .turnovers(users, since)
+            .await?
+            .into_iter()
+            .filter_map(|(user, turnover, level)| {
+                let earned = terms.vip_level(turnover).level;
+                (earned != level).then_some((user, earned))
+            })
+            .collect();
+        store.set_vip_levels(&changes).await?;
+        Ok(())
     }
 }
 
