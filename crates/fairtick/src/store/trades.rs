@@ -416,22 +416,27 @@ impl Store {
         }
         let mut w = self.begin_write().await?;
         let mut entered = Vec::with_capacity(entries.len());
-        for (trade_id, entry, expires_at) in entries {
-            let done = sqlx::query(
-                "UPDATE trades SET entry_seq = $1, entry_ts = $2, entry_price = $3, entry_epoch_id = $4, expires_at = $5 \
-                 WHERE id = $6 AND status = 'active' AND entry_seq IS NULL",
-            )
-            .bind(entry.seq)
-            .bind(entry.ts)
-            .bind(entry.price.units())
-            .bind(entry.epoch_id)
-            .bind(*expires_at)
-            .bind(*trade_id)
-            .execute(&mut *w.tx)
-            .await?;
-            if done.rows_affected() == 1 {
-                entered.push(*trade_id);
+        for chunk in entries.chunks(CHUNK) {
+            let sql = format!(
+                "UPDATE trades SET entry_seq = d.seq, entry_ts = d.ts, entry_price = d.price, \
+                        entry_epoch_id = d.epoch_id, expires_at = d.expires_at \
+                 FROM (SELECT column1 AS id, column2 AS seq, column3 AS ts, column4 AS price, \
+                              column5 AS epoch_id, column6 AS expires_at FROM (VALUES {}) AS v) AS d \
+                 WHERE trades.id = d.id AND trades.status = 'active' AND trades.entry_seq IS NULL \
+                 RETURNING trades.id",
+                placeholders_from(1, chunk.len(), 6)
+            );
+            let mut query = sqlx::query_as::<_, (i64,)>(&sql).persistent(false);
+            for (trade_id, entry, expires_at) in chunk {
+                query = query
+                    .bind(*trade_id)
+                    .bind(entry.seq)
+                    .bind(entry.ts)
+                    .bind(entry.price.units())
+                    .bind(entry.epoch_id)
+                    .bind(*expires_at);
             }
+            entered.extend(query.fetch_all(&mut *w.tx).await?.into_iter().map(|(id,)| id));
         }
         w.tx.commit().await?;
         Ok(entered)
