@@ -63,7 +63,7 @@ pub struct Settlement {
     pub wait_seconds: f64,
     /// Whether the wait gave up with trades still active.
     pub gave_up: bool,
-    /// `settledAt − exit tick ts` of each settled trade. Both are server timestamps with
+    /// `settledAt −` the deciding tick's `ts` (the first tick after the exit tick) of each settled trade. Both are server timestamps with
     /// millisecond resolution, recorded in microseconds like every other histogram here.
     pub lag: Latency,
     /// From the first to the last `settledAt` of the settled trades.
@@ -84,7 +84,7 @@ impl fmt::Display for Report {
             writeln!(f, "  accept window: {:.0} ms", s.accept_window_ms)?;
             let outcome = if s.gave_up { "gave up with trades still active" } else { "all ended" };
             writeln!(f, "  waited after the burst: {:.1} s ({outcome})", s.wait_seconds)?;
-            writeln!(f, "  settlement lag ms (settledAt − exit tick ts): {}", s.lag)?;
+            writeln!(f, "  settlement lag ms (settledAt − deciding tick ts): {}", s.lag)?;
             if let Some(span) = s.settle_span_ms {
                 writeln!(f, "  first to last settlement: {span:.0} ms")?;
             }

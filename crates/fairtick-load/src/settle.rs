@@ -1,10 +1,11 @@
 //! Settlement burst: open many trades of one duration as fast as the server accepts them, wait
 //! for them to end, and measure how late each was settled after the tick that decided it
-//! (`settledAt − exit.ts`, both the server's own timestamps, so the client's clock and its
-//! polling do not enter the figure). The wait is bounded: it gives up `--grace` seconds after
+//! (`settledAt −` the `ts` of the first tick after the exit tick: until that tick exists, the
+//! exit tick is not known to be the last one at or before expiry). Both are the server's own
+//! timestamps, so the client's clock and its polling do not enter the figure. The wait is bounded: it gives up `--grace` seconds after
 //! the last trade could have ended and reports what was still active.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -110,7 +111,8 @@ pub async fn run(args: Args) -> anyhow::Result<Report> {
         trades.extend(page?);
     }
     let ours: HashSet<i64> = burst.accepted.iter().map(|(_, id)| *id).collect();
-    let tally = tally(&trades, &ours);
+    let deciders = deciding_ticks(&client, &args.url, &args.symbol, &trades).await?;
+    let tally = tally(&trades, &ours, &deciders);
     let rss_end = args.server_pid.and_then(rss_mb);
 
     let mut lags = histogram();
@@ -339,7 +341,40 @@ struct Trade {
 
 #[derive(Debug, Deserialize)]
 struct Spot {
+    seq: i64,
     ts: String,
+}
+
+#[derive(Deserialize)]
+struct Ticks {
+    ticks: Vec<Spot>,
+}
+
+/// For each exit tick of the settled `trades`: the time of the tick after it, which decided
+/// them. A burst's trades share a few exit ticks, so this is a few requests.
+async fn deciding_ticks(
+    client: &reqwest::Client,
+    url: &str,
+    symbol: &str,
+    trades: &[Trade],
+) -> anyhow::Result<HashMap<i64, i64>> {
+    let exits: HashSet<i64> = trades.iter().filter_map(|t| t.exit.as_ref().map(|e| e.seq)).collect();
+    let mut deciders = HashMap::with_capacity(exits.len());
+    for seq in exits {
+        let page: Ticks = client
+            .get(format!("{url}/api/market/ticks"))
+            .query(&[("symbol", symbol), ("afterSeq", &seq.to_string()), ("limit", "1")])
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await
+            .context("a page of ticks")?;
+        if let Some(ts) = page.ticks.first().and_then(|t| epoch_ms(&t.ts)) {
+            deciders.insert(seq, ts);
+        }
+    }
+    Ok(deciders)
 }
 
 #[derive(Deserialize)]
@@ -364,7 +399,8 @@ struct Tally {
     other: u64,
     /// Accepted trades the histories did not show.
     missing: u64,
-    /// `settledAt − exit.ts` of each settled trade, in milliseconds.
+    /// `settledAt −` the deciding tick's `ts`, of each settled trade, in milliseconds (0 when
+    /// the same millisecond or, on a clock step, earlier).
     lags_ms: Vec<u64>,
     first_settled_ms: Option<i64>,
     last_settled_ms: Option<i64>,
@@ -378,7 +414,7 @@ impl Tally {
 
 /// Counts `trades` that are in `ours` by status and measures the settled ones. Only settled
 /// trades have a deciding tick; a void or sold trade's end is not a settlement.
-fn tally(trades: &[Trade], ours: &HashSet<i64>) -> Tally {
+fn tally(trades: &[Trade], ours: &HashSet<i64>, deciders: &HashMap<i64, i64>) -> Tally {
     let mut tally = Tally::default();
     let mut seen = 0;
     for trade in trades.iter().filter(|t| ours.contains(&t.id)) {
@@ -396,8 +432,8 @@ fn tally(trades: &[Trade], ours: &HashSet<i64>) -> Tally {
         let Some(settled) = trade.settled_at.as_deref().and_then(epoch_ms) else { continue };
         tally.first_settled_ms = tally.first_settled_ms.into_iter().chain([settled]).min();
         tally.last_settled_ms = tally.last_settled_ms.into_iter().chain([settled]).max();
-        if let Some(exit) = trade.exit.as_ref().and_then(|spot| epoch_ms(&spot.ts)) {
-            tally.lags_ms.push(u64::try_from(settled - exit).unwrap_or(0));
+        if let Some(decided) = trade.exit.as_ref().and_then(|spot| deciders.get(&spot.seq)) {
+            tally.lags_ms.push(u64::try_from(settled - decided).unwrap_or(0));
         }
     }
     tally.missing = (ours.len() as u64).saturating_sub(seen);
@@ -410,16 +446,16 @@ fn epoch_ms(timestamp: &str) -> Option<i64> {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::HashSet;
+    use std::collections::{HashMap, HashSet};
 
     use super::{Spot, Trade, check_budget, tally};
 
-    fn trade(id: i64, status: &str, settled_at: Option<&str>, exit_ts: Option<&str>) -> Trade {
+    fn trade(id: i64, status: &str, settled_at: Option<&str>, exit_seq: Option<i64>) -> Trade {
         Trade {
             id,
             status: status.to_owned(),
             settled_at: settled_at.map(str::to_owned),
-            exit: exit_ts.map(|ts| Spot { ts: ts.to_owned() }),
+            exit: exit_seq.map(|seq| Spot { seq, ts: "2025-01-01T00:00:00.000Z".to_owned() }),
         }
     }
 
@@ -432,16 +468,18 @@ mod tests {
     }
 
     #[test]
-    fn settled_trades_are_measured_from_their_exit_tick_and_the_rest_only_counted() {
+    fn settled_trades_are_measured_from_their_deciding_tick_and_the_rest_only_counted() {
         let trades = [
-            trade(1, "settled", Some("2025-01-01T00:00:05.250Z"), Some("2025-01-01T00:00:05.000Z")),
-            trade(2, "settled", Some("2025-01-01T00:00:06.100Z"), Some("2025-01-01T00:00:06.000Z")),
+            trade(1, "settled", Some("2025-01-01T00:00:05.250Z"), Some(50)),
+            trade(2, "settled", Some("2025-01-01T00:00:06.100Z"), Some(60)),
             trade(3, "void", Some("2025-01-01T00:00:09.000Z"), None),
             trade(4, "active", None, None),
-            trade(99, "settled", Some("2025-01-01T00:01:00.000Z"), Some("2025-01-01T00:00:00.000Z")),
+            trade(99, "settled", Some("2025-01-01T00:01:00.000Z"), Some(1)),
         ];
         let ours: HashSet<i64> = [1, 2, 3, 4, 5].into();
-        let tally = tally(&trades, &ours);
+        // The ticks after exit ticks 50 and 60.
+        let deciders: HashMap<i64, i64> = [(50, 1_735_689_605_000), (60, 1_735_689_606_000)].into();
+        let tally = tally(&trades, &ours, &deciders);
         assert_eq!((tally.settled, tally.void, tally.active, tally.missing), (2, 1, 1, 1));
         assert_eq!(tally.lags_ms, [250, 100]);
         assert_eq!(tally.settled_span_ms(), Some(850.0));
