@@ -8,7 +8,7 @@ use fairtick_core::trade::{self, Direction, TradeResult, TradeStatus};
 use fairtick_core::{Money, UserId};
 use serde::{Deserialize, Serialize};
 
-use super::bulk::{CHUNK, LockedAccounts, placeholders_from};
+use super::bulk::{CHUNK, LockedAccounts};
 use super::group_commit::{WriteOutcome, WriteRequest};
 use super::ledger::Remembered;
 use super::{IdempotencyKey, Store, StoreError, StoreResult, WriteTx};
@@ -424,7 +424,7 @@ impl Store {
                               column5 AS epoch_id, column6 AS expires_at FROM (VALUES {}) AS v) AS d \
                  WHERE trades.id = d.id AND trades.status = 'active' AND trades.entry_seq IS NULL \
                  RETURNING trades.id",
-                placeholders_from(1, chunk.len(), 6)
+                self.values_list(1, chunk.len(), 6)
             );
             let mut query = sqlx::query_as::<_, (i64,)>(&sql).persistent(false);
             for (trade_id, entry, expires_at) in chunk {
@@ -506,12 +506,13 @@ impl Store {
             let sql = format!(
                 "UPDATE trades SET status = 'settled', result = d.result, exit_seq = d.exit_seq, \
                         exit_ts = d.exit_ts, exit_price = d.exit_price, exit_epoch_id = d.exit_epoch_id, \
-                        payout = d.payout, settled_at = $1 \
+                        payout = d.payout, settled_at = {} \
                  FROM (SELECT column1 AS id, column2 AS result, column3 AS exit_seq, column4 AS exit_ts, \
                               column5 AS exit_price, column6 AS exit_epoch_id, column7 AS payout \
                        FROM (VALUES {}) AS v) AS d \
                  WHERE trades.id = d.id AND trades.status = 'active' RETURNING trades.id",
-                placeholders_from(2, chunk.len(), 7)
+                self.param(1),
+                self.values_list(2, chunk.len(), 7)
             );
             let mut query = sqlx::query_as::<_, (i64,)>(&sql).persistent(false).bind(now.timestamp_millis());
             for (id, result, exit, payout) in chunk {
@@ -559,10 +560,11 @@ impl Store {
     /// The trades with these ids, in id order.
     pub async fn trades_by_id(&self, ids: &[i64]) -> StoreResult<Vec<TradeRecord>> {
         let mut out = Vec::with_capacity(ids.len());
-        for chunk in ids.chunks(500) {
-            let list: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
-            let sql =
-                format!("SELECT {TRADE_COLUMNS} FROM trades WHERE id IN ({}) ORDER BY id", list.join(", "));
+        for chunk in ids.chunks(CHUNK) {
+            let sql = format!(
+                "SELECT {TRADE_COLUMNS} FROM trades WHERE id IN ({}) ORDER BY id",
+                self.param_list(1, chunk.len())
+            );
             let mut query = sqlx::query_as::<_, TradeRow>(&sql).persistent(false);
             for id in chunk {
                 query = query.bind(*id);
@@ -581,13 +583,13 @@ impl Store {
         since: DateTime<Utc>,
     ) -> StoreResult<Vec<(UserId, Money, u32)>> {
         let mut out = Vec::with_capacity(users.len());
-        for chunk in users.chunks(500) {
-            let list: Vec<String> = (2..chunk.len() + 2).map(|i| format!("${i}")).collect();
+        for chunk in users.chunks(CHUNK) {
             let sql = format!(
                 "SELECT u.id, u.vip_level, CAST(COALESCE(SUM(t.stake), 0) AS BIGINT) FROM users u \
-                 LEFT JOIN trades t ON t.user_id = u.id AND t.accepted_at >= $1 AND t.status <> 'void' \
+                 LEFT JOIN trades t ON t.user_id = u.id AND t.accepted_at >= {} AND t.status <> 'void' \
                  WHERE u.id IN ({}) GROUP BY u.id, u.vip_level",
-                list.join(", ")
+                self.param(1),
+                self.param_list(2, chunk.len())
             );
             let mut query =
                 sqlx::query_as::<_, (i64, i64, i64)>(&sql).persistent(false).bind(since.timestamp_millis());

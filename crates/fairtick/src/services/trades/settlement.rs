@@ -33,6 +33,10 @@ const IDLE_STEP: Duration = Duration::from_secs(1);
 /// How often the open trades are read again in full, in case an event was lost.
 const FULL_RESCAN: Duration = Duration::from_secs(10);
 const VIP_WINDOW_DAYS: i64 = 30;
+/// Trades entered or ended per transaction. Settlement shares the database's one writer with
+/// trade creation: in small transactions it takes turns with the creators' batches instead of
+/// making them wait for a whole step's writes.
+const WRITE_CHUNK: usize = 256;
 
 /// What one step did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -171,7 +175,10 @@ impl Settlement {
                 }
             }
         }
-        let entered: HashSet<i64> = store.set_entries(&entries).await?.into_iter().collect();
+        let mut entered = HashSet::with_capacity(entries.len());
+        for chunk in entries.chunks(WRITE_CHUNK) {
+            entered.extend(store.set_entries(chunk).await?);
+        }
         for (id, entry, expires_at) in entries {
             let Some(trade) = open.trades.get_mut(&id) else { continue };
             // Known from here on, whether this node or another recorded it.
@@ -186,8 +193,11 @@ impl Settlement {
         if finishes.is_empty() {
             return Ok(report);
         }
-        // Stamped when they end, not when the step began: a step may start before its deciding tick.
-        let ended = store.finish_trades(&finishes, Utc::now()).await?;
+        let mut ended = Vec::with_capacity(finishes.len());
+        for chunk in finishes.chunks(WRITE_CHUNK) {
+            // Stamped when they end, not when the step began: a step may start before its deciding tick.
+            ended.extend(store.finish_trades(chunk, Utc::now()).await?);
+        }
         for finish in &finishes {
             // Ended here or elsewhere: either way no longer open.
             open.trades.remove(&finish.trade_id);
