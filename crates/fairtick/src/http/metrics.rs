@@ -1,6 +1,6 @@
 //! `/metrics` in the Prometheus text format: requests by route and status with latency
-//! histograms, WebSocket connections, trades opened and settled, settlement lag, ticks produced
-//! and the database pool. Metric names say their unit.
+//! histograms, WebSocket connections, trades opened and settled, settlement lag, ticks produced,
+//! the database pool and group commits (batch sizes and durations). Metric names say their unit.
 
 use std::sync::OnceLock;
 use std::time::Instant;
@@ -22,6 +22,11 @@ pub fn handle() -> &'static PrometheusHandle {
     HANDLE.get_or_init(|| {
         PrometheusBuilder::new()
             .set_buckets(BUCKETS)
+            .expect("non-empty buckets")
+            .set_buckets_for_metric(
+                metrics_exporter_prometheus::Matcher::Full("group_commit_batch_size".into()),
+                &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0],
+            )
             .expect("non-empty buckets")
             .install_recorder()
             .expect("the only metrics recorder")

@@ -122,7 +122,11 @@ async fn write_batches(store: Store, receiver: Arc<Mutex<mpsc::Receiver<Queued>>
         }
         let (requests, replies): (Vec<_>, Vec<_>) = batch.into_iter().map(|q| (q.request, q.reply)).unzip();
         metrics::histogram!("group_commit_batch_size").record(requests.len() as f64);
-        match store.write_batch(&requests).await {
+        let started = std::time::Instant::now();
+        let written = store.write_batch(&requests).await;
+        // From waiting for the writer lock to the end of the commit.
+        metrics::histogram!("group_commit_seconds").record(started.elapsed().as_secs_f64());
+        match written {
             Ok(results) => {
                 for (reply, result) in replies.into_iter().zip(results) {
                     // A requester that went away still had its request committed; nothing to tell.
