@@ -61,6 +61,9 @@ struct Connection {
     outlet: Outlet,
 }
 
+/// Each market's tick channel, by symbol.
+type PriceChannels = HashMap<Arc<str>, broadcast::Sender<Arc<PriceFrame>>>;
+
 #[derive(Default)]
 struct Registry {
     by_user: HashMap<UserId, Vec<Connection>>,
@@ -70,7 +73,8 @@ struct Registry {
 #[derive(Clone)]
 pub struct Hub {
     registry: Arc<Mutex<Registry>>,
-    prices: broadcast::Sender<Arc<PriceFrame>>,
+    /// One channel per market, so a tick wakes only the connections subscribed to its market.
+    prices: Arc<std::sync::RwLock<PriceChannels>>,
     notices: broadcast::Sender<Utf8Bytes>,
     next_id: Arc<AtomicU64>,
     open_connections: Arc<AtomicUsize>,
@@ -155,19 +159,30 @@ impl Default for Hub {
 
 impl Hub {
     pub fn new() -> Hub {
-        let (prices, _) = broadcast::channel(SHARED_CAPACITY);
         let (notices, _) = broadcast::channel(64);
         Hub {
             registry: Arc::default(),
-            prices,
+            prices: Arc::default(),
             notices,
             next_id: Arc::new(AtomicU64::new(1)),
             open_connections: Arc::new(AtomicUsize::new(0)),
         }
     }
 
-    pub fn prices(&self) -> broadcast::Receiver<Arc<PriceFrame>> {
-        self.prices.subscribe()
+    /// The ticks of `symbol` from now on (the caller checked that the market exists).
+    pub fn prices(&self, symbol: &str) -> broadcast::Receiver<Arc<PriceFrame>> {
+        if let Some(sender) = self.prices.read().unwrap_or_else(|e| e.into_inner()).get(symbol) {
+            return sender.subscribe();
+        }
+        let mut senders = self.prices.write().unwrap_or_else(|e| e.into_inner());
+        senders.entry(Arc::from(symbol)).or_insert_with(|| broadcast::channel(SHARED_CAPACITY).0).subscribe()
+    }
+
+    fn send_price(&self, frame: Arc<PriceFrame>) {
+        if let Some(sender) = self.prices.read().unwrap_or_else(|e| e.into_inner()).get(&*frame.symbol) {
+            // No subscriber yet is not an error: nobody is watching this market.
+            let _ = sender.send(frame);
+        }
     }
 
     pub fn notices(&self) -> broadcast::Receiver<Utf8Bytes> {
@@ -231,7 +246,7 @@ impl Hub {
             loop {
                 tokio::select! {
                     received = ticks.recv() => match received {
-                        Ok(tick) => { let _ = hub.prices.send(price_frame(&tick)); }
+                        Ok(tick) => hub.send_price(price_frame(&tick)),
                         Err(broadcast::error::RecvError::Lagged(_)) => {}
                         Err(broadcast::error::RecvError::Closed) => return,
                     },
