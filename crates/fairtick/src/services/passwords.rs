@@ -147,9 +147,21 @@ impl Passwords {
                 })
                 .map_err(|e| Error::Internal(format!("starting a hashing thread: {e}")))?;
         }
-        let mut passwords = Passwords { jobs, decoy: Arc::new(String::new()) };
-        passwords.decoy = Arc::new(passwords.run(|| hash_now("decoy password, never valid")).await??);
-        Ok(passwords)
+        // Hashed once with a work area of its own that is freed (and, as the first large block,
+        // returned to the system): an idle server holds no work area until someone signs in.
+        let decoy = tokio::task::spawn_blocking(|| {
+            let salt = SaltString::generate(&mut argon2::password_hash::rand_core::OsRng);
+            argon2::password_hash::PasswordHasher::hash_password(
+                &argon2(),
+                b"decoy password, never valid",
+                &salt,
+            )
+            .map(|hash| hash.to_string())
+            .map_err(|e| Error::Internal(format!("hashing the decoy password: {e}")))
+        })
+        .await
+        .map_err(|e| Error::Internal(e.to_string()))??;
+        Ok(Passwords { jobs, decoy: Arc::new(decoy) })
     }
 
     pub async fn hash(&self, password: &str) -> Result<String> {
