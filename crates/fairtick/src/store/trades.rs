@@ -45,6 +45,28 @@ pub struct TradeRecord {
 }
 
 impl TradeRecord {
+    /// A trade just accepted: active, waiting for its entry tick.
+    fn opened(id: i64, user: UserId, new: &NewTrade, accepted_at: i64) -> TradeRecord {
+        TradeRecord {
+            id,
+            user_id: user,
+            symbol: new.symbol.clone(),
+            direction: new.direction,
+            stake: new.stake,
+            duration_ms: new.duration_ms,
+            payout_rate_bp: new.payout_rate_bp,
+            status: TradeStatus::Active,
+            result: None,
+            accepted_at,
+            entry: None,
+            expires_at: None,
+            exit: None,
+            payout: None,
+            settled_at: None,
+            void_reason: None,
+        }
+    }
+
     pub fn terms(&self) -> trade::Terms {
         trade::Terms {
             direction: self.direction,
@@ -265,24 +287,7 @@ impl Store {
             tracing::error!(trade = id, %overdrawn, "stake refused after the balance check");
             return Ok(OpenOutcome::InsufficientFunds { available });
         }
-        let trade = TradeRecord {
-            id,
-            user_id: user,
-            symbol: new.symbol.clone(),
-            direction: new.direction,
-            stake: new.stake,
-            duration_ms: new.duration_ms,
-            payout_rate_bp: new.payout_rate_bp,
-            status: TradeStatus::Active,
-            result: None,
-            accepted_at,
-            entry: None,
-            expires_at: None,
-            exit: None,
-            payout: None,
-            settled_at: None,
-            void_reason: None,
-        };
+        let trade = TradeRecord::opened(id, user, new, accepted_at);
         if let Some(key) = idempotency {
             self.remember(&mut w.tx, user, key, &trade, now).await?;
         }
@@ -338,24 +343,8 @@ impl Store {
         self.write_transfers(w, &transfers).await?;
         for (&i, &id) in accepted.iter().zip(&ids) {
             let (user, new, now) = requests[i];
-            outcomes[i] = Some(OpenOutcome::Opened(TradeRecord {
-                id,
-                user_id: user,
-                symbol: new.symbol.clone(),
-                direction: new.direction,
-                stake: new.stake,
-                duration_ms: new.duration_ms,
-                payout_rate_bp: new.payout_rate_bp,
-                status: TradeStatus::Active,
-                result: None,
-                accepted_at: now.timestamp_millis(),
-                entry: None,
-                expires_at: None,
-                exit: None,
-                payout: None,
-                settled_at: None,
-                void_reason: None,
-            }));
+            outcomes[i] =
+                Some(OpenOutcome::Opened(TradeRecord::opened(id, user, new, now.timestamp_millis())));
         }
         outcomes
             .into_iter()
