@@ -48,7 +48,15 @@ pub(crate) struct CheckedTransfer {
 
 impl LockedAccounts {
     pub(crate) fn cash(&self, user: UserId) -> Money {
-        self.accounts.get(&(user, AccountKind::Cash)).map_or(Money::ZERO, |(_, b)| Money::from_cents(*b))
+        self.balance(user, AccountKind::Cash)
+    }
+
+    pub(crate) fn in_play(&self, user: UserId) -> Money {
+        self.balance(user, AccountKind::InPlay)
+    }
+
+    fn balance(&self, user: UserId, kind: AccountKind) -> Money {
+        self.accounts.get(&(user, kind)).map_or(Money::ZERO, |(_, b)| Money::from_cents(*b))
     }
 
     /// Applies `transfer` to the balances in memory, or refuses it and changes nothing.

@@ -8,7 +8,7 @@
 use chrono::{DateTime, Duration, Utc};
 use fairtick_core::Money;
 use fairtick_core::UserId;
-use fairtick_core::ledger::{AccountKind, LedgerError, TransactionKind, Transfer};
+use fairtick_core::ledger::{AccountKind, TransactionKind};
 use fairtick_core::wallet::{WalletLimits, WalletOp, WalletRefusal, WalletState};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -68,12 +68,6 @@ pub struct IdempotencyKey {
     pub request_hash: String,
 }
 
-/// A transfer as written: its id and the user's available balance afterwards.
-pub(crate) struct Posted {
-    pub transaction_id: i64,
-    pub cash_after: Option<Money>,
-}
-
 /// A statement row as selected: id, kind, amount, balance after, reference, time.
 type StatementTuple = (i64, String, i64, Option<i64>, Option<String>, i64);
 
@@ -83,100 +77,18 @@ pub(crate) enum Remembered<T> {
 }
 
 impl Store {
-    /// Writes `transfer` for `user` inside `w`, whose caller already holds the user's account
-    /// locks. An overdraft comes back as `Ok(Err(_))` and the caller must roll back what was
-    /// written so far (drop the transaction, or roll back to its savepoint).
-    pub(crate) async fn post_transfer(
-        &self,
-        w: &mut WriteTx,
-        user: UserId,
-        transfer: &Transfer,
-        reference: Option<&str>,
-        now: DateTime<Utc>,
-    ) -> StoreResult<Result<Posted, LedgerError>> {
-        let (transaction_id,): (i64,) = sqlx::query_as(
-            "INSERT INTO ledger_transactions (kind, user_id, reference, created_at) \
-             VALUES ($1, $2, $3, $4) RETURNING id",
-        )
-        .bind(transfer.kind().as_str())
-        .bind(user.0)
-        .bind(reference)
-        .bind(now.timestamp_millis())
-        .fetch_one(&mut *w.tx)
-        .await?;
-        let mut cash_after = None;
-        let mut rows = Vec::with_capacity(transfer.postings().len());
-        for posting in transfer.postings() {
-            let amount = posting.amount.cents();
-            let (account_id, balance_after) = match posting.account {
-                AccountKind::House => (self.system_accounts.house, None),
-                AccountKind::Faucet => (self.system_accounts.faucet, None),
-                kind @ (AccountKind::Cash | AccountKind::InPlay) => {
-                    let updated: Option<(i64, i64)> = sqlx::query_as(
-                        "UPDATE accounts SET balance = balance + $1 \
-                         WHERE user_id = $2 AND kind = $3 AND balance + $1 >= 0 RETURNING id, balance",
-                    )
-                    .bind(amount)
-                    .bind(user.0)
-                    .bind(kind.as_str())
-                    .fetch_optional(&mut *w.tx)
-                    .await?;
-                    let Some((id, balance)) = updated else {
-                        return Ok(Err(LedgerError::Overdrawn(kind)));
-                    };
-                    if kind == AccountKind::Cash {
-                        cash_after = Some(Money::from_cents(balance));
-                    }
-                    (id, Some(balance))
-                }
-            };
-            rows.push((account_id, amount, balance_after));
-        }
-        // One statement for all of the transfer's postings: a round trip saved per posting.
-        let values: Vec<String> = (0..rows.len())
-            .map(|i| format!("(${}, ${}, ${}, ${})", 4 * i + 1, 4 * i + 2, 4 * i + 3, 4 * i + 4))
-            .collect();
-        let sql = format!(
-            "INSERT INTO postings (transaction_id, account_id, amount, balance_after) VALUES {}",
-            values.join(", ")
-        );
-        let mut insert = sqlx::query(&sql);
-        for (account_id, amount, balance_after) in rows {
-            insert = insert.bind(transaction_id).bind(account_id).bind(amount).bind(balance_after);
-        }
-        insert.execute(&mut *w.tx).await?;
-        Ok(Ok(Posted { transaction_id, cash_after }))
-    }
-
-    /// Locks a user's accounts (in id order, as everywhere) and reads their available cash: all
-    /// a trade needs, without the deposit sum a wallet operation reads.
-    pub(crate) async fn locked_cash(&self, w: &mut WriteTx, user: UserId) -> StoreResult<Money> {
-        let rows: Vec<(String, i64)> = sqlx::query_as(&format!(
-            "SELECT kind, balance FROM accounts WHERE user_id = $1 ORDER BY id{}",
-            self.for_update()
-        ))
-        .bind(user.0)
-        .fetch_all(&mut *w.tx)
-        .await?;
-        Ok(rows.iter().find(|(kind, _)| kind == "cash").map_or(Money::ZERO, |(_, b)| Money::from_cents(*b)))
-    }
-
-    /// Reads a user's balances and their deposits of the last 24 hours. With `lock`, the user's
-    /// account rows stay locked until the transaction ends.
-    pub(crate) async fn read_wallet_state(
+    /// Reads a user's balances and their deposits of the last 24 hours, without locking.
+    async fn read_wallet_state(
         &self,
         conn: &mut AnyConnection,
         user: UserId,
         now: DateTime<Utc>,
-        lock: bool,
     ) -> StoreResult<WalletState> {
-        let lock = if lock { self.for_update() } else { "" };
-        let rows: Vec<(String, i64)> = sqlx::query_as(&format!(
-            "SELECT kind, balance FROM accounts WHERE user_id = $1 ORDER BY id{lock}"
-        ))
-        .bind(user.0)
-        .fetch_all(&mut *conn)
-        .await?;
+        let rows: Vec<(String, i64)> =
+            sqlx::query_as("SELECT kind, balance FROM accounts WHERE user_id = $1 ORDER BY id")
+                .bind(user.0)
+                .fetch_all(&mut *conn)
+                .await?;
         let mut state = WalletState::default();
         for (kind, balance) in rows {
             match kind.as_str() {
@@ -185,6 +97,17 @@ impl Store {
                 other => return Err(StoreError::Corrupt(format!("user {user} has a {other} account"))),
             }
         }
+        state.deposited_last_day = self.deposited_last_day(conn, user, now).await?;
+        Ok(state)
+    }
+
+    /// What the user deposited in the 24 hours before `now` (the daily deposit limit's measure).
+    async fn deposited_last_day(
+        &self,
+        conn: &mut AnyConnection,
+        user: UserId,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Money> {
         let (deposited,): (i64,) = sqlx::query_as(
             "SELECT CAST(COALESCE(SUM(p.amount), 0) AS BIGINT) \
              FROM ledger_transactions t \
@@ -196,15 +119,14 @@ impl Store {
         .bind((now - Duration::hours(24)).timestamp_millis())
         .fetch_one(&mut *conn)
         .await?;
-        state.deposited_last_day = Money::from_cents(deposited);
-        Ok(state)
+        Ok(Money::from_cents(deposited))
     }
 
     /// The user's balances as of now.
     #[tracing::instrument(skip_all)]
     pub async fn wallet_state(&self, user: UserId, now: DateTime<Utc>) -> StoreResult<WalletState> {
         let mut conn = self.pool.acquire().await?;
-        self.read_wallet_state(&mut conn, user, now, false).await
+        self.read_wallet_state(&mut conn, user, now).await
     }
 
     /// Deposits, withdraws or resets, checking the limits against balances read under the same
@@ -241,7 +163,12 @@ impl Store {
                 None => {}
             }
         }
-        let state = self.read_wallet_state(&mut w.tx, user, now, true).await?;
+        let mut accounts = self.lock_accounts(w, &[user]).await?;
+        let state = WalletState {
+            available: accounts.cash(user),
+            in_play: accounts.in_play(user),
+            deposited_last_day: self.deposited_last_day(&mut w.tx, user, now).await?,
+        };
         let transfer = match op.plan(limits, &state) {
             Ok(transfer) => transfer,
             Err(refusal) => return Ok(WalletOutcome::Refused(refusal)),
@@ -250,18 +177,20 @@ impl Store {
         let entry = match &transfer {
             None => None,
             Some(transfer) => {
-                let posted = self
-                    .post_transfer(w, user, transfer, None, now)
-                    .await?
+                let checked = accounts
+                    .apply(self, user, transfer, None, now)?
                     .map_err(|e| StoreError::Corrupt(format!("a checked wallet transfer failed: {e}")))?;
+                let ids = self.write_transfers(w, std::slice::from_ref(&checked)).await?;
+                let transaction_id =
+                    *ids.first().ok_or_else(|| StoreError::Corrupt("a transfer without an id".into()))?;
                 let amount = transfer.change_of(AccountKind::Cash);
-                after.available = posted.cash_after.unwrap_or(after.available);
+                after.available = accounts.cash(user);
                 if transfer.kind() == TransactionKind::Deposit {
                     after.deposited_last_day =
                         after.deposited_last_day.checked_add(amount).unwrap_or(Money::ZERO);
                 }
                 Some(StatementRow {
-                    id: posted.transaction_id,
+                    id: transaction_id,
                     kind: transfer.kind(),
                     amount,
                     balance_after: after.available,

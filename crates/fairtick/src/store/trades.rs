@@ -263,38 +263,19 @@ impl Store {
                 None => {}
             }
         }
-        let available = self.locked_cash(w, user).await?;
-        if available < new.stake {
-            return Ok(OpenOutcome::InsufficientFunds { available });
+        let mut accounts = self.lock_accounts(w, &[user]).await?;
+        let outcome = self
+            .open_trades_in(w, &mut accounts, &[(user, new, now)])
+            .await?
+            .pop()
+            .ok_or_else(|| StoreError::Corrupt("a trade request without an outcome".into()))?;
+        if let (Some(key), OpenOutcome::Opened(trade)) = (idempotency, &outcome) {
+            self.remember(&mut w.tx, user, key, trade, now).await?;
         }
-        let accepted_at = now.timestamp_millis();
-        let (id,): (i64,) = sqlx::query_as(
-            "INSERT INTO trades (user_id, symbol, direction, stake, duration_ms, payout_rate_bp, accepted_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
-        )
-        .bind(user.0)
-        .bind(&new.symbol)
-        .bind(new.direction.as_str())
-        .bind(new.stake.cents())
-        .bind(new.duration_ms)
-        .bind(i64::from(new.payout_rate_bp))
-        .bind(accepted_at)
-        .fetch_one(&mut *w.tx)
-        .await?;
-        let stake = trade::stake_transfer(new.stake).map_err(|e| corrupt(id, e))?;
-        if let Err(overdrawn) = self.post_transfer(w, user, &stake, Some(&id.to_string()), now).await? {
-            // The balance was read under the same lock, so this cannot happen; refuse anyway.
-            tracing::error!(trade = id, %overdrawn, "stake refused after the balance check");
-            return Ok(OpenOutcome::InsufficientFunds { available });
-        }
-        let trade = TradeRecord::opened(id, user, new, accepted_at);
-        if let Some(key) = idempotency {
-            self.remember(&mut w.tx, user, key, &trade, now).await?;
-        }
-        Ok(OpenOutcome::Opened(trade))
+        Ok(outcome)
     }
 
-    /// Opens many trades (without idempotency keys) in a handful of statements, inside `w`:
+    /// Opens trades in a handful of statements, however many, inside `w`:
     /// each is checked in order against the balance its predecessors left, and a refused one
     /// writes nothing. The accounts of the users must already be locked in `accounts`.
     pub(crate) async fn open_trades_in(

@@ -118,9 +118,11 @@ impl Store {
             .bind(id)
             .execute(&mut *w.tx)
             .await?;
-        self.post_transfer(&mut w, UserId(id), welcome, None, now)
-            .await?
-            .map_err(|overdrawn| StoreError::Corrupt(format!("welcome credit refused: {overdrawn}")))?;
+        let mut accounts = self.lock_accounts(&mut w, &[UserId(id)]).await?;
+        let credit = accounts
+            .apply(self, UserId(id), welcome, None, now)?
+            .map_err(|refused| StoreError::Corrupt(format!("welcome credit refused: {refused}")))?;
+        self.write_transfers(&mut w, &[credit]).await?;
         w.tx.commit().await?;
         Ok(UserRecord {
             id: UserId(id),
