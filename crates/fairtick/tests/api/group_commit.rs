@@ -15,7 +15,7 @@ use fairtick_core::{Money, UserId};
 use reqwest::StatusCode;
 use serde_json::json;
 
-use crate::helpers::{DATA_KEY_HEX, TestApp, body, eventually, raw_connection};
+use crate::helpers::{TestApp, body, eventually, raw_connection, spawn_process};
 
 fn trade(stake: &str, payout_rate_bp: u32) -> NewTrade {
     NewTrade {
@@ -149,34 +149,8 @@ async fn kill_9_in_the_middle_of_batches_loses_no_acknowledged_trade() {
         tokens.push(app.signed_up(&format!("batch-crash-{i}@example.com")).await);
     }
     app.stop().await;
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let base = format!("http://127.0.0.1:{port}");
-    let mut process = tokio::process::Command::new(env!("CARGO_BIN_EXE_fairtick"))
-        .args([
-            "serve",
-            "--addr",
-            &format!("127.0.0.1:{port}"),
-            "--tick-interval-ms",
-            "20",
-            "--epoch-ms",
-            "400",
-        ])
-        .env("DATABASE_URL", &app.database_url)
-        .env("FAIRTICK_DATA_DIR", app.data_dir.path())
-        .env("FAIRTICK_DATA_KEY", DATA_KEY_HEX)
-        .env("JWT_SECRET", "test-secret-test-secret-test-secret-0123")
-        .env("FAIRTICK_API_PER_IP_PER_MINUTE", "100000000")
-        .env("FAIRTICK_API_PER_USER_PER_MINUTE", "100000000")
-        .env("RUST_LOG", "error")
-        .stdout(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
+    let (mut process, base) = spawn_process(&app).await;
     let client = reqwest::Client::new();
-    eventually(Duration::from_secs(20), || async {
-        client.get(format!("{base}/readyz")).send().await.ok().filter(|r| r.status().is_success()).map(|_| ())
-    })
-    .await;
 
     let acknowledged = Arc::new(Mutex::new(Vec::<i64>::new()));
     let mut clients = Vec::new();

@@ -278,3 +278,38 @@ pub async fn raw_connection(database_url: &str) -> sqlx::AnyConnection {
     sqlx::any::install_default_drivers();
     <sqlx::AnyConnection as Connection>::connect(database_url).await.expect("the test database")
 }
+
+/// The real `fairtick` binary on `app`'s database and data directory, on a free port, for the
+/// tests that kill it with SIGKILL (so `app` should be stopped first). Returns the process and
+/// its base URL once it answers `/readyz`.
+pub async fn spawn_process(app: &TestApp) -> (tokio::process::Child, String) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let base = format!("http://127.0.0.1:{port}");
+    let process = tokio::process::Command::new(env!("CARGO_BIN_EXE_fairtick"))
+        .args([
+            "serve",
+            "--addr",
+            &format!("127.0.0.1:{port}"),
+            "--tick-interval-ms",
+            &TICK_INTERVAL_MS.to_string(),
+            "--epoch-ms",
+            &EPOCH_MS.to_string(),
+        ])
+        .env("DATABASE_URL", &app.database_url)
+        .env("FAIRTICK_DATA_DIR", app.data_dir.path())
+        .env("FAIRTICK_DATA_KEY", DATA_KEY_HEX)
+        .env("JWT_SECRET", "test-secret-test-secret-test-secret-0123")
+        .env("FAIRTICK_API_PER_IP_PER_MINUTE", "100000000")
+        .env("FAIRTICK_API_PER_USER_PER_MINUTE", "100000000")
+        .env("RUST_LOG", "error")
+        .stdout(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let client = reqwest::Client::new();
+    eventually(Duration::from_secs(20), || async {
+        client.get(format!("{base}/readyz")).send().await.ok().filter(|r| r.status().is_success()).map(|_| ())
+    })
+    .await;
+    (process, base)
+}

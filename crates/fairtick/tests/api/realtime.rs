@@ -76,6 +76,10 @@ async fn anonymous_clients_watch_prices_of_the_markets_they_subscribe_to() {
     );
     let second = next_of(&mut socket, "price_update").await;
     assert!(second["seq"].as_i64().unwrap() > first["seq"].as_i64().unwrap());
+    // SIMV100 ticks just as often: none of its ticks reach a SIMV25-only subscriber.
+    for _ in 0..10 {
+        assert_eq!(next_of(&mut socket, "price_update").await["symbol"], "SIMV25");
+    }
 
     send(&mut socket, json!({"type": "ping"})).await;
     next_of(&mut socket, "pong").await;

@@ -10,7 +10,7 @@ use futures::future::join_all;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{DATA_KEY_HEX, TestApp, body, error_of, eventually, raw_connection};
+use crate::helpers::{TestApp, body, error_of, eventually, raw_connection, spawn_process};
 
 fn open_body(symbol: &str, direction: &str, amount: &str, duration: u32) -> Value {
     json!({"symbol": symbol, "direction": direction, "amount": amount, "duration": duration})
@@ -470,32 +470,8 @@ async fn after_kill_9_with_a_hundred_open_trades_a_restart_settles_them_all_by_t
     let mut app = TestApp::spawn().await;
     let token = app.signed_up("crash@example.com").await;
     app.stop().await;
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let base = format!("http://127.0.0.1:{port}");
-    let mut process = tokio::process::Command::new(env!("CARGO_BIN_EXE_fairtick"))
-        .args([
-            "serve",
-            "--addr",
-            &format!("127.0.0.1:{port}"),
-            "--tick-interval-ms",
-            "20",
-            "--epoch-ms",
-            "400",
-        ])
-        .env("DATABASE_URL", &app.database_url)
-        .env("FAIRTICK_DATA_DIR", app.data_dir.path())
-        .env("FAIRTICK_DATA_KEY", DATA_KEY_HEX)
-        .env("JWT_SECRET", "test-secret-test-secret-test-secret-0123")
-        .env("RUST_LOG", "error")
-        .stdout(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
+    let (mut process, base) = spawn_process(&app).await;
     let client = reqwest::Client::new();
-    eventually(Duration::from_secs(20), || async {
-        client.get(format!("{base}/readyz")).send().await.ok().filter(|r| r.status().is_success()).map(|_| ())
-    })
-    .await;
     // Ten seconds: long enough that all hundred are still open when the process is killed.
     let request = open_body("SIMV25", "down", "10", 10);
     for _ in 0..100 {
