@@ -179,13 +179,14 @@ impl Settlement {
         for chunk in entries.chunks(WRITE_CHUNK) {
             entered.extend(store.set_entries(chunk).await?);
         }
+        // Entered and decided in the same step: announced once, as ended.
+        let ending: HashSet<i64> = finishes.iter().map(|f| f.trade_id).collect();
         for (id, entry, expires_at) in entries {
             let Some(trade) = open.trades.get_mut(&id) else { continue };
             // Known from here on, whether this node or another recorded it.
             trade.entry = Some(entry);
             trade.expires_at = Some(expires_at);
-            let ending = finishes.iter().any(|f| f.trade_id == id);
-            if entered.contains(&id) && !ending {
+            if entered.contains(&id) && !ending.contains(&id) {
                 report.entered += 1;
                 self.trades.publish(trade.clone());
             }
