@@ -101,7 +101,9 @@ pub async fn run(scenario: Scenario, args: Args) -> anyhow::Result<Report> {
                         let at = Instant::now();
                         let outcome = send(n).await;
                         record(at, outcome).await;
-                        n += 4_096;
+                        // The next user of this worker's share: every user is used, not one
+                        // per worker, so that no stake budget runs dry at high rates.
+                        n += args.concurrency;
                     }
                 }));
             }

@@ -1,7 +1,7 @@
 //! Set-based writes for a batch: many transfers in a handful of statements.
 //!
 //! Writing a transfer one statement at a time costs a round trip (and, on SQLite through sqlx,
-//! two thread hand-offs) per row. A batch instead locks and reads every account it touches
+//! two thread hand-offs) per row. Every statement here runs on either engine ([`BatchTx`]). A batch instead locks and reads every account it touches
 //! once, checks and applies each transfer in memory in order (so each request still sees its
 //! batch-mates' effects, and a refusal touches nothing), and then writes all transactions, all
 //! balance changes and all postings with one statement each, in chunks.
@@ -12,14 +12,11 @@ use chrono::{DateTime, Utc};
 use fairtick_core::ledger::{AccountKind, LedgerError, Transfer};
 use fairtick_core::{Money, UserId};
 
-use super::{Backend, Store, StoreError, StoreResult, WriteTx};
-
-/// An `INSERT … RETURNING id` being bound.
-type IdQuery<'q> = sqlx::query::QueryAs<'q, sqlx::Any, (i64,), sqlx::any::AnyArguments<'q>>;
+use super::dual::{BatchTx, Param, Prepared};
+use super::{Backend, Store, StoreError, StoreResult};
 
 /// Rows per multi-row statement: well under both backends' limits on bound parameters. These
-/// statements change shape with the batch, so they are not kept in the prepared-statement
-/// cache (`persistent(false)`): a cache of one-off shapes would only hold memory.
+/// statements change shape with the batch, so they are prepared once, not kept.
 pub(crate) const CHUNK: usize = 500;
 
 /// The accounts of a batch's users, locked and read once, with balances kept current as the
@@ -146,7 +143,7 @@ impl Store {
     /// transaction does) and reads their balances.
     pub(crate) async fn lock_accounts(
         &self,
-        w: &mut WriteTx,
+        tx: &mut BatchTx<'_>,
         users: &[UserId],
     ) -> StoreResult<LockedAccounts> {
         let mut accounts = HashMap::new();
@@ -156,11 +153,9 @@ impl Store {
                 self.param_list(1, chunk.len()),
                 self.for_update()
             );
-            let mut query = sqlx::query_as::<_, (i64, i64, String, i64)>(&sql).persistent(false);
-            for user in chunk {
-                query = query.bind(user.0);
-            }
-            for (id, user, kind, balance) in query.fetch_all(&mut *w.tx).await? {
+            let params: Vec<Param> = chunk.iter().map(|user| Param::from(user.0)).collect();
+            let rows: Vec<(i64, i64, String, i64)> = tx.fetch(&sql, &params, Prepared::Once).await?;
+            for (id, user, kind, balance) in rows {
                 let kind = match kind.as_str() {
                     "cash" => AccountKind::Cash,
                     "in_play" => AccountKind::InPlay,
@@ -175,23 +170,19 @@ impl Store {
     /// Inserts rows of `columns` values each, in chunks, and returns the ids of the inserted
     /// rows in the order given. Both backends assign ids in VALUES order within a statement;
     /// the returned ids are sorted because RETURNING does not promise an order.
-    pub(crate) async fn insert_returning_ids<T>(
+    pub(crate) async fn insert_returning_ids<T, const COLUMNS: usize>(
         &self,
-        w: &mut WriteTx,
+        tx: &mut BatchTx<'_>,
         head: &str,
-        columns: usize,
         rows: &[T],
-        bind: impl for<'q> Fn(IdQuery<'q>, &T) -> IdQuery<'q>,
+        values: impl Fn(&T) -> [Param; COLUMNS],
     ) -> StoreResult<Vec<i64>> {
         let mut ids = Vec::with_capacity(rows.len());
         for chunk in rows.chunks(CHUNK) {
-            let sql = format!("{head} VALUES {} RETURNING id", self.values_list(1, chunk.len(), columns));
-            let mut query = sqlx::query_as::<_, (i64,)>(&sql).persistent(false);
-            for row in chunk {
-                query = bind(query, row);
-            }
-            let mut chunk_ids: Vec<i64> =
-                query.fetch_all(&mut *w.tx).await?.into_iter().map(|(id,)| id).collect();
+            let sql = format!("{head} VALUES {} RETURNING id", self.values_list(1, chunk.len(), COLUMNS));
+            let params: Vec<Param> = chunk.iter().flat_map(&values).collect();
+            let rows: Vec<(i64,)> = tx.fetch(&sql, &params, Prepared::Once).await?;
+            let mut chunk_ids: Vec<i64> = rows.into_iter().map(|(id,)| id).collect();
             if chunk_ids.len() != chunk.len() {
                 return Err(StoreError::Corrupt(format!(
                     "{} rows inserted, {} ids returned",
@@ -209,16 +200,15 @@ impl Store {
     /// they touch, and their postings. Returns the transactions' ids, in order.
     pub(crate) async fn write_transfers(
         &self,
-        w: &mut WriteTx,
+        tx: &mut BatchTx<'_>,
         transfers: &[CheckedTransfer],
     ) -> StoreResult<Vec<i64>> {
         let ids = self
             .insert_returning_ids(
-                w,
+                tx,
                 "INSERT INTO ledger_transactions (kind, user_id, reference, created_at)",
-                4,
                 transfers,
-                |q, t| q.bind(t.kind).bind(t.user.0).bind(t.reference.clone()).bind(t.created_at),
+                |t| [t.kind.into(), t.user.0.into(), t.reference.clone().into(), t.created_at.into()],
             )
             .await?;
         let mut deltas: BTreeMap<i64, i64> = BTreeMap::new();
@@ -234,11 +224,9 @@ impl Store {
                  WHERE accounts.id = d.id",
                 self.values_list(1, chunk.len(), 2)
             );
-            let mut query = sqlx::query(&sql).persistent(false);
-            for (id, delta) in chunk {
-                query = query.bind(*id).bind(*delta);
-            }
-            query.execute(&mut *w.tx).await?;
+            let params: Vec<Param> =
+                chunk.iter().flat_map(|&(id, delta)| [id.into(), delta.into()]).collect();
+            tx.execute(&sql, &params, Prepared::Once).await?;
         }
         let postings: Vec<(i64, &PostingRow)> =
             transfers.iter().zip(&ids).flat_map(|(t, id)| t.rows.iter().map(move |r| (*id, r))).collect();
@@ -247,12 +235,18 @@ impl Store {
                 "INSERT INTO postings (transaction_id, account_id, amount, balance_after) VALUES {}",
                 self.values_list(1, chunk.len(), 4)
             );
-            let mut query = sqlx::query(&sql).persistent(false);
-            for (transaction_id, row) in chunk {
-                query =
-                    query.bind(*transaction_id).bind(row.account_id).bind(row.amount).bind(row.balance_after);
-            }
-            query.execute(&mut *w.tx).await?;
+            let params: Vec<Param> = chunk
+                .iter()
+                .flat_map(|&(transaction_id, row)| {
+                    [
+                        transaction_id.into(),
+                        row.account_id.into(),
+                        row.amount.into(),
+                        row.balance_after.into(),
+                    ]
+                })
+                .collect();
+            tx.execute(&sql, &params, Prepared::Once).await?;
         }
         Ok(ids)
     }

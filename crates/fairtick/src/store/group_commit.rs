@@ -7,7 +7,12 @@
 //! batch-mates' writes; a request that fails rolls back to its savepoint and fails alone. If
 //! the commit itself fails, every request of the batch gets the error: none is acknowledged
 //! unless it is durable.
+//!
+//! On SQLite the writer is a thread of its own with its own connection, so that a batch runs
+//! without a thread hand-off per statement (see [`super::dual`]); on PostgreSQL a few
+//! tasks write through the pool.
 
+use std::path::Path;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -16,9 +21,10 @@ use fairtick_core::wallet::{WalletLimits, WalletOp};
 use tokio::sync::{Mutex, mpsc, oneshot};
 
 use super::bulk::LockedAccounts;
+use super::dual::{BatchTx, Prepared};
 use super::ledger::{Remembered, WalletOutcome};
 use super::trades::{NewTrade, OpenOutcome};
-use super::{Backend, IdempotencyKey, Store, StoreError, StoreResult, WriteTx, is_unique_violation};
+use super::{IdempotencyKey, Store, StoreError, StoreResult, sqlite};
 
 /// Most requests in one transaction: enough to amortise the commit, few enough that a batch's
 /// last request does not wait long for its first.
@@ -80,61 +86,74 @@ struct Queued {
     reply: oneshot::Sender<StoreResult<WriteOutcome>>,
 }
 
-/// The queue in front of the writer tasks.
-#[derive(Clone)]
-pub(crate) struct GroupCommit {
-    queue: mpsc::Sender<Queued>,
+/// The answer to a whole batch: one result per request, or the batch's failure.
+type BatchResult = StoreResult<Vec<StoreResult<WriteOutcome>>>;
+
+/// What reaches a writer.
+enum Job {
+    /// One request, committed with whatever else is queued.
+    One(Queued),
+    /// A batch given whole (by [`Store::write_batch`]), committed as given.
+    Whole { requests: Vec<WriteRequest>, reply: oneshot::Sender<BatchResult> },
 }
 
-impl GroupCommit {
-    /// Starts the writers of `store`: one on SQLite (it has one writer anyway), a few on
-    /// PostgreSQL, whose row locks let batches of different users commit side by side. They
-    /// stop when the last handle to the queue is dropped.
-    pub(crate) fn start(store: Store) -> GroupCommit {
-        let (queue, receiver) = mpsc::channel(QUEUE);
-        let writers = match store.backend {
-            Backend::Sqlite => 1,
-            Backend::Postgres => 4,
+/// Requests committed together, and where their answers go.
+struct Batch {
+    requests: Vec<WriteRequest>,
+    replies: Replies,
+}
+
+enum Replies {
+    Each(Vec<oneshot::Sender<StoreResult<WriteOutcome>>>),
+    Whole(oneshot::Sender<BatchResult>),
+}
+
+impl Batch {
+    /// Takes `first` and whatever single requests are queued behind it. A whole batch that
+    /// turns up behind them is `held` for the writer's next turn.
+    fn gather(first: Job, receiver: &mut mpsc::Receiver<Job>, held: &mut Option<Job>) -> Batch {
+        let first = match first {
+            Job::One(first) => first,
+            Job::Whole { requests, reply } => return Batch { requests, replies: Replies::Whole(reply) },
         };
-        let receiver = Arc::new(Mutex::new(receiver));
-        for _ in 0..writers {
-            tokio::spawn(write_batches(store.clone(), receiver.clone()));
-        }
-        GroupCommit { queue }
-    }
-}
-
-async fn write_batches(store: Store, receiver: Arc<Mutex<mpsc::Receiver<Queued>>>) {
-    loop {
-        let mut batch = Vec::new();
-        {
-            let mut receiver = receiver.lock().await;
-            match receiver.recv().await {
-                Some(first) => batch.push(first),
-                None => return,
-            }
-            while batch.len() < MAX_BATCH {
-                match receiver.try_recv() {
-                    Ok(next) => batch.push(next),
-                    Err(_) => break,
+        let mut requests = vec![first.request];
+        let mut replies = vec![first.reply];
+        while requests.len() < MAX_BATCH {
+            match receiver.try_recv() {
+                Ok(Job::One(next)) => {
+                    requests.push(next.request);
+                    replies.push(next.reply);
                 }
+                Ok(whole) => {
+                    *held = Some(whole);
+                    break;
+                }
+                Err(_) => break,
             }
         }
-        let (requests, replies): (Vec<_>, Vec<_>) = batch.into_iter().map(|q| (q.request, q.reply)).unzip();
-        metrics::histogram!("group_commit_batch_size").record(requests.len() as f64);
+        Batch { requests, replies: Replies::Each(replies) }
+    }
+
+    /// Commits the batch with `commit` and answers every request.
+    async fn write(self, commit: impl AsyncFnOnce(&[WriteRequest]) -> BatchResult) {
+        let size = self.requests.len();
+        metrics::histogram!("group_commit_batch_size").record(size as f64);
         let started = std::time::Instant::now();
-        let written = store.write_batch(&requests).await;
+        let written = commit(&self.requests).await;
         // From waiting for the writer lock to the end of the commit.
         metrics::histogram!("group_commit_seconds").record(started.elapsed().as_secs_f64());
-        match written {
-            Ok(results) => {
+        match (self.replies, written) {
+            (Replies::Whole(reply), written) => {
+                let _ = reply.send(written);
+            }
+            (Replies::Each(replies), Ok(results)) => {
                 for (reply, result) in replies.into_iter().zip(results) {
                     // A requester that went away still had its request committed; nothing to tell.
                     let _ = reply.send(result);
                 }
             }
-            Err(error) => {
-                tracing::error!(%error, batch = requests.len(), "a group commit failed; none of its requests is done");
+            (Replies::Each(replies), Err(error)) => {
+                tracing::error!(%error, batch = size, "a group commit failed; none of its requests is done");
                 let message = error.to_string();
                 for reply in replies {
                     let _ = reply.send(Err(StoreError::BatchFailed(message.clone())));
@@ -144,41 +163,150 @@ async fn write_batches(store: Store, receiver: Arc<Mutex<mpsc::Receiver<Queued>>
     }
 }
 
+/// The queue in front of the writers.
+#[derive(Clone)]
+pub(crate) struct GroupCommit {
+    queue: mpsc::Sender<Job>,
+}
+
+/// Writers on PostgreSQL.
+const POOL_WRITERS: usize = 4;
+
+impl GroupCommit {
+    /// Starts the writers of `store`: on SQLite one thread writing to `sqlite_file` (SQLite has
+    /// one writer anyway), on PostgreSQL a few tasks, whose row locks let batches of different
+    /// users commit side by side. They stop when the last handle to the queue is dropped.
+    pub(crate) fn start(store: Store, sqlite_file: Option<&Path>) -> StoreResult<GroupCommit> {
+        let (queue, receiver) = mpsc::channel(QUEUE);
+        match sqlite_file {
+            Some(path) => {
+                let conn = sqlite::writer_connection(path)?;
+                std::thread::Builder::new()
+                    .name("fairtick-writer".into())
+                    .spawn(move || write_on_thread(&store, conn, receiver))
+                    .map_err(|e| StoreError::BatchFailed(format!("cannot start the writer thread: {e}")))?;
+            }
+            None => {
+                let receiver = Arc::new(Mutex::new(receiver));
+                for _ in 0..POOL_WRITERS {
+                    tokio::spawn(write_batches(store.clone(), receiver.clone()));
+                }
+            }
+        }
+        Ok(GroupCommit { queue })
+    }
+}
+
+/// A writer task on the pool: the receiver is shared, one writer gathers at a time.
+async fn write_batches(store: Store, receiver: Arc<Mutex<mpsc::Receiver<Job>>>) {
+    let mut held = None;
+    loop {
+        let batch = {
+            let mut receiver = receiver.lock().await;
+            let first = match held.take() {
+                Some(job) => job,
+                None => match receiver.recv().await {
+                    Some(job) => job,
+                    None => return,
+                },
+            };
+            Batch::gather(first, &mut receiver, &mut held)
+        };
+        batch.write(async |requests| store.write_batch_pooled(requests).await).await;
+    }
+}
+
+/// The SQLite writer thread. Nothing it awaits needs a runtime (only the store's writer lock),
+/// so a plain executor drives it.
+fn write_on_thread(store: &Store, mut conn: rusqlite::Connection, mut receiver: mpsc::Receiver<Job>) {
+    let mut held = None;
+    loop {
+        let first = match held.take() {
+            Some(job) => job,
+            None => match receiver.blocking_recv() {
+                Some(job) => job,
+                None => return,
+            },
+        };
+        let batch = Batch::gather(first, &mut receiver, &mut held);
+        futures::executor::block_on(
+            batch.write(async |requests| store.write_batch_on(&mut conn, requests).await),
+        );
+    }
+}
+
 impl Store {
     /// Commits `request` with whatever else is queued, and answers once it is durable.
     pub(crate) async fn submit(&self, request: WriteRequest) -> StoreResult<WriteOutcome> {
         let Some(group) = &self.group_commit else {
-            let mut results = self.write_batch(std::slice::from_ref(&request)).await?;
+            let mut results = self.write_batch_pooled(std::slice::from_ref(&request)).await?;
             return results.pop().unwrap_or_else(|| Err(StoreError::BatchFailed("no answer".into())));
         };
         let (reply, answer) = oneshot::channel();
-        let closed = || StoreError::BatchFailed("the writer has stopped".into());
-        group.queue.send(Queued { request, reply }).await.map_err(|_| closed())?;
-        answer.await.map_err(|_| closed())?
+        group.queue.send(Job::One(Queued { request, reply })).await.map_err(|_| writer_stopped())?;
+        answer.await.map_err(|_| writer_stopped())?
     }
 
-    /// Runs `requests` in one write transaction, each in its own savepoint, and commits once.
-    /// Returns one result per request, in order; `Err` when the transaction itself failed, in
-    /// which case nothing of the batch was committed.
+    /// Commits `requests` as one batch, as given, and answers once it is durable: each request
+    /// runs in its own savepoint of one write transaction. Returns one result per request, in
+    /// order; `Err` when the transaction itself failed, in which case nothing of the batch was
+    /// committed.
+    pub async fn write_batch(&self, requests: &[WriteRequest]) -> BatchResult {
+        let Some(group) = &self.group_commit else { return self.write_batch_pooled(requests).await };
+        let (reply, answer) = oneshot::channel();
+        let job = Job::Whole { requests: requests.to_vec(), reply };
+        group.queue.send(job).await.map_err(|_| writer_stopped())?;
+        answer.await.map_err(|_| writer_stopped())?
+    }
+
+    /// A batch in a transaction of the pool.
+    async fn write_batch_pooled(&self, requests: &[WriteRequest]) -> BatchResult {
+        let mut w = self.begin_write().await?;
+        let results = self.write_batch_in(&mut (&mut w).into(), requests).await?;
+        w.tx.commit().await?;
+        Ok(results)
+    }
+
+    /// A batch on the SQLite writer thread's own connection, under the store's writer lock so
+    /// that the pool's writers wait in the same queue.
+    async fn write_batch_on(
+        &self,
+        conn: &mut rusqlite::Connection,
+        requests: &[WriteRequest],
+    ) -> BatchResult {
+        let _writer = match &self.write_lock {
+            Some(lock) => Some(lock.lock().await),
+            None => None,
+        };
+        conn.execute_batch("BEGIN IMMEDIATE")?;
+        let written = self.write_batch_in(&mut BatchTx::Sqlite(&mut *conn), requests).await;
+        let committed = match written {
+            Ok(results) => conn.execute_batch("COMMIT").map(|()| results).map_err(StoreError::from),
+            Err(error) => Err(error),
+        };
+        if committed.is_err() && !conn.is_autocommit() {
+            // Nothing of a failed batch stays; the connection is ready for the next one.
+            conn.execute_batch("ROLLBACK")?;
+        }
+        committed
+    }
+
+    /// Runs `requests` inside `tx`, each in its own savepoint.
     ///
     /// Requests run in user order, so that a batch takes account locks in the same global order
     /// as every other money-moving transaction and two batches can never deadlock.
-    pub async fn write_batch(
-        &self,
-        requests: &[WriteRequest],
-    ) -> StoreResult<Vec<StoreResult<WriteOutcome>>> {
+    async fn write_batch_in(&self, tx: &mut BatchTx<'_>, requests: &[WriteRequest]) -> BatchResult {
         let mut order: Vec<usize> = (0..requests.len()).collect();
         order.sort_by_key(|&i| requests[i].user());
         let mut results: Vec<Option<StoreResult<WriteOutcome>>> = requests.iter().map(|_| None).collect();
-        let mut w = self.begin_write().await?;
         // Every account of the batch, locked up front in user order and read once.
         let mut users: Vec<UserId> = order.iter().map(|&i| requests[i].user()).collect();
         users.dedup();
-        let mut accounts = self.lock_accounts(&mut w, &users).await?;
+        let mut accounts = self.lock_accounts(tx, &users).await?;
         let (bulk, one_by_one): (Vec<usize>, Vec<usize>) = order
             .into_iter()
             .partition(|&i| matches!(&requests[i], WriteRequest::OpenTrade { key: None, .. }));
-        let one_by_one = match self.open_in_bulk(&mut w, &mut accounts, requests, &bulk).await? {
+        let one_by_one = match self.open_in_bulk(tx, &mut accounts, requests, &bulk).await? {
             Some(outcomes) => {
                 for (i, outcome) in bulk.into_iter().zip(outcomes) {
                     results[i] = Some(Ok(WriteOutcome::Trade(outcome)));
@@ -192,9 +320,8 @@ impl Store {
             }
         };
         for i in one_by_one {
-            results[i] = Some(self.write_one(&mut w, &requests[i]).await?);
+            results[i] = Some(self.write_one(tx, &requests[i]).await?);
         }
-        w.tx.commit().await?;
         Ok(results
             .into_iter()
             .map(|r| r.unwrap_or_else(|| Err(StoreError::BatchFailed("no answer".into()))))
@@ -205,7 +332,7 @@ impl Store {
     /// bulk write failed, so that they are retried one by one and only the culprit fails.
     async fn open_in_bulk(
         &self,
-        w: &mut WriteTx,
+        tx: &mut BatchTx<'_>,
         accounts: &mut LockedAccounts,
         requests: &[WriteRequest],
         bulk: &[usize],
@@ -221,17 +348,17 @@ impl Store {
             return Ok(Some(Vec::new()));
         }
         let before = accounts.clone();
-        execute(w, "SAVEPOINT bulk").await?;
-        match self.open_trades_in(w, accounts, &opens).await {
+        execute(tx, "SAVEPOINT bulk").await?;
+        match self.open_trades_in(tx, accounts, &opens).await {
             Ok(outcomes) => {
-                execute(w, "RELEASE SAVEPOINT bulk").await?;
+                execute(tx, "RELEASE SAVEPOINT bulk").await?;
                 Ok(Some(outcomes))
             }
             Err(error) => {
                 tracing::warn!(%error, batch = opens.len(), "a bulk write failed; retrying its requests one by one");
                 *accounts = before;
-                execute(w, "ROLLBACK TO SAVEPOINT bulk").await?;
-                execute(w, "RELEASE SAVEPOINT bulk").await?;
+                execute(tx, "ROLLBACK TO SAVEPOINT bulk").await?;
+                execute(tx, "RELEASE SAVEPOINT bulk").await?;
                 Ok(None)
             }
         }
@@ -240,57 +367,57 @@ impl Store {
     /// One request in its own savepoint: its failure undoes only its own writes.
     async fn write_one(
         &self,
-        w: &mut WriteTx,
+        tx: &mut BatchTx<'_>,
         request: &WriteRequest,
     ) -> StoreResult<StoreResult<WriteOutcome>> {
-        execute(w, "SAVEPOINT request").await?;
-        Ok(match self.apply(w, request).await {
+        execute(tx, "SAVEPOINT request").await?;
+        Ok(match self.apply(tx, request).await {
             Ok(outcome) if outcome.keeps_writes() => {
-                execute(w, "RELEASE SAVEPOINT request").await?;
+                execute(tx, "RELEASE SAVEPOINT request").await?;
                 Ok(outcome)
             }
             Ok(outcome) => {
-                roll_back_request(w).await?;
+                roll_back_request(tx).await?;
                 Ok(outcome)
             }
-            Err(StoreError::Database(e)) if is_unique_violation(&e) && request.key().is_some() => {
+            Err(e) if e.is_unique_violation() && request.key().is_some() => {
                 // Another transaction stored this idempotency key first: answer as it did.
-                roll_back_request(w).await?;
-                self.replay(w, request).await
+                roll_back_request(tx).await?;
+                self.replay(tx, request).await
             }
             Err(e) => {
-                roll_back_request(w).await?;
+                roll_back_request(tx).await?;
                 Err(e)
             }
         })
     }
 
-    async fn apply(&self, w: &mut WriteTx, request: &WriteRequest) -> StoreResult<WriteOutcome> {
+    async fn apply(&self, tx: &mut BatchTx<'_>, request: &WriteRequest) -> StoreResult<WriteOutcome> {
         Ok(match request {
             WriteRequest::OpenTrade { user, trade, key, now } => {
-                WriteOutcome::Trade(self.open_trade_in(w, *user, trade, key.as_ref(), *now).await?)
+                WriteOutcome::Trade(self.open_trade_in(tx, *user, trade, key.as_ref(), *now).await?)
             }
             WriteRequest::MoveFunds { user, op, limits, key, now } => {
-                WriteOutcome::Wallet(self.move_funds_in(w, *user, *op, limits, key.as_ref(), *now).await?)
+                WriteOutcome::Wallet(self.move_funds_in(tx, *user, *op, limits, key.as_ref(), *now).await?)
             }
         })
     }
 
     /// The stored answer of a request whose idempotency key another transaction committed.
-    async fn replay(&self, w: &mut WriteTx, request: &WriteRequest) -> StoreResult<WriteOutcome> {
+    async fn replay(&self, tx: &mut BatchTx<'_>, request: &WriteRequest) -> StoreResult<WriteOutcome> {
         let (user, key) = match request.key() {
             Some(key) => (request.user(), key),
             None => return Err(StoreError::Corrupt("a replay without an idempotency key".into())),
         };
         Ok(match request {
             WriteRequest::OpenTrade { .. } => {
-                WriteOutcome::Trade(match self.remembered(&mut w.tx, user, key).await? {
+                WriteOutcome::Trade(match self.remembered(tx, user, key).await? {
                     Some(Remembered::Answer(trade)) => OpenOutcome::Replayed(trade),
                     _ => OpenOutcome::KeyReused,
                 })
             }
             WriteRequest::MoveFunds { .. } => {
-                WriteOutcome::Wallet(match self.remembered(&mut w.tx, user, key).await? {
+                WriteOutcome::Wallet(match self.remembered(tx, user, key).await? {
                     Some(Remembered::Answer(receipt)) => WalletOutcome::Replayed(receipt),
                     _ => WalletOutcome::KeyReused,
                 })
@@ -299,14 +426,17 @@ impl Store {
     }
 }
 
-async fn execute(w: &mut WriteTx, statement: &str) -> StoreResult<()> {
-    sqlx::query(statement).execute(&mut *w.tx).await?;
-    Ok(())
+async fn execute(tx: &mut BatchTx<'_>, statement: &str) -> StoreResult<()> {
+    tx.execute(statement, &[], Prepared::Keep).await
+}
+
+fn writer_stopped() -> StoreError {
+    StoreError::BatchFailed("the writer has stopped".into())
 }
 
 /// Undoes one request's writes and leaves the batch's transaction usable (on PostgreSQL a
 /// failed statement poisons the transaction until the rollback to the savepoint).
-async fn roll_back_request(w: &mut WriteTx) -> StoreResult<()> {
-    execute(w, "ROLLBACK TO SAVEPOINT request").await?;
-    execute(w, "RELEASE SAVEPOINT request").await
+async fn roll_back_request(tx: &mut BatchTx<'_>) -> StoreResult<()> {
+    execute(tx, "ROLLBACK TO SAVEPOINT request").await?;
+    execute(tx, "RELEASE SAVEPOINT request").await
 }

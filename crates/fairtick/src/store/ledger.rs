@@ -1,9 +1,9 @@
 //! Money movements: applying a balanced [`Transfer`] atomically, the wallet operations, the
 //! user's statement, and the idempotency records that make retries safe.
 //!
-//! A user account is changed only by a conditional update (`balance + amount >= 0`), inside a
-//! write transaction that first read the balances under lock; the `CHECK` on `accounts` is the
-//! third line of defence.
+//! A user account is changed only inside a write transaction that first read its balance under
+//! lock and checked the change against it ([`super::bulk::LockedAccounts`]); the `CHECK` on
+//! `accounts` is the second line of defence.
 
 use chrono::{DateTime, Duration, Utc};
 use fairtick_core::Money;
@@ -14,8 +14,20 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use sqlx::AnyConnection;
 
+use super::dual::{BatchTx, Prepared};
 use super::group_commit::{WriteOutcome, WriteRequest};
-use super::{Store, StoreError, StoreResult, WriteTx, time_from_ms};
+use super::{Store, StoreError, StoreResult, time_from_ms};
+
+/// What a user deposited since `$2`: the daily deposit limit's measure.
+const DEPOSITED_SINCE: &str = "SELECT CAST(COALESCE(SUM(p.amount), 0) AS BIGINT) \
+     FROM ledger_transactions t \
+     JOIN postings p ON p.transaction_id = t.id \
+     JOIN accounts a ON a.id = p.account_id AND a.kind = 'cash' \
+     WHERE t.user_id = $1 AND t.kind = 'deposit' AND t.created_at > $2";
+
+fn a_day_before(now: DateTime<Utc>) -> i64 {
+    (now - Duration::hours(24)).timestamp_millis()
+}
 
 /// One line of a user's statement: a movement of their available (cash) balance.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -97,29 +109,13 @@ impl Store {
                 other => return Err(StoreError::Corrupt(format!("user {user} has a {other} account"))),
             }
         }
-        state.deposited_last_day = self.deposited_last_day(conn, user, now).await?;
+        let (deposited,): (i64,) = sqlx::query_as(DEPOSITED_SINCE)
+            .bind(user.0)
+            .bind(a_day_before(now))
+            .fetch_one(&mut *conn)
+            .await?;
+        state.deposited_last_day = Money::from_cents(deposited);
         Ok(state)
-    }
-
-    /// What the user deposited in the 24 hours before `now` (the daily deposit limit's measure).
-    async fn deposited_last_day(
-        &self,
-        conn: &mut AnyConnection,
-        user: UserId,
-        now: DateTime<Utc>,
-    ) -> StoreResult<Money> {
-        let (deposited,): (i64,) = sqlx::query_as(
-            "SELECT CAST(COALESCE(SUM(p.amount), 0) AS BIGINT) \
-             FROM ledger_transactions t \
-             JOIN postings p ON p.transaction_id = t.id \
-             JOIN accounts a ON a.id = p.account_id AND a.kind = 'cash' \
-             WHERE t.user_id = $1 AND t.kind = 'deposit' AND t.created_at > $2",
-        )
-        .bind(user.0)
-        .bind((now - Duration::hours(24)).timestamp_millis())
-        .fetch_one(&mut *conn)
-        .await?;
-        Ok(Money::from_cents(deposited))
     }
 
     /// The user's balances as of now.
@@ -149,7 +145,7 @@ impl Store {
     /// [`Store::move_funds`] inside `w`. A refusal writes nothing.
     pub(crate) async fn move_funds_in(
         &self,
-        w: &mut WriteTx,
+        tx: &mut BatchTx<'_>,
         user: UserId,
         op: WalletOp,
         limits: &WalletLimits,
@@ -157,17 +153,21 @@ impl Store {
         now: DateTime<Utc>,
     ) -> StoreResult<WalletOutcome> {
         if let Some(key) = idempotency {
-            match self.remembered(&mut w.tx, user, key).await? {
+            match self.remembered(tx, user, key).await? {
                 Some(Remembered::Answer(receipt)) => return Ok(WalletOutcome::Replayed(receipt)),
                 Some(Remembered::OtherRequest) => return Ok(WalletOutcome::KeyReused),
                 None => {}
             }
         }
-        let mut accounts = self.lock_accounts(w, &[user]).await?;
+        let mut accounts = self.lock_accounts(tx, &[user]).await?;
+        let deposited = tx
+            .fetch_optional::<(i64,)>(DEPOSITED_SINCE, &[user.0.into(), a_day_before(now).into()])
+            .await?
+            .map_or(0, |(cents,)| cents);
         let state = WalletState {
             available: accounts.cash(user),
             in_play: accounts.in_play(user),
-            deposited_last_day: self.deposited_last_day(&mut w.tx, user, now).await?,
+            deposited_last_day: Money::from_cents(deposited),
         };
         let transfer = match op.plan(limits, &state) {
             Ok(transfer) => transfer,
@@ -180,7 +180,7 @@ impl Store {
                 let checked = accounts
                     .apply(self, user, transfer, None, now)?
                     .map_err(|e| StoreError::Corrupt(format!("a checked wallet transfer failed: {e}")))?;
-                let ids = self.write_transfers(w, std::slice::from_ref(&checked)).await?;
+                let ids = self.write_transfers(tx, std::slice::from_ref(&checked)).await?;
                 let transaction_id =
                     *ids.first().ok_or_else(|| StoreError::Corrupt("a transfer without an id".into()))?;
                 let amount = transfer.change_of(AccountKind::Cash);
@@ -201,7 +201,7 @@ impl Store {
         };
         let receipt = WalletReceipt { entry, state: after };
         if let Some(key) = idempotency {
-            self.remember(&mut w.tx, user, key, &receipt, now).await?;
+            self.remember(tx, user, key, &receipt, now).await?;
         }
         Ok(WalletOutcome::Done(receipt))
     }
@@ -244,17 +244,16 @@ impl Store {
 
     pub(crate) async fn remembered<T: DeserializeOwned>(
         &self,
-        conn: &mut AnyConnection,
+        tx: &mut BatchTx<'_>,
         user: UserId,
         key: &IdempotencyKey,
     ) -> StoreResult<Option<Remembered<T>>> {
-        let row: Option<(String, String)> = sqlx::query_as(
-            "SELECT request_hash, response FROM idempotency_keys WHERE user_id = $1 AND key = $2",
-        )
-        .bind(user.0)
-        .bind(&key.key)
-        .fetch_optional(conn)
-        .await?;
+        let row: Option<(String, String)> = tx
+            .fetch_optional(
+                "SELECT request_hash, response FROM idempotency_keys WHERE user_id = $1 AND key = $2",
+                &[user.0.into(), key.key.as_str().into()],
+            )
+            .await?;
         let Some((hash, response)) = row else { return Ok(None) };
         if hash != key.request_hash {
             return Ok(Some(Remembered::OtherRequest));
@@ -266,23 +265,25 @@ impl Store {
 
     pub(crate) async fn remember<T: Serialize>(
         &self,
-        conn: &mut AnyConnection,
+        tx: &mut BatchTx<'_>,
         user: UserId,
         key: &IdempotencyKey,
         answer: &T,
         now: DateTime<Utc>,
     ) -> StoreResult<()> {
         let response = serde_json::to_string(answer).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        sqlx::query(
+        tx.execute(
             "INSERT INTO idempotency_keys (user_id, key, request_hash, response, created_at) \
              VALUES ($1, $2, $3, $4, $5)",
+            &[
+                user.0.into(),
+                key.key.as_str().into(),
+                key.request_hash.as_str().into(),
+                response.into(),
+                now.timestamp_millis().into(),
+            ],
+            Prepared::Keep,
         )
-        .bind(user.0)
-        .bind(&key.key)
-        .bind(&key.request_hash)
-        .bind(response)
-        .bind(now.timestamp_millis())
-        .execute(conn)
         .await?;
         Ok(())
     }

@@ -9,6 +9,7 @@
 mod admin;
 mod audit;
 mod bulk;
+mod dual;
 mod group_commit;
 mod ledger;
 mod market;
@@ -53,11 +54,29 @@ pub enum StoreError {
     BatchFailed(String),
     #[error(transparent)]
     Database(#[from] sqlx::Error),
+    /// From the SQLite group-commit writer's own connection.
+    #[error(transparent)]
+    Sqlite(#[from] rusqlite::Error),
     #[error(transparent)]
     Migrate(#[from] sqlx::migrate::MigrateError),
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
+
+impl StoreError {
+    /// Whether a unique constraint refused a write. SQLite names no constraints, so the kind of
+    /// error is what is compared, not a constraint name.
+    pub(crate) fn is_unique_violation(&self) -> bool {
+        match self {
+            StoreError::Database(e) => is_unique_violation(e),
+            StoreError::Sqlite(rusqlite::Error::SqliteFailure(e, _)) => matches!(
+                e.extended_code,
+                rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE | rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY
+            ),
+            _ => false,
+        }
+    }
+}
 
 /// The database behind fairtick. Cheap to clone.
 #[derive(Clone)]
@@ -72,6 +91,8 @@ pub struct Store {
     url: Option<Arc<str>>,
     /// Where money movements queue to share a commit. `None` in the writers' own copies.
     group_commit: Option<group_commit::GroupCommit>,
+    /// On SQLite, connections for the hot reads that run on the calling thread.
+    readers: Option<Arc<dual::SqliteReaders>>,
 }
 
 /// Ids of the house and faucet accounts, read once at start-up.
@@ -100,15 +121,17 @@ impl Store {
             return Err(StoreError::UnsupportedUrl(url.to_owned()));
         };
         let options = AnyPoolOptions::new().max_connections(max_connections);
-        let pool = match backend {
+        let (pool, sqlite_file) = match backend {
             Backend::Sqlite => sqlite::connect(url, options).await?,
-            Backend::Postgres => postgres::connect(url, options).await?,
+            Backend::Postgres => (postgres::connect(url, options).await?, None),
         };
         let write_lock = (backend == Backend::Sqlite).then(|| Arc::new(Mutex::new(())));
         let system_accounts = Self::read_system_accounts(&pool).await?;
         let url = (backend == Backend::Postgres).then(|| Arc::from(url));
-        let mut store = Store { pool, backend, write_lock, system_accounts, url, group_commit: None };
-        store.group_commit = Some(group_commit::GroupCommit::start(store.clone()));
+        let readers = sqlite_file.clone().map(|file| Arc::new(dual::SqliteReaders::new(file)));
+        let mut store =
+            Store { pool, backend, write_lock, system_accounts, url, group_commit: None, readers };
+        store.group_commit = Some(group_commit::GroupCommit::start(store.clone(), sqlite_file.as_deref())?);
         Ok(store)
     }
 

@@ -3,6 +3,7 @@
 //! Durability comes first: WAL with `synchronous=FULL`, so an acknowledged money movement
 //! survives `kill -9` and power loss.
 
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -12,11 +13,21 @@ use sqlx::{AnyPool, Executor};
 
 use super::StoreResult;
 
-pub(super) async fn connect(url: &str, options: AnyPoolOptions) -> StoreResult<AnyPool> {
+/// Every connection's settings. The wait for a busy database first, so nothing after it fails
+/// for a moment's lock. Temporary storage (the journals of a batch's savepoints) in memory: it
+/// only ever serves a rollback inside a transaction, so durability is unaffected.
+const SETTINGS: &str = "PRAGMA busy_timeout = 30000; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY;";
+
+/// Opens the pool, and names the database file for the group-commit writer's own connection
+/// (`None` for an in-memory database, which no second connection could reach).
+pub(super) async fn connect(url: &str, options: AnyPoolOptions) -> StoreResult<(AnyPool, Option<PathBuf>)> {
     // Create the file if needed, with the native driver, before the `Any` pool opens it.
     // Another process (a running server) may hold the write lock for a moment: wait for it.
     // WAL is a property of the database file: set once here, it holds for every connection.
-    let native = SqliteConnectOptions::from_str(url)?
+    let native = SqliteConnectOptions::from_str(url)?;
+    let file = native.get_filename();
+    let file = (file != Path::new(":memory:")).then(|| file.to_owned());
+    let native = native
         .create_if_missing(true)
         .busy_timeout(Duration::from_secs(30))
         .journal_mode(SqliteJournalMode::Wal);
@@ -27,17 +38,29 @@ pub(super) async fn connect(url: &str, options: AnyPoolOptions) -> StoreResult<A
     let pool = options
         .after_connect(|conn, _meta| {
             Box::pin(async move {
-                // The wait for a busy database first, so nothing after it fails for a moment's lock.
-                // Temporary storage (the journals of a batch's savepoints) in memory: it only ever
-                // serves a rollback inside a transaction, so durability is unaffected.
-                conn.execute(
-                    "PRAGMA busy_timeout = 30000; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY;",
-                )
-                .await?;
+                conn.execute(SETTINGS).await?;
                 Ok(())
             })
         })
         .connect(url)
         .await?;
-    Ok(pool)
+    Ok((pool, file))
+}
+
+/// The group-commit writer's own connection, with the same settings as the pool's.
+pub(super) fn writer_connection(file: &Path) -> StoreResult<rusqlite::Connection> {
+    let conn = rusqlite::Connection::open(file)?;
+    conn.execute_batch(SETTINGS)?;
+    Ok(conn)
+}
+
+/// A connection for the reads that run on the calling thread: read-only, and it never waits
+/// for a lock (in WAL mode a reader does not wait for the writer) for long.
+pub(super) fn reader_connection(file: &Path) -> StoreResult<rusqlite::Connection> {
+    use rusqlite::OpenFlags;
+    let flags =
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI;
+    let conn = rusqlite::Connection::open_with_flags(file, flags)?;
+    conn.execute_batch("PRAGMA busy_timeout = 1000;")?;
+    Ok(conn)
 }

@@ -9,6 +9,7 @@ use fairtick_core::{Money, UserId};
 use serde::{Deserialize, Serialize};
 
 use super::bulk::{CHUNK, LockedAccounts};
+use super::dual::BatchTx;
 use super::group_commit::{WriteOutcome, WriteRequest};
 use super::ledger::Remembered;
 use super::{IdempotencyKey, Store, StoreError, StoreResult, WriteTx};
@@ -250,27 +251,27 @@ impl Store {
     /// [`Store::open_trade`] inside `w`. Anything but `Opened` must be rolled back by the caller.
     pub(crate) async fn open_trade_in(
         &self,
-        w: &mut WriteTx,
+        tx: &mut BatchTx<'_>,
         user: UserId,
         new: &NewTrade,
         idempotency: Option<&IdempotencyKey>,
         now: DateTime<Utc>,
     ) -> StoreResult<OpenOutcome> {
         if let Some(key) = idempotency {
-            match self.remembered(&mut w.tx, user, key).await? {
+            match self.remembered(tx, user, key).await? {
                 Some(Remembered::Answer(trade)) => return Ok(OpenOutcome::Replayed(trade)),
                 Some(Remembered::OtherRequest) => return Ok(OpenOutcome::KeyReused),
                 None => {}
             }
         }
-        let mut accounts = self.lock_accounts(w, &[user]).await?;
+        let mut accounts = self.lock_accounts(tx, &[user]).await?;
         let outcome = self
-            .open_trades_in(w, &mut accounts, &[(user, new, now)])
+            .open_trades_in(tx, &mut accounts, &[(user, new, now)])
             .await?
             .pop()
             .ok_or_else(|| StoreError::Corrupt("a trade request without an outcome".into()))?;
         if let (Some(key), OpenOutcome::Opened(trade)) = (idempotency, &outcome) {
-            self.remember(&mut w.tx, user, key, trade, now).await?;
+            self.remember(tx, user, key, trade, now).await?;
         }
         Ok(outcome)
     }
@@ -280,7 +281,7 @@ impl Store {
     /// writes nothing. The accounts of the users must already be locked in `accounts`.
     pub(crate) async fn open_trades_in(
         &self,
-        w: &mut WriteTx,
+        tx: &mut BatchTx<'_>,
         accounts: &mut LockedAccounts,
         requests: &[(UserId, &NewTrade, DateTime<Utc>)],
     ) -> StoreResult<Vec<OpenOutcome>> {
@@ -302,26 +303,27 @@ impl Store {
         }
         let ids = self
             .insert_returning_ids(
-                w,
+                tx,
                 "INSERT INTO trades (user_id, symbol, direction, stake, duration_ms, payout_rate_bp, accepted_at)",
-                7,
                 &accepted,
-                |q, &i| {
+                |&i| {
                     let (user, new, now) = requests[i];
-                    q.bind(user.0)
-                        .bind(new.symbol.clone())
-                        .bind(new.direction.as_str())
-                        .bind(new.stake.cents())
-                        .bind(new.duration_ms)
-                        .bind(i64::from(new.payout_rate_bp))
-                        .bind(now.timestamp_millis())
+                    [
+                        user.0.into(),
+                        new.symbol.as_str().into(),
+                        new.direction.as_str().into(),
+                        new.stake.cents().into(),
+                        new.duration_ms.into(),
+                        i64::from(new.payout_rate_bp).into(),
+                        now.timestamp_millis().into(),
+                    ]
                 },
             )
             .await?;
         for (transfer, id) in transfers.iter_mut().zip(&ids) {
             transfer.set_reference(id.to_string());
         }
-        self.write_transfers(w, &transfers).await?;
+        self.write_transfers(tx, &transfers).await?;
         for (&i, &id) in accepted.iter().zip(&ids) {
             let (user, new, now) = requests[i];
             outcomes[i] =
@@ -431,7 +433,7 @@ impl Store {
         ordered.sort_by_key(|f| (f.user_id, f.trade_id));
         let mut users: Vec<UserId> = ordered.iter().map(|f| f.user_id).collect();
         users.dedup();
-        let mut accounts = self.lock_accounts(&mut w, &users).await?;
+        let mut accounts = self.lock_accounts(&mut (&mut w).into(), &users).await?;
         let mut still_active = self.end_settled_trades(&mut w, &ordered, now).await?;
         for finish in ordered.iter().filter(|f| !matches!(f.ending, Ending::Settled { .. })) {
             if self.end_trade(&mut w, finish, now).await? {
@@ -451,7 +453,7 @@ impl Store {
             transfers.push(checked);
             ended.push(finish.trade_id);
         }
-        self.write_transfers(&mut w, &transfers).await?;
+        self.write_transfers(&mut (&mut w).into(), &transfers).await?;
         w.tx.commit().await?;
         self.trades_by_id(&ended).await
     }

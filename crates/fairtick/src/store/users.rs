@@ -5,6 +5,7 @@ use chrono::{DateTime, Utc};
 use fairtick_core::ledger::Transfer;
 use fairtick_core::{Email, Money, Role, UserId, UserStatus};
 
+use super::dual::DualRow;
 use super::{Store, StoreError, StoreResult, is_unique_violation, time_from_ms};
 
 /// A new account to create.
@@ -67,6 +68,26 @@ pub(crate) struct UserRow {
     totp_enabled: i64,
 }
 
+impl DualRow for UserRow {
+    fn from_sqlite(row: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
+        Ok(UserRow {
+            id: row.get("id")?,
+            email: row.get("email")?,
+            password_hash: row.get("password_hash")?,
+            first_name: row.get("first_name")?,
+            last_name: row.get("last_name")?,
+            role: row.get("role")?,
+            status: row.get("status")?,
+            vip_level: row.get("vip_level")?,
+            created_at: row.get("created_at")?,
+            max_stake: row.get("max_stake")?,
+            trading_suspended: row.get("trading_suspended")?,
+            totp_sealed: row.get("totp_sealed")?,
+            totp_enabled: row.get("totp_enabled")?,
+        })
+    }
+}
+
 pub(crate) fn user_from_row(row: UserRow) -> StoreResult<UserRecord> {
     let id = row.id;
     Ok(UserRecord {
@@ -118,11 +139,11 @@ impl Store {
             .bind(id)
             .execute(&mut *w.tx)
             .await?;
-        let mut accounts = self.lock_accounts(&mut w, &[UserId(id)]).await?;
+        let mut accounts = self.lock_accounts(&mut (&mut w).into(), &[UserId(id)]).await?;
         let credit = accounts
             .apply(self, UserId(id), welcome, None, now)?
             .map_err(|refused| StoreError::Corrupt(format!("welcome credit refused: {refused}")))?;
-        self.write_transfers(&mut w, &[credit]).await?;
+        self.write_transfers(&mut (&mut w).into(), &[credit]).await?;
         w.tx.commit().await?;
         Ok(UserRecord {
             id: UserId(id),
@@ -153,11 +174,10 @@ impl Store {
 
     #[tracing::instrument(skip_all)]
     pub async fn user_by_id(&self, id: UserId) -> StoreResult<Option<UserRecord>> {
-        let row: Option<UserRow> = sqlx::query_as(&format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1"))
-            .bind(id.0)
-            .fetch_optional(&self.pool)
+        let rows: Vec<UserRow> = self
+            .read_rows(&format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1"), &[id.0.into()])
             .await?;
-        row.map(user_from_row).transpose()
+        rows.into_iter().next().map(user_from_row).transpose()
     }
 
     /// Replaces a password hash, e.g. when an imported bcrypt hash is upgraded at login.
@@ -185,22 +205,23 @@ impl Store {
     /// The account state behind a token, or `None` if the user no longer exists.
     #[tracing::instrument(skip_all)]
     pub async fn session_state(&self, id: UserId, jti: &str) -> StoreResult<Option<SessionState>> {
-        let row: Option<(String, String, i64)> = sqlx::query_as(
-            "SELECT role, status, (SELECT COUNT(*) FROM revoked_tokens WHERE jti = $2) \
-             FROM users WHERE id = $1",
-        )
-        .bind(id.0)
-        .bind(jti)
-        .fetch_optional(&self.pool)
-        .await?;
-        row.map(|(role, status, revoked)| {
-            Ok(SessionState {
-                role: role.parse().map_err(|e| StoreError::Corrupt(format!("role: {e}")))?,
-                status: status.parse().map_err(|e| StoreError::Corrupt(format!("status: {e}")))?,
-                revoked: revoked > 0,
+        let rows: Vec<(String, String, i64)> = self
+            .read_rows(
+                "SELECT role, status, (SELECT COUNT(*) FROM revoked_tokens WHERE jti = $2) \
+                 FROM users WHERE id = $1",
+                &[id.0.into(), jti.into()],
+            )
+            .await?;
+        rows.into_iter()
+            .next()
+            .map(|(role, status, revoked)| {
+                Ok(SessionState {
+                    role: role.parse().map_err(|e| StoreError::Corrupt(format!("role: {e}")))?,
+                    status: status.parse().map_err(|e| StoreError::Corrupt(format!("status: {e}")))?,
+                    revoked: revoked > 0,
+                })
             })
-        })
-        .transpose()
+            .transpose()
     }
 
     /// Refuses a token from now on. Expired revocations are swept at the same time, so the

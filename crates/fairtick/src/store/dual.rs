@@ -1,0 +1,287 @@
+//! Statements written once that run on either engine: through sqlx, or on a SQLite
+//! connection of fairtick's own, called directly.
+//!
+//! Through sqlx, every SQLite statement is handed to a worker thread and its answer handed
+//! back; with both cores busy, each hand-off waits to be scheduled: a group-commit batch of a
+//! handful of statements took 3–5 ms that way, and the reads every request makes spent more
+//! time waiting for a thread than reading. So on SQLite the group-commit writer runs its batch
+//! on its own connection ([`BatchTx`]), and the hot reads run on the calling thread
+//! ([`Store::read_rows`]). The SQL is the same for both engines: only how it runs differs.
+
+use std::path::PathBuf;
+
+use parking_lot::Mutex;
+use sqlx::any::{AnyArguments, AnyRow};
+use sqlx::query::{Query, QueryAs};
+use sqlx::{Any, Decode, Type};
+
+use super::{Store, StoreError, StoreResult, WriteTx};
+
+/// A bound value. Nulls carry their type: PostgreSQL checks it.
+#[derive(Clone, Debug)]
+pub(crate) enum Param {
+    Int(Option<i64>),
+    Text(Option<String>),
+}
+
+impl From<i64> for Param {
+    fn from(value: i64) -> Self {
+        Param::Int(Some(value))
+    }
+}
+
+impl From<Option<i64>> for Param {
+    fn from(value: Option<i64>) -> Self {
+        Param::Int(value)
+    }
+}
+
+impl From<&str> for Param {
+    fn from(value: &str) -> Self {
+        Param::Text(Some(value.to_owned()))
+    }
+}
+
+impl From<String> for Param {
+    fn from(value: String) -> Self {
+        Param::Text(Some(value))
+    }
+}
+
+impl From<Option<String>> for Param {
+    fn from(value: Option<String>) -> Self {
+        Param::Text(value)
+    }
+}
+
+/// Whether a statement is kept prepared for reuse. Statements built for one batch's number of
+/// rows are not: a cache of one-off shapes would only hold memory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Prepared {
+    Keep,
+    Once,
+}
+
+/// A row type both engines can decode.
+pub(crate) trait DualRow: Sized + Send + Unpin + for<'r> sqlx::FromRow<'r, AnyRow> {
+    fn from_sqlite(row: &rusqlite::Row<'_>) -> rusqlite::Result<Self>;
+}
+
+/// A column type both engines can decode.
+pub(crate) trait DualColumn:
+    rusqlite::types::FromSql + for<'r> Decode<'r, Any> + Type<Any> + Send + Unpin
+{
+}
+
+impl<T> DualColumn for T where T: rusqlite::types::FromSql + for<'r> Decode<'r, Any> + Type<Any> + Send + Unpin
+{}
+
+macro_rules! batch_row {
+    ($($column:ident $index:tt),+) => {
+        impl<$($column: DualColumn),+> DualRow for ($($column,)+) {
+            fn from_sqlite(row: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
+                Ok(($(row.get::<_, $column>($index)?,)+))
+            }
+        }
+    };
+}
+
+batch_row!(A 0);
+batch_row!(A 0, B 1);
+batch_row!(A 0, B 1, C 2);
+batch_row!(A 0, B 1, C 2, D 3);
+
+fn bind<'q>(
+    mut query: Query<'q, Any, AnyArguments<'q>>,
+    params: &[Param],
+) -> Query<'q, Any, AnyArguments<'q>> {
+    for param in params {
+        query = match param {
+            Param::Int(v) => query.bind(*v),
+            Param::Text(v) => query.bind(v.clone()),
+        };
+    }
+    query
+}
+
+fn bind_as<'q, R>(
+    mut query: QueryAs<'q, Any, R, AnyArguments<'q>>,
+    params: &[Param],
+) -> QueryAs<'q, Any, R, AnyArguments<'q>> {
+    for param in params {
+        query = match param {
+            Param::Int(v) => query.bind(*v),
+            Param::Text(v) => query.bind(v.clone()),
+        };
+    }
+    query
+}
+
+/// An open write transaction of either engine.
+pub(crate) enum BatchTx<'a> {
+    Sqlx(&'a mut WriteTx),
+    /// A connection inside `BEGIN IMMEDIATE`, which its owner commits or rolls back. Held
+    /// `mut` because a connection is `Send` but not `Sync`.
+    Sqlite(&'a mut rusqlite::Connection),
+}
+
+impl<'a> From<&'a mut WriteTx> for BatchTx<'a> {
+    fn from(w: &'a mut WriteTx) -> Self {
+        BatchTx::Sqlx(w)
+    }
+}
+
+impl BatchTx<'_> {
+    pub(crate) async fn execute(
+        &mut self,
+        sql: &str,
+        params: &[Param],
+        prepared: Prepared,
+    ) -> StoreResult<()> {
+        match self {
+            BatchTx::Sqlx(w) => {
+                bind(sqlx::query(sql).persistent(prepared == Prepared::Keep), params)
+                    .execute(&mut *w.tx)
+                    .await?;
+            }
+            BatchTx::Sqlite(conn) => {
+                let mut statement = sqlite_statement(conn, sql, prepared)?;
+                bind_sqlite(&mut statement, params)?;
+                statement.raw_execute()?;
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) async fn fetch<R: DualRow>(
+        &mut self,
+        sql: &str,
+        params: &[Param],
+        prepared: Prepared,
+    ) -> StoreResult<Vec<R>> {
+        match self {
+            BatchTx::Sqlx(w) => {
+                let query = sqlx::query_as::<_, R>(sql).persistent(prepared == Prepared::Keep);
+                Ok(bind_as(query, params).fetch_all(&mut *w.tx).await?)
+            }
+            BatchTx::Sqlite(conn) => fetch_sqlite(conn, sql, params, prepared),
+        }
+    }
+
+    pub(crate) async fn fetch_optional<R: DualRow>(
+        &mut self,
+        sql: &str,
+        params: &[Param],
+    ) -> StoreResult<Option<R>> {
+        Ok(self.fetch(sql, params, Prepared::Keep).await?.into_iter().next())
+    }
+}
+
+impl Store {
+    /// The rows of a read that requests make all the time (the session behind a token, a
+    /// user's trading limits): on SQLite on the calling thread, which costs less than handing
+    /// it to a worker and waiting for the answer.
+    pub(crate) async fn read_rows<R: DualRow>(&self, sql: &str, params: &[Param]) -> StoreResult<Vec<R>> {
+        match &self.readers {
+            Some(readers) => readers.with(|conn| fetch_sqlite(conn, sql, params, Prepared::Keep)),
+            None => Ok(bind_as(sqlx::query_as::<_, R>(sql), params).fetch_all(&self.pool).await?),
+        }
+    }
+}
+
+/// Read connections to the SQLite file, one per thread reading at the same moment (at most the
+/// runtime's threads), kept for reuse.
+pub(crate) struct SqliteReaders {
+    file: PathBuf,
+    idle: Mutex<Vec<rusqlite::Connection>>,
+}
+
+impl SqliteReaders {
+    pub(crate) fn new(file: PathBuf) -> SqliteReaders {
+        SqliteReaders { file, idle: Mutex::new(Vec::new()) }
+    }
+
+    fn with<T>(&self, read: impl FnOnce(&mut rusqlite::Connection) -> StoreResult<T>) -> StoreResult<T> {
+        let idle = self.idle.lock().pop();
+        let mut conn = match idle {
+            Some(conn) => conn,
+            None => super::sqlite::reader_connection(&self.file)?,
+        };
+        let result = read(&mut conn);
+        self.idle.lock().push(conn);
+        result
+    }
+}
+
+fn fetch_sqlite<R: DualRow>(
+    conn: &rusqlite::Connection,
+    sql: &str,
+    params: &[Param],
+    prepared: Prepared,
+) -> StoreResult<Vec<R>> {
+    let mut statement = sqlite_statement(conn, sql, prepared)?;
+    bind_sqlite(&mut statement, params)?;
+    let mut rows = statement.raw_query();
+    let mut out = Vec::new();
+    while let Some(row) = rows.next()? {
+        out.push(R::from_sqlite(row)?);
+    }
+    Ok(out)
+}
+
+/// A statement held by the connection's cache, or prepared for this one use.
+enum SqliteStatement<'c> {
+    Cached(rusqlite::CachedStatement<'c>),
+    Once(rusqlite::Statement<'c>),
+}
+
+impl<'c> std::ops::Deref for SqliteStatement<'c> {
+    type Target = rusqlite::Statement<'c>;
+
+    fn deref(&self) -> &Self::Target {
+        match self {
+            SqliteStatement::Cached(s) => s,
+            SqliteStatement::Once(s) => s,
+        }
+    }
+}
+
+impl std::ops::DerefMut for SqliteStatement<'_> {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        match self {
+            SqliteStatement::Cached(s) => s,
+            SqliteStatement::Once(s) => s,
+        }
+    }
+}
+
+fn sqlite_statement<'c>(
+    conn: &'c rusqlite::Connection,
+    sql: &str,
+    prepared: Prepared,
+) -> rusqlite::Result<SqliteStatement<'c>> {
+    Ok(match prepared {
+        Prepared::Keep => SqliteStatement::Cached(conn.prepare_cached(sql)?),
+        Prepared::Once => SqliteStatement::Once(conn.prepare(sql)?),
+    })
+}
+
+/// Binds `params` the way sqlx does: `$N` (or `?N`) is the Nth value, an anonymous `?` the
+/// next one in text order.
+fn bind_sqlite(statement: &mut rusqlite::Statement<'_>, params: &[Param]) -> StoreResult<()> {
+    for index in 1..=statement.parameter_count() {
+        let position = match statement.parameter_name(index) {
+            Some(name) => name.get(1..).and_then(|n| n.parse::<usize>().ok()),
+            None => Some(index),
+        };
+        let param = position
+            .and_then(|n| n.checked_sub(1))
+            .and_then(|n| params.get(n))
+            .ok_or_else(|| StoreError::Corrupt(format!("parameter {index} of a statement has no value")))?;
+        match param {
+            Param::Int(v) => statement.raw_bind_parameter(index, v)?,
+            Param::Text(v) => statement.raw_bind_parameter(index, v)?,
+        }
+    }
+    Ok(())
+}
