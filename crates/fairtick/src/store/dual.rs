@@ -137,20 +137,18 @@ impl BatchTx<'_> {
         sql: &str,
         params: &[Param],
         prepared: Prepared,
-    ) -> StoreResult<()> {
-        match self {
-            BatchTx::Sqlx(w) => {
-                bind(sqlx::query(sql).persistent(prepared == Prepared::Keep), params)
-                    .execute(&mut *w.tx)
-                    .await?;
-            }
+    ) -> StoreResult<u64> {
+        Ok(match self {
+            BatchTx::Sqlx(w) => bind(sqlx::query(sql).persistent(prepared == Prepared::Keep), params)
+                .execute(&mut *w.tx)
+                .await?
+                .rows_affected(),
             BatchTx::Sqlite(conn) => {
                 let mut statement = sqlite_statement(conn, sql, prepared)?;
                 bind_sqlite(&mut statement, params)?;
-                statement.raw_execute()?;
+                statement.raw_execute()? as u64
             }
-        }
-        Ok(())
+        })
     }
 
     pub(crate) async fn fetch<R: DualRow>(

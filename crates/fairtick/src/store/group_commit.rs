@@ -23,7 +23,7 @@ use tokio::sync::{Mutex, mpsc, oneshot};
 use super::bulk::LockedAccounts;
 use super::dual::{BatchTx, Prepared};
 use super::ledger::{Remembered, WalletOutcome};
-use super::trades::{NewTrade, OpenOutcome};
+use super::trades::{Finish, NewTrade, OpenOutcome, TradeSpot};
 use super::{IdempotencyKey, Store, StoreError, StoreResult, sqlite};
 
 /// Most requests in one transaction: enough to amortise the commit, few enough that a batch's
@@ -89,12 +89,24 @@ struct Queued {
 /// The answer to a whole batch: one result per request, or the batch's failure.
 type BatchResult = StoreResult<Vec<StoreResult<WriteOutcome>>>;
 
+/// Settlement's writes. On SQLite they go to the writer thread too, so that they take their
+/// turn between batches instead of holding the write lock through a pool connection's
+/// hand-offs (which showed as the tail of trade-create latency).
+pub(crate) enum Work {
+    /// Entry ticks: (trade id, entry, expiry), see [`Store::set_entries`].
+    Entries(Vec<(i64, TradeSpot, i64)>),
+    /// Endings, see [`Store::finish_trades`].
+    Finish(Vec<Finish>, DateTime<Utc>),
+}
+
 /// What reaches a writer.
 enum Job {
     /// One request, committed with whatever else is queued.
     One(Queued),
     /// A batch given whole (by [`Store::write_batch`]), committed as given.
     Whole { requests: Vec<WriteRequest>, reply: oneshot::Sender<BatchResult> },
+    /// Settlement's work, in a transaction of its own; answers the ids of the trades changed.
+    Work { work: Work, reply: oneshot::Sender<StoreResult<Vec<i64>>> },
 }
 
 /// Requests committed together, and where their answers go.
@@ -111,10 +123,12 @@ enum Replies {
 impl Batch {
     /// Takes `first` and whatever single requests are queued behind it. A whole batch that
     /// turns up behind them is `held` for the writer's next turn.
-    fn gather(first: Job, receiver: &mut mpsc::Receiver<Job>, held: &mut Option<Job>) -> Batch {
+    /// Settlement's work is not batched: it comes back as it is.
+    fn gather(first: Job, receiver: &mut mpsc::Receiver<Job>, held: &mut Option<Job>) -> Result<Batch, Job> {
         let first = match first {
             Job::One(first) => first,
-            Job::Whole { requests, reply } => return Batch { requests, replies: Replies::Whole(reply) },
+            Job::Whole { requests, reply } => return Ok(Batch { requests, replies: Replies::Whole(reply) }),
+            work @ Job::Work { .. } => return Err(work),
         };
         let mut requests = vec![first.request];
         let mut replies = vec![first.reply];
@@ -131,7 +145,7 @@ impl Batch {
                 Err(_) => break,
             }
         }
-        Batch { requests, replies: Replies::Each(replies) }
+        Ok(Batch { requests, replies: Replies::Each(replies) })
     }
 
     /// Commits the batch with `commit` and answers every request.
@@ -167,6 +181,8 @@ impl Batch {
 #[derive(Clone)]
 pub(crate) struct GroupCommit {
     queue: mpsc::Sender<Job>,
+    /// Whether the writer is the SQLite thread, which also takes settlement's work.
+    on_thread: bool,
 }
 
 /// Writers on PostgreSQL.
@@ -178,6 +194,7 @@ impl GroupCommit {
     /// users commit side by side. They stop when the last handle to the queue is dropped.
     pub(crate) fn start(store: Store, sqlite_file: Option<&Path>) -> StoreResult<GroupCommit> {
         let (queue, receiver) = mpsc::channel(QUEUE);
+        let on_thread = sqlite_file.is_some();
         match sqlite_file {
             Some(path) => {
                 let conn = sqlite::writer_connection(path)?;
@@ -193,7 +210,7 @@ impl GroupCommit {
                 }
             }
         }
-        Ok(GroupCommit { queue })
+        Ok(GroupCommit { queue, on_thread })
     }
 }
 
@@ -212,7 +229,13 @@ async fn write_batches(store: Store, receiver: Arc<Mutex<mpsc::Receiver<Job>>>) 
             };
             Batch::gather(first, &mut receiver, &mut held)
         };
-        batch.write(async |requests| store.write_batch_pooled(requests).await).await;
+        match batch {
+            Ok(batch) => batch.write(async |requests| store.write_batch_pooled(requests).await).await,
+            Err(Job::Work { work, reply }) => {
+                let _ = reply.send(store.run_work_pooled(work).await);
+            }
+            Err(_) => {}
+        }
     }
 }
 
@@ -228,10 +251,24 @@ fn write_on_thread(store: &Store, mut conn: rusqlite::Connection, mut receiver: 
                 None => return,
             },
         };
-        let batch = Batch::gather(first, &mut receiver, &mut held);
-        futures::executor::block_on(
-            batch.write(async |requests| store.write_batch_on(&mut conn, requests).await),
-        );
+        futures::executor::block_on(async {
+            match Batch::gather(first, &mut receiver, &mut held) {
+                Ok(batch) => {
+                    batch
+                        .write(async |requests| {
+                            store
+                                .on_thread(&mut conn, async |tx| store.write_batch_in(tx, requests).await)
+                                .await
+                        })
+                        .await
+                }
+                Err(Job::Work { work, reply }) => {
+                    let _ = reply
+                        .send(store.on_thread(&mut conn, async |tx| store.run_work(tx, &work).await).await);
+                }
+                Err(_) => {}
+            }
+        });
     }
 }
 
@@ -267,19 +304,44 @@ impl Store {
         Ok(results)
     }
 
-    /// A batch on the SQLite writer thread's own connection, under the store's writer lock so
-    /// that the pool's writers wait in the same queue.
-    async fn write_batch_on(
+    /// Settlement's work: on the SQLite writer thread if there is one, else in a transaction
+    /// of the pool.
+    pub(crate) async fn write_on_writer(&self, work: Work) -> StoreResult<Vec<i64>> {
+        let Some(group) = self.group_commit.as_ref().filter(|g| g.on_thread) else {
+            return self.run_work_pooled(work).await;
+        };
+        let (reply, answer) = oneshot::channel();
+        group.queue.send(Job::Work { work, reply }).await.map_err(|_| writer_stopped())?;
+        answer.await.map_err(|_| writer_stopped())?
+    }
+
+    async fn run_work_pooled(&self, work: Work) -> StoreResult<Vec<i64>> {
+        let mut w = self.begin_write().await?;
+        let changed = self.run_work(&mut (&mut w).into(), &work).await?;
+        w.tx.commit().await?;
+        Ok(changed)
+    }
+
+    async fn run_work(&self, tx: &mut BatchTx<'_>, work: &Work) -> StoreResult<Vec<i64>> {
+        match work {
+            Work::Entries(entries) => self.set_entries_in(tx, entries).await,
+            Work::Finish(finishes, now) => self.finish_trades_in(tx, finishes, *now).await,
+        }
+    }
+
+    /// One transaction on the SQLite writer thread's own connection, under the store's writer
+    /// lock so that the pool's writers wait in the same queue.
+    async fn on_thread<T>(
         &self,
         conn: &mut rusqlite::Connection,
-        requests: &[WriteRequest],
-    ) -> BatchResult {
+        write: impl AsyncFnOnce(&mut BatchTx<'_>) -> StoreResult<T>,
+    ) -> StoreResult<T> {
         let _writer = match &self.write_lock {
             Some(lock) => Some(lock.lock().await),
             None => None,
         };
         conn.execute_batch("BEGIN IMMEDIATE")?;
-        let written = self.write_batch_in(&mut BatchTx::Sqlite(&mut *conn), requests).await;
+        let written = write(&mut BatchTx::Sqlite(&mut *conn)).await;
         let committed = match written {
             Ok(results) => conn.execute_batch("COMMIT").map(|()| results).map_err(StoreError::from),
             Err(error) => Err(error),
@@ -427,7 +489,8 @@ impl Store {
 }
 
 async fn execute(tx: &mut BatchTx<'_>, statement: &str) -> StoreResult<()> {
-    tx.execute(statement, &[], Prepared::Keep).await
+    tx.execute(statement, &[], Prepared::Keep).await?;
+    Ok(())
 }
 
 fn writer_stopped() -> StoreError {

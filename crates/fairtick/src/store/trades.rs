@@ -9,10 +9,11 @@ use fairtick_core::{Money, UserId};
 use serde::{Deserialize, Serialize};
 
 use super::bulk::{CHUNK, LockedAccounts};
-use super::dual::BatchTx;
+use super::dual::{BatchTx, Param, Prepared};
+use super::group_commit::Work;
 use super::group_commit::{WriteOutcome, WriteRequest};
 use super::ledger::Remembered;
-use super::{IdempotencyKey, Store, StoreError, StoreResult, WriteTx};
+use super::{IdempotencyKey, Store, StoreError, StoreResult};
 
 /// A tick a trade refers to, with the epoch that produced it (for its proof).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -386,7 +387,15 @@ impl Store {
         if entries.is_empty() {
             return Ok(Vec::new());
         }
-        let mut w = self.begin_write().await?;
+        self.write_on_writer(Work::Entries(entries.to_vec())).await
+    }
+
+    /// [`Store::set_entries`] inside `tx`.
+    pub(crate) async fn set_entries_in(
+        &self,
+        tx: &mut BatchTx<'_>,
+        entries: &[(i64, TradeSpot, i64)],
+    ) -> StoreResult<Vec<i64>> {
         let mut entered = Vec::with_capacity(entries.len());
         for chunk in entries.chunks(CHUNK) {
             let sql = format!(
@@ -398,19 +407,22 @@ impl Store {
                  RETURNING trades.id",
                 self.values_list(1, chunk.len(), 6)
             );
-            let mut query = sqlx::query_as::<_, (i64,)>(&sql).persistent(false);
-            for (trade_id, entry, expires_at) in chunk {
-                query = query
-                    .bind(*trade_id)
-                    .bind(entry.seq)
-                    .bind(entry.ts)
-                    .bind(entry.price.units())
-                    .bind(entry.epoch_id)
-                    .bind(*expires_at);
-            }
-            entered.extend(query.fetch_all(&mut *w.tx).await?.into_iter().map(|(id,)| id));
+            let params: Vec<Param> = chunk
+                .iter()
+                .flat_map(|(trade_id, entry, expires_at)| {
+                    [
+                        (*trade_id).into(),
+                        entry.seq.into(),
+                        entry.ts.into(),
+                        entry.price.units().into(),
+                        entry.epoch_id.into(),
+                        (*expires_at).into(),
+                    ]
+                })
+                .collect();
+            let rows: Vec<(i64,)> = tx.fetch(&sql, &params, Prepared::Once).await?;
+            entered.extend(rows.into_iter().map(|(id,)| id));
         }
-        w.tx.commit().await?;
         Ok(entered)
     }
 
@@ -426,17 +438,27 @@ impl Store {
         if finishes.is_empty() {
             return Ok(Vec::new());
         }
-        let mut w = self.begin_write().await?;
+        let ended = self.write_on_writer(Work::Finish(finishes.to_vec(), now)).await?;
+        self.trades_by_id(&ended).await
+    }
+
+    /// [`Store::finish_trades`] inside `tx`; returns the ids of the trades it ended.
+    pub(crate) async fn finish_trades_in(
+        &self,
+        tx: &mut BatchTx<'_>,
+        finishes: &[Finish],
+        now: DateTime<Utc>,
+    ) -> StoreResult<Vec<i64>> {
         // One global order (user, then trade) for the locks a batch takes, so that batches on
         // two nodes cannot deadlock each other: the accounts first, all at once.
         let mut ordered: Vec<&Finish> = finishes.iter().collect();
         ordered.sort_by_key(|f| (f.user_id, f.trade_id));
         let mut users: Vec<UserId> = ordered.iter().map(|f| f.user_id).collect();
         users.dedup();
-        let mut accounts = self.lock_accounts(&mut (&mut w).into(), &users).await?;
-        let mut still_active = self.end_settled_trades(&mut w, &ordered, now).await?;
+        let mut accounts = self.lock_accounts(tx, &users).await?;
+        let mut still_active = self.end_settled_trades(tx, &ordered, now).await?;
         for finish in ordered.iter().filter(|f| !matches!(f.ending, Ending::Settled { .. })) {
-            if self.end_trade(&mut w, finish, now).await? {
+            if self.end_trade(tx, finish, now).await? {
                 still_active.insert(finish.trade_id);
             }
         }
@@ -453,16 +475,15 @@ impl Store {
             transfers.push(checked);
             ended.push(finish.trade_id);
         }
-        self.write_transfers(&mut (&mut w).into(), &transfers).await?;
-        w.tx.commit().await?;
-        self.trades_by_id(&ended).await
+        self.write_transfers(tx, &transfers).await?;
+        Ok(ended)
     }
 
     /// Marks the settled endings among `finishes` in bulk, inside `w`. Returns the ids of the
     /// trades that were still active (and now are not).
     async fn end_settled_trades(
         &self,
-        w: &mut WriteTx,
+        tx: &mut BatchTx<'_>,
         finishes: &[&Finish],
         now: DateTime<Utc>,
     ) -> StoreResult<std::collections::HashSet<i64>> {
@@ -486,47 +507,57 @@ impl Store {
                 self.param(1),
                 self.values_list(2, chunk.len(), 7)
             );
-            let mut query = sqlx::query_as::<_, (i64,)>(&sql).persistent(false).bind(now.timestamp_millis());
-            for (id, result, exit, payout) in chunk {
-                query = query
-                    .bind(*id)
-                    .bind(result.as_str())
-                    .bind(exit.seq)
-                    .bind(exit.ts)
-                    .bind(exit.price.units())
-                    .bind(exit.epoch_id)
-                    .bind(payout.cents());
-            }
-            ended.extend(query.fetch_all(&mut *w.tx).await?.into_iter().map(|(id,)| id));
+            let mut params: Vec<Param> = vec![now.timestamp_millis().into()];
+            params.extend(chunk.iter().flat_map(|(id, result, exit, payout)| {
+                [
+                    (*id).into(),
+                    result.as_str().into(),
+                    exit.seq.into(),
+                    exit.ts.into(),
+                    exit.price.units().into(),
+                    exit.epoch_id.into(),
+                    payout.cents().into(),
+                ]
+            }));
+            let rows: Vec<(i64,)> = tx.fetch(&sql, &params, Prepared::Once).await?;
+            ended.extend(rows.into_iter().map(|(id,)| id));
         }
         Ok(ended)
     }
 
     /// Marks one trade ended inside `w`; false when it was no longer active.
-    async fn end_trade(&self, w: &mut WriteTx, finish: &Finish, now: DateTime<Utc>) -> StoreResult<bool> {
+    async fn end_trade(
+        &self,
+        tx: &mut BatchTx<'_>,
+        finish: &Finish,
+        now: DateTime<Utc>,
+    ) -> StoreResult<bool> {
         let (status, result, exit, reason) = match &finish.ending {
             Ending::Settled { exit, result } => (TradeStatus::Settled, Some(*result), Some(*exit), None),
             Ending::Sold { .. } => (TradeStatus::Sold, None, None, None),
             Ending::Void { reason } => (TradeStatus::Void, None, None, Some(reason.as_str())),
         };
-        let updated = sqlx::query(
-            "UPDATE trades SET status = $1, result = $2, exit_seq = $3, exit_ts = $4, exit_price = $5, \
-                    exit_epoch_id = $6, payout = $7, settled_at = $8, void_reason = $9 \
-             WHERE id = $10 AND status = 'active'",
-        )
-        .bind(status.as_str())
-        .bind(result.map(TradeResult::as_str))
-        .bind(exit.map(|e| e.seq))
-        .bind(exit.map(|e| e.ts))
-        .bind(exit.map(|e| e.price.units()))
-        .bind(exit.map(|e| e.epoch_id))
-        .bind(finish.payout.cents())
-        .bind(now.timestamp_millis())
-        .bind(reason)
-        .bind(finish.trade_id)
-        .execute(&mut *w.tx)
-        .await?;
-        Ok(updated.rows_affected() == 1)
+        let updated = tx
+            .execute(
+                "UPDATE trades SET status = $1, result = $2, exit_seq = $3, exit_ts = $4, exit_price = $5, \
+                        exit_epoch_id = $6, payout = $7, settled_at = $8, void_reason = $9 \
+                 WHERE id = $10 AND status = 'active'",
+                &[
+                    status.as_str().into(),
+                    result.map(|r| r.as_str().to_owned()).into(),
+                    exit.map(|e| e.seq).into(),
+                    exit.map(|e| e.ts).into(),
+                    exit.map(|e| e.price.units()).into(),
+                    exit.map(|e| e.epoch_id).into(),
+                    finish.payout.cents().into(),
+                    now.timestamp_millis().into(),
+                    reason.map(str::to_owned).into(),
+                    finish.trade_id.into(),
+                ],
+                Prepared::Keep,
+            )
+            .await?;
+        Ok(updated == 1)
     }
 
     /// The trades with these ids, in id order.
