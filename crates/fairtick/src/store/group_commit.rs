@@ -109,6 +109,12 @@ enum Job {
     Work { work: Work, reply: oneshot::Sender<StoreResult<Vec<i64>>> },
 }
 
+/// A writer's next turn: a batch of requests, or settlement's work.
+enum Turn {
+    Batch(Batch),
+    Work { work: Work, reply: oneshot::Sender<StoreResult<Vec<i64>>> },
+}
+
 /// Requests committed together, and where their answers go.
 struct Batch {
     requests: Vec<WriteRequest>,
@@ -120,15 +126,17 @@ enum Replies {
     Whole(oneshot::Sender<BatchResult>),
 }
 
-impl Batch {
-    /// Takes `first` and whatever single requests are queued behind it. A whole batch that
-    /// turns up behind them is `held` for the writer's next turn.
-    /// Settlement's work is not batched: it comes back as it is.
-    fn gather(first: Job, receiver: &mut mpsc::Receiver<Job>, held: &mut Option<Job>) -> Result<Batch, Job> {
+impl Turn {
+    /// Takes `first` and whatever single requests are queued behind it; anything else that
+    /// turns up behind them is `held` for the writer's next turn. A whole batch and settlement's
+    /// work are turns of their own.
+    fn gather(first: Job, receiver: &mut mpsc::Receiver<Job>, held: &mut Option<Job>) -> Turn {
         let first = match first {
             Job::One(first) => first,
-            Job::Whole { requests, reply } => return Ok(Batch { requests, replies: Replies::Whole(reply) }),
-            work @ Job::Work { .. } => return Err(work),
+            Job::Whole { requests, reply } => {
+                return Turn::Batch(Batch { requests, replies: Replies::Whole(reply) });
+            }
+            Job::Work { work, reply } => return Turn::Work { work, reply },
         };
         let mut requests = vec![first.request];
         let mut replies = vec![first.reply];
@@ -145,9 +153,11 @@ impl Batch {
                 Err(_) => break,
             }
         }
-        Ok(Batch { requests, replies: Replies::Each(replies) })
+        Turn::Batch(Batch { requests, replies: Replies::Each(replies) })
     }
+}
 
+impl Batch {
     /// Commits the batch with `commit` and answers every request.
     async fn write(self, commit: impl AsyncFnOnce(&[WriteRequest]) -> BatchResult) {
         let size = self.requests.len();
@@ -227,14 +237,15 @@ async fn write_batches(store: Store, receiver: Arc<Mutex<mpsc::Receiver<Job>>>) 
                     None => return,
                 },
             };
-            Batch::gather(first, &mut receiver, &mut held)
+            Turn::gather(first, &mut receiver, &mut held)
         };
         match batch {
-            Ok(batch) => batch.write(async |requests| store.write_batch_pooled(requests).await).await,
-            Err(Job::Work { work, reply }) => {
+            Turn::Batch(batch) => {
+                batch.write(async |requests| store.write_batch_pooled(requests).await).await
+            }
+            Turn::Work { work, reply } => {
                 let _ = reply.send(store.run_work_pooled(work).await);
             }
-            Err(_) => {}
         }
     }
 }
@@ -252,8 +263,8 @@ fn write_on_thread(store: &Store, mut conn: rusqlite::Connection, mut receiver: 
             },
         };
         futures::executor::block_on(async {
-            match Batch::gather(first, &mut receiver, &mut held) {
-                Ok(batch) => {
+            match Turn::gather(first, &mut receiver, &mut held) {
+                Turn::Batch(batch) => {
                     batch
                         .write(async |requests| {
                             store
@@ -262,11 +273,10 @@ fn write_on_thread(store: &Store, mut conn: rusqlite::Connection, mut receiver: 
                         })
                         .await
                 }
-                Err(Job::Work { work, reply }) => {
+                Turn::Work { work, reply } => {
                     let _ = reply
                         .send(store.on_thread(&mut conn, async |tx| store.run_work(tx, &work).await).await);
                 }
-                Err(_) => {}
             }
         });
     }
