@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use fairtick_core::UserId;
 use serde::{Deserialize, Serialize};
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use super::market::Markets;
@@ -61,19 +61,31 @@ enum Wire {
     Tick { node: String, symbol: String, seq: i64, ts: i64, price: i64, epoch: i64 },
 }
 
+/// Notifications sent in one statement at most.
+const NOTIFY_BATCH: usize = 1_000;
+
 #[derive(Clone)]
 pub struct EventBus {
     local: broadcast::Sender<Event>,
     store: Store,
     /// Identifies this process in notifications, so it ignores its own.
     node: Arc<str>,
+    /// On PostgreSQL, the payloads waiting for the notifier task. Unbounded so that publishing
+    /// never waits or drops: the notifier sends whatever has queued in one statement, so it
+    /// keeps up with any rate the database can commit.
+    outgoing: Option<mpsc::UnboundedSender<String>>,
 }
 
 impl EventBus {
     pub fn new(store: Store) -> EventBus {
         let (local, _) = broadcast::channel(CAPACITY);
         let node: String = hex::encode(rand::random::<[u8; 8]>());
-        EventBus { local, store, node: node.into() }
+        let outgoing = (store.backend() == Backend::Postgres).then(|| {
+            let (outgoing, queued) = mpsc::unbounded_channel();
+            tokio::spawn(send_notifications(store.clone(), queued));
+            outgoing
+        });
+        EventBus { local, store, node: node.into(), outgoing }
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<Event> {
@@ -114,16 +126,9 @@ impl EventBus {
     }
 
     fn send_wire(&self, wire: Wire) {
-        if self.store.backend() != Backend::Postgres {
-            return;
+        if let Some(outgoing) = &self.outgoing {
+            let _ = outgoing.send(serde_json::to_string(&wire).expect("events serialise"));
         }
-        let store = self.store.clone();
-        tokio::spawn(async move {
-            let payload = serde_json::to_string(&wire).expect("events serialise");
-            if let Err(error) = store.notify(CHANNEL, &payload).await {
-                tracing::warn!(%error, "could not notify the other nodes");
-            }
-        });
     }
 
     /// On PostgreSQL, listens for the other nodes' events and ticks until `cancel`, reconnecting
@@ -197,5 +202,16 @@ impl EventBus {
             }
         };
         let _ = self.local.send(event);
+    }
+}
+
+/// Sends the queued notifications, as many at a time as have queued, until the bus is gone.
+async fn send_notifications(store: Store, mut queued: mpsc::UnboundedReceiver<String>) {
+    let mut batch = Vec::new();
+    while queued.recv_many(&mut batch, NOTIFY_BATCH).await > 0 {
+        if let Err(error) = store.notify(CHANNEL, &batch).await {
+            tracing::warn!(%error, count = batch.len(), "could not notify the other nodes");
+        }
+        batch.clear();
     }
 }

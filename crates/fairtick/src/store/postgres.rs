@@ -57,10 +57,20 @@ impl super::Store {
 }
 
 impl super::Store {
-    /// Sends `payload` to every listener of `channel` (PostgreSQL only), after commit like any
-    /// statement outside a transaction.
-    pub async fn notify(&self, channel: &str, payload: &str) -> StoreResult<()> {
-        sqlx::query("SELECT pg_notify($1, $2)").bind(channel).bind(payload).execute(&self.pool).await?;
+    /// Sends each of `payloads`, in order, to every listener of `channel` (PostgreSQL only):
+    /// one statement for many, since a round trip per event cost more than the event.
+    pub async fn notify(&self, channel: &str, payloads: &[String]) -> StoreResult<()> {
+        for chunk in payloads.chunks(super::bulk::CHUNK) {
+            let sql = format!(
+                "SELECT pg_notify($1, v.payload) FROM (VALUES {}) AS v(payload)",
+                self.values_list(2, chunk.len(), 1)
+            );
+            let mut query = sqlx::query(&sql).persistent(false).bind(channel);
+            for payload in chunk {
+                query = query.bind(payload.as_str());
+            }
+            query.execute(&self.pool).await?;
+        }
         Ok(())
     }
 
