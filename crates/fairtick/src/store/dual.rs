@@ -179,10 +179,18 @@ impl Store {
     /// The rows of a read that requests make all the time (the session behind a token, a
     /// user's trading limits): on SQLite on the calling thread, which costs less than handing
     /// it to a worker and waiting for the answer.
-    pub(crate) async fn read_rows<R: DualRow>(&self, sql: &str, params: &[Param]) -> StoreResult<Vec<R>> {
+    pub(crate) async fn read_rows<R: DualRow>(
+        &self,
+        sql: &str,
+        params: &[Param],
+        prepared: Prepared,
+    ) -> StoreResult<Vec<R>> {
         match &self.readers {
-            Some(readers) => readers.with(|conn| fetch_sqlite(conn, sql, params, Prepared::Keep)),
-            None => Ok(bind_as(sqlx::query_as::<_, R>(sql), params).fetch_all(&self.pool).await?),
+            Some(readers) => readers.with(|conn| fetch_sqlite(conn, sql, params, prepared)),
+            None => {
+                let query = sqlx::query_as::<_, R>(sql).persistent(prepared == Prepared::Keep);
+                Ok(bind_as(query, params).fetch_all(&self.pool).await?)
+            }
         }
     }
 }

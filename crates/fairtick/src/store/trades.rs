@@ -9,7 +9,7 @@ use fairtick_core::{Money, UserId};
 use serde::{Deserialize, Serialize};
 
 use super::bulk::{CHUNK, LockedAccounts};
-use super::dual::{BatchTx, Param, Prepared};
+use super::dual::{BatchTx, DualRow, Param, Prepared};
 use super::group_commit::Work;
 use super::group_commit::{WriteOutcome, WriteRequest};
 use super::ledger::Remembered;
@@ -175,6 +175,36 @@ struct TradeRow {
     payout: Option<i64>,
     settled_at: Option<i64>,
     void_reason: Option<String>,
+}
+
+impl DualRow for TradeRow {
+    fn from_sqlite(row: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
+        // In TRADE_COLUMNS order.
+        Ok(TradeRow {
+            id: row.get(0)?,
+            user_id: row.get(1)?,
+            symbol: row.get(2)?,
+            direction: row.get(3)?,
+            stake: row.get(4)?,
+            duration_ms: row.get(5)?,
+            payout_rate_bp: row.get(6)?,
+            status: row.get(7)?,
+            result: row.get(8)?,
+            accepted_at: row.get(9)?,
+            entry_seq: row.get(10)?,
+            entry_ts: row.get(11)?,
+            entry_price: row.get(12)?,
+            entry_epoch_id: row.get(13)?,
+            expires_at: row.get(14)?,
+            exit_seq: row.get(15)?,
+            exit_ts: row.get(16)?,
+            exit_price: row.get(17)?,
+            exit_epoch_id: row.get(18)?,
+            payout: row.get(19)?,
+            settled_at: row.get(20)?,
+            void_reason: row.get(21)?,
+        })
+    }
 }
 
 fn corrupt(id: i64, what: impl std::fmt::Display) -> StoreError {
@@ -568,11 +598,8 @@ impl Store {
                 "SELECT {TRADE_COLUMNS} FROM trades WHERE id IN ({}) ORDER BY id",
                 self.param_list(1, chunk.len())
             );
-            let mut query = sqlx::query_as::<_, TradeRow>(&sql).persistent(false);
-            for id in chunk {
-                query = query.bind(*id);
-            }
-            out.extend(records(query.fetch_all(&self.pool).await?)?);
+            let params: Vec<Param> = chunk.iter().map(|&id| id.into()).collect();
+            out.extend(records(self.read_rows(&sql, &params, Prepared::Once).await?)?);
         }
         out.sort_by_key(|t| t.id);
         Ok(out)

@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use fairtick_core::ledger::Transfer;
 use fairtick_core::{Email, Money, Role, UserId, UserStatus};
 
-use super::dual::DualRow;
+use super::dual::{DualRow, Prepared};
 use super::{Store, StoreError, StoreResult, is_unique_violation, time_from_ms};
 
 /// A new account to create.
@@ -175,7 +175,11 @@ impl Store {
     #[tracing::instrument(skip_all)]
     pub async fn user_by_id(&self, id: UserId) -> StoreResult<Option<UserRecord>> {
         let rows: Vec<UserRow> = self
-            .read_rows(&format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1"), &[id.0.into()])
+            .read_rows(
+                &format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1"),
+                &[id.0.into()],
+                Prepared::Keep,
+            )
             .await?;
         rows.into_iter().next().map(user_from_row).transpose()
     }
@@ -210,6 +214,7 @@ impl Store {
                 "SELECT role, status, (SELECT COUNT(*) FROM revoked_tokens WHERE jti = $2) \
                  FROM users WHERE id = $1",
                 &[id.0.into(), jti.into()],
+                Prepared::Keep,
             )
             .await?;
         rows.into_iter()
