@@ -268,8 +268,18 @@ fn write_on_thread(store: &Store, mut conn: rusqlite::Connection, mut receiver: 
                 Turn::Batch(batch) => {
                     batch
                         .write(async |requests| {
+                            let written = store
+                                .on_thread(&mut conn, async |tx| {
+                                    store.write_batch_in(tx, requests, true).await
+                                })
+                                .await;
+                            if !bulk_failed(&written) {
+                                return written;
+                            }
                             store
-                                .on_thread(&mut conn, async |tx| store.write_batch_in(tx, requests).await)
+                                .on_thread(&mut conn, async |tx| {
+                                    store.write_batch_in(tx, requests, false).await
+                                })
                                 .await
                         })
                         .await
@@ -309,8 +319,16 @@ impl Store {
 
     /// A batch in a transaction of the pool.
     async fn write_batch_pooled(&self, requests: &[WriteRequest]) -> BatchResult {
+        let written = self.write_batch_pooled_once(requests, true).await;
+        if !bulk_failed(&written) {
+            return written;
+        }
+        self.write_batch_pooled_once(requests, false).await
+    }
+
+    async fn write_batch_pooled_once(&self, requests: &[WriteRequest], together: bool) -> BatchResult {
         let mut w = self.begin_write().await?;
-        let results = self.write_batch_in(&mut (&mut w).into(), requests).await?;
+        let results = self.write_batch_in(&mut (&mut w).into(), requests, together).await?;
         w.tx.commit().await?;
         Ok(results)
     }
@@ -368,7 +386,15 @@ impl Store {
     ///
     /// Requests run in user order, so that a batch takes account locks in the same global order
     /// as every other money-moving transaction and two batches can never deadlock.
-    async fn write_batch_in(&self, tx: &mut BatchTx<'_>, requests: &[WriteRequest]) -> BatchResult {
+    /// With `together`, the plain trade openings are written in bulk, and a failure of that
+    /// write is [`StoreError::BulkFailed`]: the transaction is to be rolled back and the batch
+    /// run again without it.
+    async fn write_batch_in(
+        &self,
+        tx: &mut BatchTx<'_>,
+        requests: &[WriteRequest],
+        together: bool,
+    ) -> BatchResult {
         let mut order: Vec<usize> = (0..requests.len()).collect();
         order.sort_by_key(|&i| requests[i].user());
         let mut results: Vec<Option<StoreResult<WriteOutcome>>> = requests.iter().map(|_| None).collect();
@@ -378,20 +404,14 @@ impl Store {
         let mut accounts = self.lock_accounts(tx, &users).await?;
         let (bulk, one_by_one): (Vec<usize>, Vec<usize>) = order
             .into_iter()
-            .partition(|&i| matches!(&requests[i], WriteRequest::OpenTrade { key: None, .. }));
-        let one_by_one = match self.open_in_bulk(tx, &mut accounts, requests, &bulk).await? {
-            Some(outcomes) => {
-                for (i, outcome) in bulk.into_iter().zip(outcomes) {
-                    results[i] = Some(Ok(WriteOutcome::Trade(outcome)));
-                }
-                one_by_one
-            }
-            None => {
-                let mut all = [bulk, one_by_one].concat();
-                all.sort_by_key(|&i| requests[i].user());
-                all
-            }
-        };
+            .partition(|&i| together && matches!(&requests[i], WriteRequest::OpenTrade { key: None, .. }));
+        let outcomes = self
+            .open_in_bulk(tx, &mut accounts, requests, &bulk)
+            .await
+            .map_err(|e| StoreError::BulkFailed(e.to_string()))?;
+        for (i, outcome) in bulk.into_iter().zip(outcomes) {
+            results[i] = Some(Ok(WriteOutcome::Trade(outcome)));
+        }
         for i in one_by_one {
             results[i] = Some(self.write_one(tx, &requests[i]).await?);
         }
@@ -401,15 +421,14 @@ impl Store {
             .collect())
     }
 
-    /// The plain trade openings of a batch, in bulk; `None` (with nothing written) when the
-    /// bulk write failed, so that they are retried one by one and only the culprit fails.
+    /// The plain trade openings of a batch, in bulk.
     async fn open_in_bulk(
         &self,
         tx: &mut BatchTx<'_>,
         accounts: &mut LockedAccounts,
         requests: &[WriteRequest],
         bulk: &[usize],
-    ) -> StoreResult<Option<Vec<OpenOutcome>>> {
+    ) -> StoreResult<Vec<OpenOutcome>> {
         let opens: Vec<(UserId, &NewTrade, DateTime<Utc>)> = bulk
             .iter()
             .filter_map(|&i| match &requests[i] {
@@ -418,23 +437,9 @@ impl Store {
             })
             .collect();
         if opens.is_empty() {
-            return Ok(Some(Vec::new()));
+            return Ok(Vec::new());
         }
-        let before = accounts.clone();
-        execute(tx, "SAVEPOINT bulk").await?;
-        match self.open_trades_in(tx, accounts, &opens).await {
-            Ok(outcomes) => {
-                execute(tx, "RELEASE SAVEPOINT bulk").await?;
-                Ok(Some(outcomes))
-            }
-            Err(error) => {
-                tracing::warn!(%error, batch = opens.len(), "a bulk write failed; retrying its requests one by one");
-                *accounts = before;
-                execute(tx, "ROLLBACK TO SAVEPOINT bulk").await?;
-                execute(tx, "RELEASE SAVEPOINT bulk").await?;
-                Ok(None)
-            }
-        }
+        self.open_trades_in(tx, accounts, &opens).await
     }
 
     /// One request in its own savepoint: its failure undoes only its own writes.
@@ -502,6 +507,20 @@ impl Store {
 async fn execute(tx: &mut BatchTx<'_>, statement: &str) -> StoreResult<()> {
     tx.execute(statement, &[], Prepared::Keep).await?;
     Ok(())
+}
+
+/// Whether a batch is to run again one request at a time, so that only the culprit fails: its
+/// bulk write failed, and with it the whole transaction, which was rolled back. (A rollback and
+/// a retry when a write fails cost less than a savepoint around every bulk write: two round
+/// trips in every batch.)
+fn bulk_failed(written: &BatchResult) -> bool {
+    match written {
+        Err(StoreError::BulkFailed(error)) => {
+            tracing::warn!(%error, "a bulk write failed; retrying its batch one request at a time");
+            true
+        }
+        _ => false,
+    }
 }
 
 fn writer_stopped() -> StoreError {

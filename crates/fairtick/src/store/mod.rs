@@ -52,6 +52,10 @@ pub enum StoreError {
     Corrupt(String),
     #[error("the batch this request was committed with failed: {0}")]
     BatchFailed(String),
+    /// A batch's bulk write failed; the batch is retried one request at a time (never seen by
+    /// a requester).
+    #[error("a batch's bulk write failed: {0}")]
+    BulkFailed(String),
     #[error(transparent)]
     Database(#[from] sqlx::Error),
     /// From the SQLite group-commit writer's own connection.
