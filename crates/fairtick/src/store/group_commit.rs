@@ -1,12 +1,13 @@
 //! Group commit: concurrent money movements share one database transaction and one `fsync`.
 //!
 //! One commit per request caps the write path at the disk's flush rate; here requests queue,
-//! and a writer task takes everything queued (up to [`MAX_BATCH`]), runs each request in its
-//! own savepoint of one write transaction, commits once, and only then answers them all. Each
-//! request's checks still read balances under its own lock, in the same transaction, after its
-//! batch-mates' writes; a request that fails rolls back to its savepoint and fails alone. If
-//! the commit itself fails, every request of the batch gets the error: none is acknowledged
-//! unless it is durable.
+//! and a writer takes everything queued (up to [`MAX_BATCH`]), runs it in one write
+//! transaction, commits once, and only then answers them all. Each request is checked against
+//! the balances its batch-mates left, under the batch's locks. The plain trade openings are
+//! written together; every other request runs in its own savepoint, and one that fails rolls
+//! back to it and fails alone. If the bulk write fails, the batch is rolled back and run again
+//! with every request in its own savepoint. If the commit itself fails, every request of the
+//! batch gets the error: none is acknowledged unless it is durable.
 //!
 //! On SQLite the writer is a thread of its own with its own connection, so that a batch runs
 //! without a thread hand-off per statement (see [`super::dual`]); on PostgreSQL a few
