@@ -76,7 +76,7 @@ pub(crate) trait DualColumn:
 impl<T> DualColumn for T where T: rusqlite::types::FromSql + for<'r> Decode<'r, Any> + Type<Any> + Send + Unpin
 {}
 
-macro_rules! batch_row {
+macro_rules! dual_row {
     ($($column:ident $index:tt),+) => {
         impl<$($column: DualColumn),+> DualRow for ($($column,)+) {
             fn from_sqlite(row: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
@@ -86,10 +86,10 @@ macro_rules! batch_row {
     };
 }
 
-batch_row!(A 0);
-batch_row!(A 0, B 1);
-batch_row!(A 0, B 1, C 2);
-batch_row!(A 0, B 1, C 2, D 3);
+dual_row!(A 0);
+dual_row!(A 0, B 1);
+dual_row!(A 0, B 1, C 2);
+dual_row!(A 0, B 1, C 2, D 3);
 
 fn bind<'q>(
     mut query: Query<'q, Any, AnyArguments<'q>>,

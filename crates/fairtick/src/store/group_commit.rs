@@ -306,10 +306,9 @@ impl Store {
         answer.await.map_err(|_| writer_stopped())?
     }
 
-    /// Commits `requests` as one batch, as given, and answers once it is durable: each request
-    /// runs in its own savepoint of one write transaction. Returns one result per request, in
-    /// order; `Err` when the transaction itself failed, in which case nothing of the batch was
-    /// committed.
+    /// Commits `requests` as one batch, as given (as the writer commits what queued), and
+    /// answers once it is durable. Returns one result per request, in order; `Err` when the
+    /// transaction itself failed, in which case nothing of the batch was committed.
     pub async fn write_batch(&self, requests: &[WriteRequest]) -> BatchResult {
         let Some(group) = &self.group_commit else { return self.write_batch_pooled(requests).await };
         let (reply, answer) = oneshot::channel();
