@@ -264,37 +264,43 @@ fn write_on_thread(store: &Store, mut conn: rusqlite::Connection, mut receiver: 
                 None => return,
             },
         };
-        futures::executor::block_on(async {
-            match Turn::gather(first, &mut receiver, &mut held) {
-                Turn::Batch(batch) => {
-                    batch
-                        .write(async |requests| {
-                            let written = store
-                                .on_thread(&mut conn, async |tx| {
-                                    store.write_batch_in(tx, requests, true).await
-                                })
-                                .await;
-                            if !bulk_failed(&written) {
-                                return written;
-                            }
-                            store
-                                .on_thread(&mut conn, async |tx| {
-                                    store.write_batch_in(tx, requests, false).await
-                                })
-                                .await
-                        })
-                        .await
-                }
-                Turn::Work { work, reply } => {
-                    let _ = reply
-                        .send(store.on_thread(&mut conn, async |tx| store.run_work(tx, &work).await).await);
-                }
+        let turn = Turn::gather(first, &mut receiver, &mut held);
+        // A bug that panics in one turn fails that turn's requests (their replies are dropped,
+        // so they hear that the writer stopped), not every write after it.
+        let run =
+            std::panic::AssertUnwindSafe(|| futures::executor::block_on(store.take_turn(&mut conn, turn)));
+        if std::panic::catch_unwind(run).is_err() {
+            tracing::error!("the SQLite writer panicked in a turn; its requesters were told it failed");
+            if !conn.is_autocommit() && conn.execute_batch("ROLLBACK").is_err() {
+                return;
             }
-        });
+        }
     }
 }
 
 impl Store {
+    /// One turn of the SQLite writer thread.
+    async fn take_turn(&self, conn: &mut rusqlite::Connection, turn: Turn) {
+        match turn {
+            Turn::Batch(batch) => {
+                batch
+                    .write(async |requests| {
+                        let written = self
+                            .on_thread(conn, async |tx| self.write_batch_in(tx, requests, true).await)
+                            .await;
+                        if !bulk_failed(&written) {
+                            return written;
+                        }
+                        self.on_thread(conn, async |tx| self.write_batch_in(tx, requests, false).await).await
+                    })
+                    .await
+            }
+            Turn::Work { work, reply } => {
+                let _ = reply.send(self.on_thread(conn, async |tx| self.run_work(tx, &work).await).await);
+            }
+        }
+    }
+
     /// Commits `request` with whatever else is queued, and answers once it is durable.
     pub(crate) async fn submit(&self, request: WriteRequest) -> StoreResult<WriteOutcome> {
         let Some(group) = &self.group_commit else {
