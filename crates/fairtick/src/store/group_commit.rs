@@ -210,9 +210,14 @@ impl GroupCommit {
         match sqlite_file {
             Some(path) => {
                 let conn = sqlite::writer_connection(path)?;
+                let (alive, writer) = std::sync::mpsc::channel::<()>();
+                sqlite::checkpoint_while(path, writer)?;
                 std::thread::Builder::new()
                     .name("fairtick-writer".into())
-                    .spawn(move || write_on_thread(&store, conn, receiver))
+                    .spawn(move || {
+                        let _alive = alive;
+                        write_on_thread(&store, conn, receiver)
+                    })
                     .map_err(|e| StoreError::BatchFailed(format!("cannot start the writer thread: {e}")))?;
             }
             None => {
