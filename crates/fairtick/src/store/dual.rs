@@ -12,8 +12,7 @@ use std::path::PathBuf;
 
 use parking_lot::Mutex;
 use sqlx::any::{AnyArguments, AnyRow};
-use sqlx::query::{Query, QueryAs};
-use sqlx::{Any, Decode, Type};
+use sqlx::{Any, Arguments, Decode, Type};
 
 use super::{Store, StoreError, StoreResult, WriteTx};
 
@@ -91,30 +90,17 @@ dual_row!(A 0, B 1);
 dual_row!(A 0, B 1, C 2);
 dual_row!(A 0, B 1, C 2, D 3);
 
-fn bind<'q>(
-    mut query: Query<'q, Any, AnyArguments<'q>>,
-    params: &[Param],
-) -> Query<'q, Any, AnyArguments<'q>> {
+/// `params` as sqlx arguments, for `query_with` and `query_as_with` alike.
+fn arguments(params: &[Param]) -> StoreResult<AnyArguments<'_>> {
+    let mut arguments = AnyArguments::default();
     for param in params {
-        query = match param {
-            Param::Int(v) => query.bind(*v),
-            Param::Text(v) => query.bind(v.clone()),
-        };
+        match param {
+            Param::Int(v) => arguments.add(*v),
+            Param::Text(v) => arguments.add(v.clone()),
+        }
+        .map_err(sqlx::Error::Encode)?;
     }
-    query
-}
-
-fn bind_as<'q, R>(
-    mut query: QueryAs<'q, Any, R, AnyArguments<'q>>,
-    params: &[Param],
-) -> QueryAs<'q, Any, R, AnyArguments<'q>> {
-    for param in params {
-        query = match param {
-            Param::Int(v) => query.bind(*v),
-            Param::Text(v) => query.bind(v.clone()),
-        };
-    }
-    query
+    Ok(arguments)
 }
 
 /// An open write transaction of either engine.
@@ -139,7 +125,8 @@ impl BatchTx<'_> {
         prepared: Prepared,
     ) -> StoreResult<u64> {
         Ok(match self {
-            BatchTx::Sqlx(w) => bind(sqlx::query(sql).persistent(prepared == Prepared::Keep), params)
+            BatchTx::Sqlx(w) => sqlx::query_with(sql, arguments(params)?)
+                .persistent(prepared == Prepared::Keep)
                 .execute(&mut *w.tx)
                 .await?
                 .rows_affected(),
@@ -159,8 +146,8 @@ impl BatchTx<'_> {
     ) -> StoreResult<Vec<R>> {
         match self {
             BatchTx::Sqlx(w) => {
-                let query = sqlx::query_as::<_, R>(sql).persistent(prepared == Prepared::Keep);
-                Ok(bind_as(query, params).fetch_all(&mut *w.tx).await?)
+                let query = sqlx::query_as_with::<_, R, _>(sql, arguments(params)?);
+                Ok(query.persistent(prepared == Prepared::Keep).fetch_all(&mut *w.tx).await?)
             }
             BatchTx::Sqlite(conn) => fetch_sqlite(conn, sql, params, prepared),
         }
@@ -188,8 +175,8 @@ impl Store {
         match &self.readers {
             Some(readers) => readers.with(|conn| fetch_sqlite(conn, sql, params, prepared)),
             None => {
-                let query = sqlx::query_as::<_, R>(sql).persistent(prepared == Prepared::Keep);
-                Ok(bind_as(query, params).fetch_all(&self.pool).await?)
+                let query = sqlx::query_as_with::<_, R, _>(sql, arguments(params)?);
+                Ok(query.persistent(prepared == Prepared::Keep).fetch_all(&self.pool).await?)
             }
         }
     }
