@@ -90,3 +90,36 @@ pub(super) fn reader_connection(file: &Path) -> StoreResult<rusqlite::Connection
     conn.execute_batch("PRAGMA busy_timeout = 1000;")?;
     Ok(conn)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use super::{checkpoint_while, writer_connection};
+
+    /// The writer never checkpoints, so its commits stay in the WAL until the checkpoint thread
+    /// copies them into the database file: the file grows only if that thread runs.
+    #[test]
+    fn the_checkpoint_thread_moves_the_writers_commits_into_the_database_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("wal.db");
+        let setup = rusqlite::Connection::open(&file).unwrap();
+        setup.execute_batch("PRAGMA journal_mode = WAL; CREATE TABLE t (v BLOB);").unwrap();
+        drop(setup);
+        let writer = writer_connection(&file).unwrap();
+        for _ in 0..50 {
+            writer.execute("INSERT INTO t VALUES (zeroblob(4096))", []).unwrap();
+        }
+        let before = std::fs::metadata(&file).unwrap().len();
+        assert!(before < 50 * 4096, "the writer checkpointed by itself: {before} bytes");
+
+        let (alive, gone) = std::sync::mpsc::channel::<()>();
+        checkpoint_while(&file, gone).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::fs::metadata(&file).unwrap().len() < 50 * 4096 {
+            assert!(Instant::now() < deadline, "no checkpoint within 10 s");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        drop(alive);
+    }
+}
