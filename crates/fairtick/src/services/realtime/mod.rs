@@ -1,23 +1,29 @@
 //! The realtime hub of one node: who is connected, and what each connection is sent.
 //!
-//! Every tick is serialised once into a shared frame that all subscribers' connections filter
-//! by symbol; per-user events (trades, balances, notices) go only to that user's connections,
-//! and every trade event also to admins. A connection whose queue is full is told to close:
-//! a slow client never slows the others.
+//! Every tick is encoded once into a wire frame written to the sockets of its market's
+//! subscribers; per-user events (trades, balances, notices) go only to that user's
+//! connections, and every trade event also to admins. A connection that cannot take what it
+//! is sent is closed: a slow client never slows the others.
+
+pub mod outlet;
+pub mod prices;
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use axum::extract::ws::Utf8Bytes;
 use chrono::Utc;
 use fairtick_core::UserId;
 use fairtick_core::wallet::WalletState;
 use parking_lot::Mutex;
 use serde::Serialize;
-use tokio::sync::{broadcast, mpsc, watch};
+use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
+
+use self::outlet::text_frame;
+pub use self::outlet::{Outlet, WireFrame};
+use self::prices::{PriceSubscribers, Subscription};
 
 use super::events::{Event, EventBus, Notice};
 use super::market::Markets;
@@ -25,44 +31,22 @@ use super::market::feed::Tick;
 use super::trades::Trades;
 use crate::store::{Store, TradeRecord};
 
-/// Shared frames (ticks, announcements) buffered per connection before it counts as slow.
-pub const SHARED_CAPACITY: usize = 512;
 /// How often live bids are refreshed.
 const BID_INTERVAL: Duration = Duration::from_secs(1);
 
-/// A serialised tick, shared by every connection subscribed to its market.
+/// A tick on the wire, shared by every connection subscribed to its market.
 #[derive(Clone, Debug)]
 pub struct PriceFrame {
     pub symbol: Arc<str>,
     pub seq: i64,
-    pub text: Utf8Bytes,
-}
-
-/// How the hub reaches one connection: its queue of frames, and a way to close it with a reason
-/// that works even when the queue is full.
-#[derive(Clone, Debug)]
-pub struct Outlet {
-    pub frames: mpsc::Sender<Utf8Bytes>,
-    pub close: Arc<watch::Sender<Option<&'static str>>>,
-}
-
-impl Outlet {
-    /// Queues a frame; a full queue means the client is not keeping up, so it is closed.
-    fn offer(&self, frame: &Utf8Bytes) {
-        if let Err(mpsc::error::TrySendError::Full(_)) = self.frames.try_send(frame.clone()) {
-            self.close.send_replace(Some("slow consumer"));
-        }
-    }
+    pub wire: WireFrame,
 }
 
 struct Connection {
     id: u64,
     admin: bool,
-    outlet: Outlet,
+    outlet: Arc<Outlet>,
 }
-
-/// Each market's tick channel, by symbol.
-type PriceChannels = HashMap<Arc<str>, broadcast::Sender<Arc<PriceFrame>>>;
 
 #[derive(Default)]
 struct Registry {
@@ -73,11 +57,10 @@ struct Registry {
 #[derive(Clone)]
 pub struct Hub {
     registry: Arc<Mutex<Registry>>,
-    /// One channel per market, so a tick wakes only the connections subscribed to its market.
-    prices: Arc<std::sync::RwLock<PriceChannels>>,
-    notices: broadcast::Sender<Utf8Bytes>,
+    prices: Arc<PriceSubscribers>,
+    /// Every open connection, signed in or not, for announcements.
+    everyone: Arc<Mutex<HashMap<u64, Arc<Outlet>>>>,
     next_id: Arc<AtomicU64>,
-    open_connections: Arc<AtomicUsize>,
 }
 
 /// `{type, data}`, the envelope of every message both ways.
@@ -88,8 +71,9 @@ struct Envelope<'a, T: Serialize> {
     data: T,
 }
 
-pub fn frame<T: Serialize>(kind: &str, data: T) -> Utf8Bytes {
-    Utf8Bytes::from(serde_json::to_string(&Envelope { kind, data }).expect("messages serialise"))
+/// A message to the client, serialised and framed for the wire.
+pub fn frame<T: Serialize>(kind: &str, data: T) -> WireFrame {
+    text_frame(&serde_json::to_string(&Envelope { kind, data }).expect("messages serialise"))
 }
 
 #[derive(Serialize)]
@@ -110,14 +94,14 @@ pub fn price_frame(tick: &Tick) -> Arc<PriceFrame> {
         price: tick.price.to_string(),
         epoch_id: tick.epoch_id,
     };
-    Arc::new(PriceFrame { symbol: tick.symbol.clone(), seq: tick.seq, text: frame("price_update", data) })
+    Arc::new(PriceFrame { symbol: tick.symbol.clone(), seq: tick.seq, wire: frame("price_update", data) })
 }
 
-pub fn balance_frame(state: &WalletState) -> Utf8Bytes {
+pub fn balance_frame(state: &WalletState) -> WireFrame {
     frame("balance_update", crate::http::dto::BalanceDto::from(state))
 }
 
-pub fn trade_frame(kind: &str, trade: &TradeRecord, bid: Option<fairtick_core::Money>) -> Utf8Bytes {
+pub fn trade_frame(kind: &str, trade: &TradeRecord, bid: Option<fairtick_core::Money>) -> WireFrame {
     let mut dto = crate::http::trades::TradeDto::from(trade);
     dto.bid = bid.map(|b| b.to_string());
     frame(kind, serde_json::json!({ "trade": dto }))
@@ -142,12 +126,15 @@ impl Drop for Registration {
     }
 }
 
-/// Counts a connection while it lives.
-pub struct Presence(Arc<AtomicUsize>);
+/// An open connection, counted and sent announcements while it lives.
+pub struct Presence {
+    hub: Hub,
+    id: u64,
+}
 
 impl Drop for Presence {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
+        self.hub.everyone.lock().remove(&self.id);
     }
 }
 
@@ -159,71 +146,62 @@ impl Default for Hub {
 
 impl Hub {
     pub fn new() -> Hub {
-        let (notices, _) = broadcast::channel(64);
         Hub {
             registry: Arc::default(),
             prices: Arc::default(),
-            notices,
+            everyone: Arc::default(),
             next_id: Arc::new(AtomicU64::new(1)),
-            open_connections: Arc::new(AtomicUsize::new(0)),
         }
     }
 
-    /// The ticks of `symbol` from now on (the caller checked that the market exists).
-    pub fn prices(&self, symbol: &str) -> broadcast::Receiver<Arc<PriceFrame>> {
-        if let Some(sender) = self.prices.read().unwrap_or_else(|e| e.into_inner()).get(symbol) {
-            return sender.subscribe();
-        }
-        let mut senders = self.prices.write().unwrap_or_else(|e| e.into_inner());
-        senders.entry(Arc::from(symbol)).or_insert_with(|| broadcast::channel(SHARED_CAPACITY).0).subscribe()
-    }
-
-    fn send_price(&self, frame: Arc<PriceFrame>) {
-        if let Some(sender) = self.prices.read().unwrap_or_else(|e| e.into_inner()).get(&*frame.symbol) {
-            // No subscriber yet is not an error: nobody is watching this market.
-            let _ = sender.send(frame);
-        }
-    }
-
-    pub fn notices(&self) -> broadcast::Receiver<Utf8Bytes> {
-        self.notices.subscribe()
+    /// Sends the ticks of `symbol` to `outlet` from now on (the caller checked that the
+    /// market exists).
+    pub fn watch(&self, symbol: &str, outlet: Arc<Outlet>) -> Subscription {
+        self.prices.subscribe(symbol, outlet)
     }
 
     pub fn open_connections(&self) -> usize {
-        self.open_connections.load(Ordering::Relaxed)
+        self.everyone.lock().len()
     }
 
-    pub fn present(&self) -> Presence {
-        self.open_connections.fetch_add(1, Ordering::Relaxed);
-        Presence(self.open_connections.clone())
+    pub fn present(&self, outlet: Arc<Outlet>) -> Presence {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        self.everyone.lock().insert(id, outlet);
+        Presence { hub: self.clone(), id }
     }
 
-    /// Routes `user`'s events (and, for admins, everyone's trades) to `tx`.
-    pub fn register(&self, user: UserId, admin: bool, outlet: Outlet) -> Registration {
+    fn to_everyone(&self, message: &WireFrame) {
+        for outlet in self.everyone.lock().values() {
+            outlet.send(message);
+        }
+    }
+
+    /// Routes `user`'s events (and, for admins, everyone's trades) to `outlet`.
+    pub fn register(&self, user: UserId, admin: bool, outlet: Arc<Outlet>) -> Registration {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         self.registry.lock().by_user.entry(user).or_default().push(Connection { id, admin, outlet });
         Registration { hub: self.clone(), user, id }
     }
 
-    /// Sends to one user's connections; a full queue closes that connection instead.
-    fn to_user(&self, user: UserId, message: &Utf8Bytes) {
+    /// Sends to one user's connections.
+    fn to_user(&self, user: UserId, message: &WireFrame) {
         let registry = self.registry.lock();
         for connection in registry.by_user.get(&user).into_iter().flatten() {
-            connection.outlet.offer(message);
+            connection.outlet.send(message);
         }
     }
 
-    fn to_admins(&self, message: &Utf8Bytes) {
+    fn to_admins(&self, message: &WireFrame) {
         let registry = self.registry.lock();
         for connection in registry.by_user.values().flatten().filter(|c| c.admin) {
-            connection.outlet.offer(message);
+            connection.outlet.send(message);
         }
     }
 
     fn close_user(&self, user: UserId, reason: &'static str) {
         let registry = self.registry.lock();
         for connection in registry.by_user.get(&user).into_iter().flatten() {
-            connection.outlet.close.send_replace(Some(reason));
+            connection.outlet.close(reason);
         }
     }
 
@@ -246,7 +224,7 @@ impl Hub {
             loop {
                 tokio::select! {
                     received = ticks.recv() => match received {
-                        Ok(tick) => hub.send_price(price_frame(&tick)),
+                        Ok(tick) => hub.prices.publish(price_frame(&tick)).await,
                         Err(broadcast::error::RecvError::Lagged(_)) => {}
                         Err(broadcast::error::RecvError::Closed) => return,
                     },
@@ -295,9 +273,7 @@ impl Hub {
                 self.send_balance(store, trade.user_id).await;
             }
             Event::Balance(user) => self.send_balance(store, user).await,
-            Event::Notice(notice) => {
-                let _ = self.notices.send(frame("notification", notice));
-            }
+            Event::Notice(notice) => self.to_everyone(&frame("notification", notice)),
             Event::UserNotice(user, notice) => self.to_user(user, &frame("notification", notice)),
             Event::Suspended(user) => self.close_user(user, "account suspended"),
             Event::SettingsChanged => {}
@@ -359,25 +335,49 @@ fn result_notice(trade: &TradeRecord) -> Option<Notice> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_full_queue_closes_the_connection_instead_of_dropping_frames_silently() {
-        let (frames, _queue) = mpsc::channel(1);
-        let (close, closing) = watch::channel(None);
-        let outlet = Outlet { frames, close: Arc::new(close) };
-        outlet.offer(&Utf8Bytes::from_static("first"));
-        assert_eq!(*closing.borrow(), None);
-        outlet.offer(&Utf8Bytes::from_static("second"));
-        assert_eq!(*closing.borrow(), Some("slow consumer"));
+    async fn outlet() -> (Arc<Outlet>, tokio::net::TcpStream) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = tokio::net::TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+        (Outlet::new(listener.accept().await.unwrap().0), client)
     }
 
-    #[test]
-    fn a_suspension_closes_every_connection_of_the_user_even_with_a_full_queue() {
+    #[tokio::test]
+    async fn a_suspension_closes_every_connection_of_the_user_and_no_other() {
         let hub = Hub::new();
-        let (frames, _queue) = mpsc::channel(1);
-        frames.try_send(Utf8Bytes::from_static("fills the queue")).unwrap();
-        let (close, closing) = watch::channel(None);
-        let _registration = hub.register(UserId(7), false, Outlet { frames, close: Arc::new(close) });
+        let ((first, _a), (second, _b), (other, _c)) = (outlet().await, outlet().await, outlet().await);
+        // One of them has bytes waiting behind a socket that is not read: closing still works.
+        let big = text_frame(&"x".repeat(64 * 1024));
+        while first.stalled_since().is_none() {
+            first.send(&big);
+        }
+        let _registrations = [
+            hub.register(UserId(7), false, first.clone()),
+            hub.register(UserId(7), false, second.clone()),
+            hub.register(UserId(8), false, other.clone()),
+        ];
         hub.close_user(UserId(7), "account suspended");
-        assert_eq!(*closing.borrow(), Some("account suspended"));
+        assert_eq!(first.closing(), Some("account suspended"));
+        assert_eq!(second.closing(), Some("account suspended"));
+        assert_eq!(other.closing(), None);
+    }
+
+    #[tokio::test]
+    async fn announcements_reach_every_open_connection_until_it_ends() {
+        use tokio::io::AsyncReadExt;
+        let hub = Hub::new();
+        let ((first, mut a), (second, mut b)) = (outlet().await, outlet().await);
+        let presence = hub.present(first.clone());
+        let _second = hub.present(second);
+        assert_eq!(hub.open_connections(), 2);
+        drop(presence);
+        assert_eq!(hub.open_connections(), 1);
+        let notice = frame("notification", serde_json::json!({"title": "hello"}));
+        hub.to_everyone(&notice);
+        let mut received = vec![0; notice.len()];
+        b.read_exact(&mut received).await.unwrap();
+        assert_eq!(received, notice);
+        let mut nothing = [0u8; 1];
+        let read = tokio::time::timeout(Duration::from_millis(100), a.read(&mut nothing)).await;
+        assert!(read.is_err(), "a connection that ended gets no announcement");
     }
 }

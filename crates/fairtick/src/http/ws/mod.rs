@@ -1,0 +1,357 @@
+//! `GET /ws`: the one WebSocket. Messages are JSON `{type, data}` both ways.
+//!
+//! Each connection is one task: it reads the client's messages (checked and rate-limited),
+//! answers them, sends heartbeats, flushes what its socket could not take at once and closes
+//! slow or silent peers with a reason. Ticks and events do not pass through it: the hub writes
+//! them straight to the connection's [`Outlet`]. Buffers are small on purpose: an idle
+//! connection costs a few kilobytes.
+
+mod upgrade;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{FromRequestParts, State};
+use axum::http::request::Parts;
+use axum::response::Response;
+use chrono::Utc;
+use futures::StreamExt;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+
+use self::upgrade::WebSocketRequest;
+use super::AppState;
+use super::error::ApiError;
+use super::extract::presented_token;
+use crate::services::market::feed::Tick;
+use crate::services::realtime::outlet::{SocketIo, close_frame, ping_frame};
+use crate::services::realtime::prices::Subscription;
+use crate::services::realtime::{
+    Outlet, Registration, WireFrame, balance_frame, frame, price_frame, trade_frame,
+};
+use crate::services::tokens::Claims;
+
+/// Bytes read from the socket at once.
+pub const BUFFER_BYTES: usize = 4 * 1024;
+/// Largest client message.
+pub const MAX_MESSAGE_BYTES: usize = 16 * 1024;
+/// Markets one connection may watch.
+pub const MAX_SUBSCRIPTIONS: usize = 20;
+/// Client messages allowed per second (burst) before they are refused.
+const MESSAGES_PER_SECOND: u32 = 20;
+/// Refused messages after which the connection is closed.
+const MAX_STRIKES: u32 = 50;
+/// Ticks replayed at most for one `fromSeq` catch-up.
+pub const MAX_REPLAY: u32 = 1_000;
+const HEARTBEAT: Duration = Duration::from_secs(15);
+/// A peer silent for this long (no message, no pong) is dead.
+const SILENCE: Duration = Duration::from_secs(45);
+/// Bytes waiting this long without the socket taking any mean the peer is not reading: a
+/// healthy client's kernel takes a frame at once.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long the close frame may take to leave before the socket is dropped anyway.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// The token offered at upgrade: `?token=`, `Authorization` or the session cookie.
+pub struct OfferedToken(Option<String>);
+
+impl<S: Send + Sync> FromRequestParts<S> for OfferedToken {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let from_query = parts
+            .uri
+            .query()
+            .and_then(|q| q.split('&').find_map(|pair| pair.strip_prefix("token=")))
+            .map(str::to_owned);
+        Ok(OfferedToken(from_query.or_else(|| presented_token(parts).map(str::to_owned))))
+    }
+}
+
+/// Upgrade to the realtime feed. Anonymous clients may watch prices; a token (query, header,
+/// cookie or an `auth` message) adds the user's trades, balances and notifications.
+#[utoipa::path(get, path = "/ws", tag = "realtime",
+    params(("token" = Option<String>, Query, description = "A login token (or use the cookie, or an `auth` message)")),
+    responses(
+        (status = 101, description = "Switching to the WebSocket protocol"),
+        (status = 400, description = "Not a WebSocket handshake", body = super::error::ErrorBody),
+        (status = 401, description = "The token offered is not valid", body = super::error::ErrorBody),
+    ))]
+pub async fn upgrade(
+    State(state): State<AppState>,
+    OfferedToken(token): OfferedToken,
+    request: WebSocketRequest,
+) -> Result<Response, ApiError> {
+    let claims = match token.as_deref() {
+        Some(token) => Some(state.accounts.authenticate(token).await?),
+        None => None,
+    };
+    Ok(request.accept(move |socket, early| connection(socket, early, state, claims)))
+}
+
+#[derive(Deserialize)]
+struct ClientMessage {
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    data: Value,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct SubscribeData {
+    symbols: Vec<String>,
+    #[serde(default)]
+    from_seq: HashMap<String, i64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AuthData {
+    token: String,
+}
+
+fn error_frame(code: &str, message: impl Into<String>) -> WireFrame {
+    frame("error", json!({ "code": code, "message": message.into() }))
+}
+
+async fn connection(socket: TcpStream, early: Vec<u8>, state: AppState, claims: Option<Claims>) {
+    // Each frame is written as one segment the moment it is ready: a feed, not a bulk stream.
+    let _ = socket.set_nodelay(true);
+    let outlet = Outlet::new(socket);
+    let _presence = state.hub.present(outlet.clone());
+    let config = WebSocketConfig::default()
+        .read_buffer_size(BUFFER_BYTES)
+        .write_buffer_size(0)
+        .max_message_size(Some(MAX_MESSAGE_BYTES))
+        .max_frame_size(Some(MAX_MESSAGE_BYTES));
+    let mut socket =
+        WebSocketStream::from_partially_read(SocketIo(outlet.clone()), early, Role::Server, Some(config))
+            .await;
+    let mut session = Session::new(state, outlet.clone());
+    if let Some(claims) = claims {
+        session.authenticate(&claims).await;
+    }
+    let mut heartbeat = tokio::time::interval_at(Instant::now() + HEARTBEAT, HEARTBEAT);
+    let mut last_seen = Instant::now();
+    let reason: &'static str = loop {
+        if let Some(reason) = outlet.closing() {
+            break reason;
+        }
+        let stalled_since = outlet.stalled_since();
+        tokio::select! {
+            message = socket.next() => {
+                last_seen = Instant::now();
+                match message {
+                    Some(Ok(Message::Text(text))) => {
+                        if let Some(reason) = Box::pin(session.on_text(text.as_str())).await {
+                            break reason;
+                        }
+                    }
+                    Some(Ok(Message::Binary(_))) => {
+                        if let Some(reason) = session.refuse(error_frame("unsupported", "send JSON text messages")) {
+                            break reason;
+                        }
+                    }
+                    // Pings are answered by tungstenite itself; a pong only shows the peer lives.
+                    Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
+                    Some(Ok(Message::Close(_))) | Some(Err(_)) | None => break "client went away",
+                }
+            }
+            () = outlet.woken() => {}
+            writable = outlet.writable(), if stalled_since.is_some() => {
+                if writable.is_err() || outlet.flush().is_err() {
+                    break "write failed";
+                }
+            }
+            () = tokio::time::sleep_until(stalled_since.unwrap_or_else(Instant::now) + WRITE_TIMEOUT),
+                if stalled_since.is_some() => break "slow consumer",
+            _ = heartbeat.tick() => {
+                if last_seen.elapsed() > SILENCE {
+                    break "heartbeat timeout";
+                }
+                outlet.send(&ping_frame());
+            }
+        }
+    };
+    drop(session);
+    let code = if reason == "slow consumer" { CloseCode::Again } else { CloseCode::Policy };
+    outlet.send_last(&close_frame(code, reason));
+    let _ = tokio::time::timeout(CLOSE_TIMEOUT, async {
+        while let Ok(false) = outlet.flush() {
+            if outlet.writable().await.is_err() {
+                return;
+            }
+        }
+    })
+    .await;
+}
+
+/// What one connection has asked for: its markets, its user, and how many messages it sent.
+struct Session {
+    state: AppState,
+    outlet: Arc<Outlet>,
+    /// Market → subscription; dropping one stops its ticks.
+    subscriptions: HashMap<String, Subscription>,
+    registration: Option<Registration>,
+    allowance: u32,
+    window: Instant,
+    strikes: u32,
+}
+
+impl Session {
+    fn new(state: AppState, outlet: Arc<Outlet>) -> Session {
+        Session {
+            state,
+            outlet,
+            subscriptions: HashMap::new(),
+            registration: None,
+            allowance: MESSAGES_PER_SECOND,
+            window: Instant::now(),
+            strikes: 0,
+        }
+    }
+
+    /// Handles one text message; `Some(reason)` when the connection must close.
+    async fn on_text(&mut self, text: &str) -> Option<&'static str> {
+        if self.window.elapsed() >= Duration::from_secs(1) {
+            self.window = Instant::now();
+            self.allowance = MESSAGES_PER_SECOND;
+        }
+        if self.allowance == 0 {
+            return self.refuse(error_frame(
+                "rate_limited",
+                format!("at most {MESSAGES_PER_SECOND} messages per second"),
+            ));
+        }
+        self.allowance -= 1;
+        match self.handle(text).await {
+            Ok(()) => None,
+            Err(error) => self.refuse(error),
+        }
+    }
+
+    /// Sends a refusal; `Some(reason)` once the client has been refused too often.
+    fn refuse(&mut self, error: WireFrame) -> Option<&'static str> {
+        self.outlet.send(&error);
+        self.strikes += 1;
+        (self.strikes >= MAX_STRIKES).then_some("too many invalid messages")
+    }
+
+    async fn handle(&mut self, text: &str) -> Result<(), WireFrame> {
+        let Ok(message) = serde_json::from_str::<ClientMessage>(text) else {
+            return Err(error_frame(
+                "malformed_message",
+                "messages are JSON objects {\"type\": …, \"data\": …}",
+            ));
+        };
+        match message.kind.as_str() {
+            "ping" => self.outlet.send(&frame("pong", json!({}))),
+            "subscribe" | "unsubscribe" => {
+                let data: SubscribeData = serde_json::from_value(message.data)
+                    .map_err(|e| error_frame("invalid_data", format!("{}: {e}", message.kind)))?;
+                if let Some(unknown) = data.symbols.iter().find(|s| self.state.markets.market(s).is_err()) {
+                    return Err(error_frame("unknown_symbol", format!("{unknown:?} is not a market")));
+                }
+                if message.kind == "unsubscribe" {
+                    for symbol in &data.symbols {
+                        self.subscriptions.remove(symbol);
+                    }
+                    self.outlet.send(&frame("unsubscribed", json!({ "symbols": data.symbols })));
+                } else {
+                    self.subscribe(data).await?;
+                }
+            }
+            "auth" => {
+                let data: AuthData = serde_json::from_value(message.data)
+                    .map_err(|e| error_frame("invalid_data", format!("auth: {e}")))?;
+                let claims = self
+                    .state
+                    .accounts
+                    .authenticate(&data.token)
+                    .await
+                    .map_err(|e| error_frame("unauthenticated", e.to_string()))?;
+                self.authenticate(&claims).await;
+            }
+            other => return Err(error_frame("unknown_type", format!("unknown message type {other:?}"))),
+        }
+        Ok(())
+    }
+
+    async fn subscribe(&mut self, data: SubscribeData) -> Result<(), WireFrame> {
+        let SubscribeData { symbols, from_seq } = data;
+        if let Some(symbol) = from_seq.keys().find(|s| !symbols.contains(s)) {
+            return Err(error_frame(
+                "invalid_data",
+                format!("fromSeq names {symbol:?}, which is not subscribed"),
+            ));
+        }
+        let fresh = symbols.iter().filter(|s| !self.subscriptions.contains_key(*s)).count();
+        if self.subscriptions.len() + fresh > MAX_SUBSCRIPTIONS {
+            return Err(error_frame(
+                "too_many_subscriptions",
+                format!("at most {MAX_SUBSCRIPTIONS} markets per connection"),
+            ));
+        }
+        for symbol in &symbols {
+            let subscription = self
+                .subscriptions
+                .entry(symbol.clone())
+                .or_insert_with(|| self.state.hub.watch(symbol, self.outlet.clone()));
+            if let Some(after) = from_seq.get(symbol) {
+                // Held from before the read: a tick produced after it waits for the catch-up,
+                // one produced before it is in the read.
+                subscription.subscriber().hold(*after);
+            }
+        }
+        for (symbol, after) in &from_seq {
+            self.replay(symbol, *after).await;
+        }
+        self.outlet.send(&frame("subscribed", json!({ "symbols": symbols })));
+        Ok(())
+    }
+
+    /// Sends the ticks of `symbol` after `after` (at most [`MAX_REPLAY`]), then goes live.
+    async fn replay(&mut self, symbol: &str, after: i64) {
+        let ticks = self.state.markets.ticks(symbol, None, None, Some(after), Some(MAX_REPLAY)).await;
+        let Some(subscription) = self.subscriptions.get(symbol) else { return };
+        match ticks {
+            Ok(ticks) => {
+                for tick in ticks {
+                    let tick = Tick {
+                        symbol: Arc::from(tick.symbol.as_str()),
+                        seq: tick.seq,
+                        ts: tick.ts,
+                        price: tick.price,
+                        epoch_id: tick.epoch_id,
+                    };
+                    subscription.subscriber().replay(&price_frame(&tick));
+                }
+            }
+            Err(e) => self.outlet.send(&error_frame("replay_failed", e.to_string())),
+        }
+        subscription.subscriber().release();
+    }
+
+    /// Signs in (or again): registers for the user's events, then sends their state in full.
+    async fn authenticate(&mut self, claims: &Claims) {
+        let (state, outlet) = (&self.state, &self.outlet);
+        self.registration = Some(state.hub.register(claims.user(), claims.role.is_admin(), outlet.clone()));
+        outlet.send(&frame("authenticated", json!({ "userId": claims.user_id, "role": claims.role })));
+        if let Ok(wallet) = state.store.wallet_state(claims.user(), Utc::now()).await {
+            outlet.send(&balance_frame(&wallet));
+        }
+        if let Ok(views) = state.trades.active(claims.user()).await {
+            for view in views {
+                outlet.send(&trade_frame("trade_update", &view.trade, view.bid));
+            }
+        }
+    }
+}
