@@ -36,7 +36,7 @@ const VIP_WINDOW_DAYS: i64 = 30;
 /// Trades entered or ended per transaction. Settlement shares the database's one writer with
 /// trade creation: in small transactions it takes turns with the creators' batches instead of
 /// making them wait for a whole step's writes.
-const WRITE_CHUNK: usize = 256;
+const WRITE_CHUNK: usize = 64;
 
 /// What one step did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
