@@ -182,7 +182,11 @@ async fn connection(socket: TcpStream, early: Vec<u8>, state: AppState, claims: 
         }
     };
     drop(session);
-    let code = if reason == "slow consumer" { CloseCode::Again } else { CloseCode::Policy };
+    let code = match reason {
+        "slow consumer" => CloseCode::Again,
+        "client went away" => CloseCode::Normal,
+        _ => CloseCode::Policy,
+    };
     outlet.send_last(&close_frame(code, reason));
     let _ = tokio::time::timeout(CLOSE_TIMEOUT, async {
         while let Ok(false) = outlet.flush() {

@@ -171,7 +171,9 @@ impl Hub {
     }
 
     fn to_everyone(&self, message: &WireFrame) {
-        for outlet in self.everyone.lock().values() {
+        // Written outside the lock, so that connections opening meanwhile do not wait for it.
+        let everyone: Vec<Arc<Outlet>> = self.everyone.lock().values().cloned().collect();
+        for outlet in everyone {
             outlet.send(message);
         }
     }
