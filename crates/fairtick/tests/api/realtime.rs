@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::{self, Message};
 
-use crate::helpers::{TestApp, body, eventually};
+use crate::helpers::{TestApp, body, error_of, eventually};
 
 type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
@@ -180,6 +180,26 @@ async fn a_reconnecting_client_catches_up_from_the_seq_it_last_saw() {
         );
         expected += 1;
     }
+}
+
+#[tokio::test]
+async fn a_request_that_is_not_a_websocket_handshake_gets_a_clear_error() {
+    let app = TestApp::spawn().await;
+    let plain = app.get("/ws", None).await;
+    assert_eq!(error_of(plain).await, (StatusCode::BAD_REQUEST, "not_a_websocket_request".into(), None));
+    let old_version = reqwest::Client::new()
+        .get(app.url("/ws"))
+        .header("connection", "Upgrade")
+        .header("upgrade", "websocket")
+        .header("sec-websocket-version", "8")
+        .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")
+        .send()
+        .await
+        .unwrap();
+    let (status, code, _) = error_of(old_version).await;
+    assert_eq!((status, code.as_str()), (StatusCode::BAD_REQUEST, "not_a_websocket_request"));
+    // The same server still opens a real one.
+    assert!(connect(&app, "", None).await.is_ok());
 }
 
 #[tokio::test]
