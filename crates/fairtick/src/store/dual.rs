@@ -108,7 +108,12 @@ pub(crate) enum BatchTx<'a> {
     Sqlx(&'a mut WriteTx),
     /// A connection inside `BEGIN IMMEDIATE`, which its owner commits or rolls back. Held
     /// `mut` because a connection is `Send` but not `Sync`.
-    Sqlite(&'a mut rusqlite::Connection),
+    Sqlite {
+        conn: &'a mut rusqlite::Connection,
+        /// Keep every statement prepared, bulk ones included: this turn's statements recur
+        /// (settlement writes fixed-size chunks), where a create batch's vary with its size.
+        recurring: bool,
+    },
 }
 
 impl<'a> From<&'a mut WriteTx> for BatchTx<'a> {
@@ -130,7 +135,8 @@ impl BatchTx<'_> {
                 .execute(&mut *w.tx)
                 .await?
                 .rows_affected(),
-            BatchTx::Sqlite(conn) => {
+            BatchTx::Sqlite { conn, recurring } => {
+                let prepared = if *recurring { Prepared::Keep } else { prepared };
                 let mut statement = sqlite_statement(conn, sql, prepared)?;
                 bind_sqlite(&mut statement, params)?;
                 statement.raw_execute()? as u64
@@ -149,7 +155,9 @@ impl BatchTx<'_> {
                 let query = sqlx::query_as_with::<_, R, _>(sql, arguments(params)?);
                 Ok(query.persistent(prepared == Prepared::Keep).fetch_all(&mut *w.tx).await?)
             }
-            BatchTx::Sqlite(conn) => fetch_sqlite(conn, sql, params, prepared),
+            BatchTx::Sqlite { conn, recurring } => {
+                fetch_sqlite(conn, sql, params, if *recurring { Prepared::Keep } else { prepared })
+            }
         }
     }
 

@@ -291,17 +291,19 @@ impl Store {
                 batch
                     .write(async |requests| {
                         let written = self
-                            .on_thread(conn, async |tx| self.write_batch_in(tx, requests, true).await)
+                            .on_thread(conn, false, async |tx| self.write_batch_in(tx, requests, true).await)
                             .await;
                         if !bulk_failed(&written) {
                             return written;
                         }
-                        self.on_thread(conn, async |tx| self.write_batch_in(tx, requests, false).await).await
+                        self.on_thread(conn, false, async |tx| self.write_batch_in(tx, requests, false).await)
+                            .await
                     })
                     .await
             }
             Turn::Work { work, reply } => {
-                let _ = reply.send(self.on_thread(conn, async |tx| self.run_work(tx, &work).await).await);
+                let _ =
+                    reply.send(self.on_thread(conn, true, async |tx| self.run_work(tx, &work).await).await);
             }
         }
     }
@@ -370,10 +372,12 @@ impl Store {
     }
 
     /// One transaction on the SQLite writer thread's own connection, under the store's writer
-    /// lock so that the pool's writers wait in the same queue.
+    /// lock so that the pool's writers wait in the same queue. `recurring`: the turn's
+    /// statements come back with the same shape, so all of them are kept prepared.
     async fn on_thread<T>(
         &self,
         conn: &mut rusqlite::Connection,
+        recurring: bool,
         write: impl AsyncFnOnce(&mut BatchTx<'_>) -> StoreResult<T>,
     ) -> StoreResult<T> {
         let _writer = match &self.write_lock {
@@ -381,7 +385,7 @@ impl Store {
             None => None,
         };
         conn.execute_batch("BEGIN IMMEDIATE")?;
-        let written = write(&mut BatchTx::Sqlite(&mut *conn)).await;
+        let written = write(&mut BatchTx::Sqlite { conn: &mut *conn, recurring }).await;
         let committed = match written {
             Ok(results) => conn.execute_batch("COMMIT").map(|()| results).map_err(StoreError::from),
             Err(error) => Err(error),
