@@ -128,7 +128,8 @@ impl Application {
         let store = state.store.clone();
         let app = http::router(state).into_make_service_with_connect_info::<SocketAddr>();
         // WebSocket connections are long-lived: cancelling the background work on shutdown
-        // ends them (their streams close), so graceful shutdown does not wait for clients.
+        // closes them (the hub tells each "server shutting down"), so graceful shutdown does
+        // not wait for clients.
         let stop = background.clone();
         let served = axum::serve(listener, app)
             .with_graceful_shutdown(async move {

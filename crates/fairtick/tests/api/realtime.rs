@@ -203,6 +203,27 @@ async fn a_request_that_is_not_a_websocket_handshake_gets_a_clear_error() {
 }
 
 #[tokio::test]
+async fn a_server_shutting_down_closes_its_sockets_with_a_reason() {
+    let mut app = TestApp::spawn().await;
+    let mut socket = connect(&app, "", None).await.unwrap();
+    send(&mut socket, json!({"type": "subscribe", "data": {"symbols": ["SIMV25"]}})).await;
+    next_of(&mut socket, "subscribed").await;
+    app.stop().await;
+    let reason = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            match socket.next().await {
+                Some(Ok(Message::Close(frame))) => return frame.map(|f| f.reason.to_string()),
+                Some(Ok(_)) => {}
+                None | Some(Err(_)) => return None,
+            }
+        }
+    })
+    .await
+    .expect("the socket was closed");
+    assert_eq!(reason.as_deref(), Some("server shutting down"));
+}
+
+#[tokio::test]
 async fn bad_messages_get_an_error_with_a_code_not_a_dropped_connection() {
     let app = TestApp::spawn().await;
     let mut socket = connect(&app, "", None).await.unwrap();

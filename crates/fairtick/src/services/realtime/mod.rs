@@ -200,6 +200,12 @@ impl Hub {
         }
     }
 
+    fn close_everyone(&self, reason: &'static str) {
+        for outlet in self.everyone.lock().values() {
+            outlet.close(reason);
+        }
+    }
+
     fn close_user(&self, user: UserId, reason: &'static str) {
         let registry = self.registry.lock();
         for connection in registry.by_user.get(&user).into_iter().flatten() {
@@ -230,7 +236,12 @@ impl Hub {
                         Err(broadcast::error::RecvError::Lagged(_)) => {}
                         Err(broadcast::error::RecvError::Closed) => return,
                     },
-                    () = stop.cancelled() => return,
+                    () = stop.cancelled() => {
+                        // Upgraded connections are not the HTTP server's to wait for: they end
+                        // here, each told why.
+                        hub.close_everyone("server shutting down");
+                        return;
+                    }
                 }
             }
         }));
