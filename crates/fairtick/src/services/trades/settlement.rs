@@ -81,17 +81,28 @@ impl Settlement {
     pub async fn run(self, cancel: CancellationToken) {
         let mut ticks = self.trades.markets.subscribe();
         loop {
-            if let Err(error) = self.settle_due(Utc::now()).await {
+            // A step behind a backlog can take seconds; shutdown does not wait for it. What it
+            // committed stays (each chunk is its own transaction), the rest is still active in
+            // the database and is found by the next start's full read.
+            let stepped = tokio::select! {
+                biased;
+                () = cancel.cancelled() => return,
+                stepped = self.settle_due(Utc::now()) => stepped,
+            };
+            if let Err(error) = stepped {
                 tracing::warn!(%error, "a settlement step failed; retrying");
                 self.open.lock().await.scanned_at = None;
             }
+            // Cancellation first here too: with ticks queued behind a long step, an unbiased
+            // choice kept stepping after shutdown began (seen on PostgreSQL: minutes to stop).
             tokio::select! {
+                biased;
+                () = cancel.cancelled() => return,
                 received = ticks.recv() => match received {
                     Ok(_) | Err(RecvError::Lagged(_)) => {}
                     Err(RecvError::Closed) => return,
                 },
                 () = tokio::time::sleep(IDLE_STEP) => {}
-                () = cancel.cancelled() => return,
             }
         }
     }
