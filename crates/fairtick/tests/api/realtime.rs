@@ -212,7 +212,9 @@ async fn a_server_shutting_down_closes_its_sockets_with_a_reason() {
     let reason = tokio::time::timeout(Duration::from_secs(5), async {
         loop {
             match socket.next().await {
-                Some(Ok(Message::Close(frame))) => return frame.map(|f| f.reason.to_string()),
+                Some(Ok(Message::Close(frame))) => {
+                    return frame.map(|f| (u16::from(f.code), f.reason.to_string()));
+                }
                 Some(Ok(_)) => {}
                 None | Some(Err(_)) => return None,
             }
@@ -220,7 +222,7 @@ async fn a_server_shutting_down_closes_its_sockets_with_a_reason() {
     })
     .await
     .expect("the socket was closed");
-    assert_eq!(reason.as_deref(), Some("server shutting down"));
+    assert_eq!(reason, Some((1001, "server shutting down".to_owned())), "1001: going away");
 }
 
 #[tokio::test]

@@ -185,6 +185,7 @@ async fn connection(socket: TcpStream, early: Vec<u8>, state: AppState, claims: 
     let code = match reason {
         "slow consumer" => CloseCode::Again,
         "client went away" => CloseCode::Normal,
+        "server shutting down" => CloseCode::Away,
         _ => CloseCode::Policy,
     };
     outlet.send_last(&close_frame(code, reason));
