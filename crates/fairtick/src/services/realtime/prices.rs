@@ -122,10 +122,6 @@ impl PriceSubscribers {
         Subscription { all: self.clone(), symbol, subscriber }
     }
 
-    pub fn count(&self, symbol: &str) -> usize {
-        self.by_market.read().get(symbol).map_or(0, |list| list.len())
-    }
-
     /// Writes a tick to every subscriber of its market; returns once all were written to.
     pub async fn publish(&self, frame: Arc<PriceFrame>) {
         let Some(list) = self.by_market.read().get(&frame.symbol).cloned() else { return };
@@ -142,5 +138,45 @@ impl PriceSubscribers {
             subscriber.deliver(&frame);
         }
         while chunks.join_next().await.is_some() {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncReadExt;
+
+    fn tick(seq: i64) -> Arc<PriceFrame> {
+        let wire = super::super::outlet::text_frame(&format!("tick {seq}"));
+        Arc::new(PriceFrame { symbol: Arc::from("M"), seq, wire })
+    }
+
+    #[tokio::test]
+    async fn a_catch_up_sends_each_tick_once_and_in_order_while_live_ticks_keep_coming() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut client = tokio::net::TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+        let outlet = Outlet::new(listener.accept().await.unwrap().0);
+        let all = Arc::new(PriceSubscribers::default());
+        let subscription = all.subscribe("M", outlet.clone());
+        let subscriber = subscription.subscriber();
+        subscriber.hold(3);
+        // Live ticks 7 and 8 arrive while ticks 2 to 7 are read back from the store.
+        all.publish(tick(7)).await;
+        all.publish(tick(8)).await;
+        for seq in 2..=7 {
+            subscriber.replay(&tick(seq));
+        }
+        subscriber.release();
+        all.publish(tick(8)).await;
+        all.publish(tick(9)).await;
+        let expected: Vec<u8> = [4, 5, 6, 7, 8, 9].iter().flat_map(|&seq| tick(seq).wire.to_vec()).collect();
+        let mut received = vec![0; expected.len()];
+        client.read_exact(&mut received).await.unwrap();
+        assert_eq!(String::from_utf8_lossy(&received), String::from_utf8_lossy(&expected));
+        drop(subscription);
+        all.publish(tick(10)).await;
+        let mut more = [0u8; 1];
+        let read = tokio::time::timeout(std::time::Duration::from_millis(100), client.read(&mut more)).await;
+        assert!(read.is_err(), "an ended subscription gets no more ticks");
     }
 }
