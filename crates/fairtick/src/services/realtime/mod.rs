@@ -170,10 +170,13 @@ impl Hub {
         Presence { hub: self.clone(), id }
     }
 
+    /// Every open connection, copied out so that nothing is written under the lock.
+    fn everyone(&self) -> Vec<Arc<Outlet>> {
+        self.everyone.lock().values().cloned().collect()
+    }
+
     fn to_everyone(&self, message: &WireFrame) {
-        // Written outside the lock, so that connections opening meanwhile do not wait for it.
-        let everyone: Vec<Arc<Outlet>> = self.everyone.lock().values().cloned().collect();
-        for outlet in everyone {
+        for outlet in self.everyone() {
             outlet.send(message);
         }
     }
@@ -201,7 +204,7 @@ impl Hub {
     }
 
     fn close_everyone(&self, reason: &'static str) {
-        for outlet in self.everyone.lock().values() {
+        for outlet in self.everyone() {
             outlet.close(reason);
         }
     }

@@ -75,31 +75,24 @@ impl Outlet {
         let rest = if pending.frames.is_empty() {
             match self.socket.try_write(frame) {
                 Ok(written) if written == frame.len() => return,
-                Ok(written) => frame.slice(written..),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => frame.clone(),
-                Err(_) => {
-                    pending.closing = Some("write failed");
-                    drop(pending);
-                    self.wake.notify_one();
-                    return;
-                }
+                Ok(written) => Ok(frame.slice(written..)),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(frame.clone()),
+                Err(_) => Err("write failed"),
             }
         } else {
-            frame.clone()
+            Ok(frame.clone())
         };
-        if pending.bytes + rest.len() > MAX_PENDING_BYTES {
-            pending.closing = Some("slow consumer");
-        } else {
-            pending.stalled_since.get_or_insert_with(Instant::now);
-            pending.bytes += rest.len();
-            pending.frames.push_back(rest);
+        match rest {
+            Ok(rest) if pending.bytes + rest.len() <= MAX_PENDING_BYTES => {
+                pending.stalled_since.get_or_insert_with(Instant::now);
+                pending.bytes += rest.len();
+                pending.frames.push_back(rest);
+            }
+            Ok(_) => pending.closing = Some("slow consumer"),
+            Err(reason) => pending.closing = Some(reason),
         }
         drop(pending);
         self.wake.notify_one();
-    }
-
-    pub fn send_text(&self, text: &str) {
-        self.send(&text_frame(text));
     }
 
     /// Asks the connection to close with `reason` (the first reason given wins).
@@ -214,7 +207,7 @@ mod tests {
     async fn frames_arrive_whole_and_in_order() {
         let (outlet, mut client) = pair().await;
         for n in 0..100 {
-            outlet.send_text(&format!("message {n}"));
+            outlet.send(&text_frame(&format!("message {n}")));
         }
         assert!(outlet.flush().unwrap());
         let mut expected = Vec::new();
