@@ -12,11 +12,12 @@ use chrono::{DateTime, Utc};
 use fairtick_core::ledger::{AccountKind, LedgerError, Transfer};
 use fairtick_core::{Money, UserId};
 
-use super::dual::{BatchTx, Param, Prepared};
-use super::{Backend, Store, StoreError, StoreResult};
+use super::binds::SqlType;
+use super::dual::{BatchTx, Param};
+use super::{Store, StoreError, StoreResult};
 
-/// Rows per multi-row statement: well under both backends' limits on bound parameters. These
-/// statements change shape with the batch, so they are prepared once, not kept.
+/// Rows per multi-row statement: well under SQLite's limit on bound parameters (see
+/// [`super::binds`] for how the lists are passed).
 pub(crate) const CHUNK: usize = 500;
 
 /// The accounts of a batch's users, locked and read once, with balances kept current as the
@@ -111,34 +112,6 @@ impl CheckedTransfer {
 }
 
 impl Store {
-    /// The `n`th parameter of a statement. Statements with many parameters use SQLite's
-    /// anonymous `?`: a numbered one is a name that SQLite and sqlx look up by scanning the
-    /// statement's list of names, which made binding a 2,000-parameter batch quadratic (a fifth
-    /// of the server's time under load went to `strncmp`). Both forms bind in text order here.
-    pub(crate) fn param(&self, n: usize) -> String {
-        match self.backend {
-            Backend::Sqlite => "?".to_owned(),
-            Backend::Postgres => format!("${n}"),
-        }
-    }
-
-    /// `(p1, p2, …), (pk+1, …)`: the VALUES list of `rows` rows of `columns` parameters, numbered
-    /// from `first` (after the statement's own parameters).
-    pub(crate) fn values_list(&self, first: usize, rows: usize, columns: usize) -> String {
-        (0..rows)
-            .map(|r| {
-                let row: Vec<String> = (0..columns).map(|c| self.param(first + r * columns + c)).collect();
-                format!("({})", row.join(", "))
-            })
-            .collect::<Vec<_>>()
-            .join(", ")
-    }
-
-    /// `p1, p2, …`: a list of `n` parameters numbered from `first`, for `IN (…)`.
-    pub(crate) fn param_list(&self, first: usize, n: usize) -> String {
-        (first..first + n).map(|i| self.param(i)).collect::<Vec<_>>().join(", ")
-    }
-
     /// Locks the accounts of `users` (in user, then account order, as every money-moving
     /// transaction does) and reads their balances.
     pub(crate) async fn lock_accounts(
@@ -148,13 +121,14 @@ impl Store {
     ) -> StoreResult<LockedAccounts> {
         let mut accounts = HashMap::new();
         for chunk in users.chunks(CHUNK) {
+            let mut binds = self.binds();
+            let ids: Vec<Param> = chunk.iter().map(|user| Param::from(user.0)).collect();
             let sql = format!(
-                "SELECT id, user_id, kind, balance FROM accounts WHERE user_id IN ({}) ORDER BY user_id, id{}",
-                self.param_list(1, chunk.len()),
+                "SELECT id, user_id, kind, balance FROM accounts WHERE {} ORDER BY user_id, id{}",
+                binds.any_of("user_id", SqlType::Int, &ids),
                 self.for_update()
             );
-            let params: Vec<Param> = chunk.iter().map(|user| Param::from(user.0)).collect();
-            let rows: Vec<(i64, i64, String, i64)> = tx.fetch(&sql, &params, Prepared::Once).await?;
+            let rows: Vec<(i64, i64, String, i64)> = tx.fetch(&sql, binds.params(), binds.prepared()).await?;
             for (id, user, kind, balance) in rows {
                 let kind = match kind.as_str() {
                     "cash" => AccountKind::Cash,
@@ -174,14 +148,16 @@ impl Store {
         &self,
         tx: &mut BatchTx<'_>,
         head: &str,
+        types: [SqlType; COLUMNS],
         rows: &[T],
         values: impl Fn(&T) -> [Param; COLUMNS],
     ) -> StoreResult<Vec<i64>> {
         let mut ids = Vec::with_capacity(rows.len());
         for chunk in rows.chunks(CHUNK) {
-            let sql = format!("{head} VALUES {} RETURNING id", self.values_list(1, chunk.len(), COLUMNS));
-            let params: Vec<Param> = chunk.iter().flat_map(&values).collect();
-            let rows: Vec<(i64,)> = tx.fetch(&sql, &params, Prepared::Once).await?;
+            let mut binds = self.binds();
+            let values: Vec<[Param; COLUMNS]> = chunk.iter().map(&values).collect();
+            let sql = format!("{head} {} RETURNING id", binds.rows(types, &values));
+            let rows: Vec<(i64,)> = tx.fetch(&sql, binds.params(), binds.prepared()).await?;
             let mut chunk_ids: Vec<i64> = rows.into_iter().map(|(id,)| id).collect();
             if chunk_ids.len() != chunk.len() {
                 return Err(StoreError::Corrupt(format!(
@@ -207,6 +183,7 @@ impl Store {
             .insert_returning_ids(
                 tx,
                 "INSERT INTO ledger_transactions (kind, user_id, reference, created_at)",
+                [SqlType::Text, SqlType::Int, SqlType::Text, SqlType::Int],
                 transfers,
                 |t| [t.kind.into(), t.user.0.into(), t.reference.clone().into(), t.created_at.into()],
             )
@@ -217,27 +194,24 @@ impl Store {
         }
         let deltas: Vec<(i64, i64)> = deltas.into_iter().filter(|(_, d)| *d != 0).collect();
         for chunk in deltas.chunks(CHUNK) {
+            let mut binds = self.binds();
+            let rows: Vec<[Param; 2]> = chunk.iter().map(|&(id, delta)| [id.into(), delta.into()]).collect();
             // The CHECK on balances still guards what the in-memory check already ensured.
             let sql = format!(
                 "UPDATE accounts SET balance = accounts.balance + d.delta \
-                 FROM (SELECT column1 AS id, column2 AS delta FROM (VALUES {}) AS v) AS d \
+                 FROM (SELECT column1 AS id, column2 AS delta FROM ({}) AS v) AS d \
                  WHERE accounts.id = d.id",
-                self.values_list(1, chunk.len(), 2)
+                binds.rows([SqlType::Int, SqlType::Int], &rows)
             );
-            let params: Vec<Param> =
-                chunk.iter().flat_map(|&(id, delta)| [id.into(), delta.into()]).collect();
-            tx.execute(&sql, &params, Prepared::Once).await?;
+            tx.execute(&sql, binds.params(), binds.prepared()).await?;
         }
         let postings: Vec<(i64, &PostingRow)> =
             transfers.iter().zip(&ids).flat_map(|(t, id)| t.rows.iter().map(move |r| (*id, r))).collect();
         for chunk in postings.chunks(CHUNK) {
-            let sql = format!(
-                "INSERT INTO postings (transaction_id, account_id, amount, balance_after) VALUES {}",
-                self.values_list(1, chunk.len(), 4)
-            );
-            let params: Vec<Param> = chunk
+            let mut binds = self.binds();
+            let rows: Vec<[Param; 4]> = chunk
                 .iter()
-                .flat_map(|&(transaction_id, row)| {
+                .map(|&(transaction_id, row)| {
                     [
                         transaction_id.into(),
                         row.account_id.into(),
@@ -246,7 +220,11 @@ impl Store {
                     ]
                 })
                 .collect();
-            tx.execute(&sql, &params, Prepared::Once).await?;
+            let sql = format!(
+                "INSERT INTO postings (transaction_id, account_id, amount, balance_after) {}",
+                binds.rows([SqlType::Int; 4], &rows)
+            );
+            tx.execute(&sql, binds.params(), binds.prepared()).await?;
         }
         Ok(ids)
     }

@@ -182,11 +182,36 @@ impl Store {
     ) -> StoreResult<Vec<R>> {
         match &self.readers {
             Some(readers) => readers.with(|conn| fetch_sqlite(conn, sql, params, prepared)),
-            None => {
-                let query = sqlx::query_as_with::<_, R, _>(sql, arguments(params)?);
-                Ok(query.persistent(prepared == Prepared::Keep).fetch_all(&self.pool).await?)
-            }
+            None => self.fetch_pooled(sql, params, prepared).await,
         }
+    }
+}
+
+impl Store {
+    /// The rows of a statement run through the pool, on either engine: for reads that may take
+    /// a while, which would hold up the calling thread on SQLite.
+    pub(crate) async fn fetch_pooled<R: DualRow>(
+        &self,
+        sql: &str,
+        params: &[Param],
+        prepared: Prepared,
+    ) -> StoreResult<Vec<R>> {
+        let query = sqlx::query_as_with::<_, R, _>(sql, arguments(params)?);
+        Ok(query.persistent(prepared == Prepared::Keep).fetch_all(&self.pool).await?)
+    }
+
+    /// A statement run through the pool, on either engine.
+    pub(crate) async fn execute_pooled(
+        &self,
+        sql: &str,
+        params: &[Param],
+        prepared: Prepared,
+    ) -> StoreResult<()> {
+        sqlx::query_with(sql, arguments(params)?)
+            .persistent(prepared == Prepared::Keep)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 }
 

@@ -8,6 +8,7 @@
 
 mod admin;
 mod audit;
+mod binds;
 mod bulk;
 mod dual;
 mod group_commit;

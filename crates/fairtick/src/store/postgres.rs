@@ -6,6 +6,8 @@ use sqlx::AnyPool;
 use sqlx::any::AnyPoolOptions;
 
 use super::StoreResult;
+use super::binds::SqlType;
+use super::dual::Param;
 
 pub(super) async fn connect(url: &str, options: AnyPoolOptions) -> StoreResult<AnyPool> {
     let native = sqlx::PgPool::connect(url).await?;
@@ -61,15 +63,14 @@ impl super::Store {
     /// one statement for many, since a round trip per event cost more than the event.
     pub async fn notify(&self, channel: &str, payloads: &[String]) -> StoreResult<()> {
         for chunk in payloads.chunks(super::bulk::CHUNK) {
+            let mut binds = self.binds();
+            let rows: Vec<[Param; 1]> = chunk.iter().map(|payload| [payload.as_str().into()]).collect();
             let sql = format!(
-                "SELECT pg_notify($1, v.payload) FROM (VALUES {}) AS v(payload)",
-                self.values_list(2, chunk.len(), 1)
+                "SELECT pg_notify({}, v.column1) FROM ({}) AS v",
+                binds.one(channel),
+                binds.rows([SqlType::Text], &rows)
             );
-            let mut query = sqlx::query(&sql).persistent(false).bind(channel);
-            for payload in chunk {
-                query = query.bind(payload.as_str());
-            }
-            query.execute(&self.pool).await?;
+            self.execute_pooled(&sql, binds.params(), binds.prepared()).await?;
         }
         Ok(())
     }
