@@ -49,7 +49,7 @@ pub struct TradeRecord {
 
 impl TradeRecord {
     /// A trade just accepted: active, waiting for its entry tick.
-    fn opened(id: i64, user: UserId, new: &NewTrade, accepted_at: i64) -> TradeRecord {
+    pub(crate) fn opened(id: i64, user: UserId, new: &NewTrade, accepted_at: i64) -> TradeRecord {
         TradeRecord {
             id,
             user_id: user,
