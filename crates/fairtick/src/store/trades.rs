@@ -8,6 +8,7 @@ use fairtick_core::trade::{self, Direction, TradeResult, TradeStatus};
 use fairtick_core::{Money, UserId};
 use serde::{Deserialize, Serialize};
 
+use super::binds::Binds;
 use super::binds::SqlType::{Int, Text};
 use super::bulk::{CHUNK, LockedAccounts};
 use super::dual::{BatchTx, DualRow, Param, Prepared};
@@ -146,6 +147,21 @@ pub struct TradeCounts {
     pub net_profit: Money,
     /// Sum over decided trades (win or lose) of the payout rate, to average it.
     pub decided_rate_bp_sum: i64,
+}
+
+/// `trades.id IN (…)` of the trade ids in the first column of `rows`, for a write that joins
+/// `trades` to that list.
+///
+/// Writes to listed trades name them twice, joined to the list and in this condition, and say
+/// "still active" as `settled_at IS NULL` (the same, by the table's CHECK, and matching no
+/// partial index), so that PostgreSQL reads them by key whatever its statistics say. With
+/// statistics of a smaller table (or none, before the first ANALYZE) it expected one active
+/// trade, took the partial index `trades_active`, and compared every active trade with every
+/// row of the list: 70–700 ms for a chunk of 64, most of the database's CPU under load. By key:
+/// about 2 ms.
+fn listed_by_key<const C: usize>(binds: &mut Binds, rows: &[[Param; C]]) -> String {
+    let ids: Vec<Param> = rows.iter().map(|row| row[0].clone()).collect();
+    binds.any_of("trades.id", Int, &ids)
 }
 
 const TRADE_COLUMNS: &str = "id, user_id, symbol, direction, stake, duration_ms, payout_rate_bp, status, result, \
@@ -423,13 +439,6 @@ impl Store {
     }
 
     /// [`Store::set_entries`] inside `tx`.
-    ///
-    /// The writes to listed trades here name them twice, joined to the list and in
-    /// `trades.id IN (…)`, and say "still active" as `settled_at IS NULL` (the same, by the
-    /// table's CHECK), so that PostgreSQL reads them by key whatever its statistics say. With
-    /// statistics of a smaller table (or none, before the first ANALYZE) it expected one active
-    /// trade, and compared every active trade with every row of the list: 70–700 ms for a
-    /// chunk of 64, which took most of the database's CPU under load. By key: about 2 ms.
     pub(crate) async fn set_entries_in(
         &self,
         tx: &mut BatchTx<'_>,
@@ -451,7 +460,6 @@ impl Store {
                     ]
                 })
                 .collect();
-            let ids: Vec<Param> = chunk.iter().map(|(trade_id, ..)| Param::from(*trade_id)).collect();
             let sql = format!(
                 "UPDATE trades SET entry_seq = d.seq, entry_ts = d.ts, entry_price = d.price, \
                         entry_epoch_id = d.epoch_id, expires_at = d.expires_at \
@@ -461,7 +469,7 @@ impl Store {
                    AND trades.settled_at IS NULL AND trades.entry_seq IS NULL \
                  RETURNING trades.id",
                 binds.rows([Int; 6], &rows),
-                binds.any_of("trades.id", Int, &ids),
+                listed_by_key(&mut binds, &rows),
             );
             let rows: Vec<(i64,)> = tx.fetch(&sql, binds.params(), binds.prepared()).await?;
             entered.extend(rows.into_iter().map(|(id,)| id));
@@ -554,7 +562,6 @@ impl Store {
                     ]
                 })
                 .collect();
-            let ids: Vec<Param> = chunk.iter().map(|(id, ..)| Param::from(*id)).collect();
             let settled_at = binds.one(now.timestamp_millis());
             let sql = format!(
                 "UPDATE trades SET status = 'settled', result = d.result, exit_seq = d.exit_seq, \
@@ -566,7 +573,7 @@ impl Store {
                  WHERE trades.id = d.id AND {} AND trades.settled_at IS NULL \
                  RETURNING trades.id",
                 binds.rows([Int, Text, Int, Int, Int, Int, Int], &rows),
-                binds.any_of("trades.id", Int, &ids),
+                listed_by_key(&mut binds, &rows),
             );
             let rows: Vec<(i64,)> = tx.fetch(&sql, binds.params(), binds.prepared()).await?;
             ended.extend(rows.into_iter().map(|(id,)| id));
@@ -586,6 +593,7 @@ impl Store {
             Ending::Sold { .. } => (TradeStatus::Sold, None, None, None),
             Ending::Void { reason } => (TradeStatus::Void, None, None, Some(reason.as_str())),
         };
+        // Still active, said as in `listed_by_key`.
         let updated = tx
             .execute(
                 "UPDATE trades SET status = $1, result = $2, exit_seq = $3, exit_ts = $4, exit_price = $5, \

@@ -159,10 +159,13 @@ impl Settlement {
             }
         }
         let Some(scanned_at) = open.scanned_at else {
-            // A missed event: nothing in the index can be trusted until it is read again.
-            open.rescan = None;
+            // A missed event: nothing in the index can be trusted until it is read again, and a
+            // read begun before the miss would be thrown away.
+            if let Some(rescan) = open.rescan.take() {
+                rescan.read.abort();
+            }
             let now = Instant::now();
-            open.trades = self.trades.store.active_trades().await?.into_iter().map(|t| (t.id, t)).collect();
+            open.trades = caught_up(self.trades.store.active_trades().await?, Vec::new());
             open.scanned_at = Some(now);
             return Ok(());
         };
@@ -189,8 +192,8 @@ impl Settlement {
         Ok(())
     }
 
-    /// One step: records entries, settles decided trades, voids trades whose feed stalled past
-    /// the grace period. Everything is decided from stored ticks.
+    /// One step: settles decided trades, voids trades whose feed stalled past the grace period,
+    /// and records new entries. Everything is decided from stored ticks.
     #[tracing::instrument(skip_all)]
     pub async fn settle_due(&self, now: DateTime<Utc>) -> Result<StepReport> {
         let store = &self.trades.store;
@@ -298,9 +301,6 @@ impl Settlement {
             }
         }
         drop(open);
-        if users.is_empty() {
-            return Ok(report);
-        }
         users.sort();
         users.dedup();
         self.update_vip_levels(&users, now).await?;
