@@ -1,5 +1,6 @@
 //! Group commit: requests that share a transaction stay isolated from each other, and a crash
-//! in the middle of batching loses no acknowledged trade and acknowledges none it lost.
+//! in the middle of batching loses no acknowledged trade and acknowledges none it lost. Also
+//! settlement's bulk writes, which touch only trades still active.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -214,4 +215,51 @@ async fn kill_9_in_the_middle_of_batches_loses_no_acknowledged_trade() {
         page["trades"].as_array().is_some_and(Vec::is_empty).then_some(())
     })
     .await;
+}
+
+/// Settlement's bulk writes name the trades they touch: each applies only to trades still
+/// active, so that with several nodes an entry is recorded once and a trade ends (and moves
+/// money) once. On a symbol with no feed and an hour long, settlement itself leaves them alone.
+#[tokio::test]
+async fn entries_and_endings_apply_once_and_only_to_trades_still_active() {
+    use fairtick::store::{Ending, Finish, TradeSpot};
+    use fairtick_core::price::Price;
+    use fairtick_core::trade::{self, TradeResult, TradeStatus};
+
+    let app = TestApp::spawn().await;
+    let user = users(&app, &["lister"]).await[0].1;
+    let new = NewTrade { symbol: "NOFEED".into(), duration_ms: 3_600_000, ..trade("1.00", 8_500) };
+    let request = WriteRequest::OpenTrade { user, trade: new.clone(), key: None, now: Utc::now() };
+    let written = app.store.write_batch(&[request.clone(), request.clone(), request]).await.unwrap();
+    let ids: Vec<i64> = written.iter().map(opened).collect();
+    let spot =
+        |seq: i64| TradeSpot { seq, ts: seq * 1_000, price: Price::parse("100.00").unwrap(), epoch_id: 0 };
+
+    let entries: Vec<_> = ids.iter().map(|&id| (id, spot(1), 1_000 + new.duration_ms)).collect();
+    let mut entered = app.store.set_entries(&entries).await.unwrap();
+    entered.sort_unstable();
+    assert_eq!(entered, ids);
+    assert!(app.store.set_entries(&entries).await.unwrap().is_empty(), "an entry is recorded once");
+
+    let finish = |id: i64| Finish {
+        trade_id: id,
+        user_id: user,
+        ending: Ending::Settled { exit: spot(2), result: TradeResult::Win },
+        transfer: trade::settlement_transfer(TradeResult::Win, new.stake, new.payout_rate_bp).unwrap(),
+        payout: trade::returned(TradeResult::Win, new.stake, new.payout_rate_bp),
+    };
+    let first = app.store.finish_trades(&[finish(ids[0]), finish(ids[1])], Utc::now()).await.unwrap();
+    assert_eq!(first.iter().map(|t| t.id).collect::<Vec<_>>(), ids[..2]);
+    let all: Vec<Finish> = ids.iter().map(|&id| finish(id)).collect();
+    let second = app.store.finish_trades(&all, Utc::now()).await.unwrap();
+    assert_eq!(
+        second.iter().map(|t| t.id).collect::<Vec<_>>(),
+        ids[2..],
+        "the two already ended are skipped"
+    );
+    assert!(second.iter().all(|t| t.status == TradeStatus::Settled && t.entry == Some(spot(1))));
+    assert!(app.store.set_entries(&entries).await.unwrap().is_empty(), "an ended trade takes no entry");
+
+    let audit = app.store.audit().await.unwrap();
+    assert!(audit.is_clean(), "{:?}", audit.violations);
 }
