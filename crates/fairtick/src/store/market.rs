@@ -3,6 +3,7 @@
 
 use fairtick_core::price::Price;
 
+use super::dual::Param;
 use super::{Store, StoreError, StoreResult};
 
 /// One stored tick. Prices are units at scale 8; `ts` is milliseconds since the Unix epoch.
@@ -173,16 +174,18 @@ impl Store {
 
     #[tracing::instrument(skip_all)]
     pub async fn append_tick(&self, tick: &TickRecord) -> StoreResult<()> {
-        let mut w = self.begin_write().await?;
-        sqlx::query("INSERT INTO ticks (symbol, seq, epoch_id, ts, price) VALUES ($1, $2, $3, $4, $5)")
-            .bind(&tick.symbol)
-            .bind(tick.seq)
-            .bind(tick.epoch_id)
-            .bind(tick.ts)
-            .bind(tick.price.units())
-            .execute(&mut *w.tx)
-            .await?;
-        w.tx.commit().await?;
+        let params: [Param; 5] = [
+            tick.symbol.as_str().into(),
+            tick.seq.into(),
+            tick.epoch_id.into(),
+            tick.ts.into(),
+            tick.price.units().into(),
+        ];
+        self.write_now(
+            "INSERT INTO ticks (symbol, seq, epoch_id, ts, price) VALUES ($1, $2, $3, $4, $5)",
+            &params,
+        )
+        .await?;
         Ok(())
     }
 

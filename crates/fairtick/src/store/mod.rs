@@ -98,6 +98,8 @@ pub struct Store {
     group_commit: Option<group_commit::GroupCommit>,
     /// On SQLite, connections for the hot reads that run on the calling thread.
     readers: Option<Arc<dual::SqliteReaders>>,
+    /// On SQLite, the connection of [`Store::write_now`].
+    own_writer: Option<Arc<dual::SqliteOwnWriter>>,
 }
 
 /// Ids of the house and faucet accounts, read once at start-up.
@@ -134,8 +136,20 @@ impl Store {
         let system_accounts = Self::read_system_accounts(&pool).await?;
         let url = (backend == Backend::Postgres).then(|| Arc::from(url));
         let readers = sqlite_file.clone().map(|file| Arc::new(dual::SqliteReaders::new(file)));
-        let mut store =
-            Store { pool, backend, write_lock, system_accounts, url, group_commit: None, readers };
+        let own_writer = match &sqlite_file {
+            Some(file) => Some(Arc::new(dual::SqliteOwnWriter::open(file)?)),
+            None => None,
+        };
+        let mut store = Store {
+            pool,
+            backend,
+            write_lock,
+            system_accounts,
+            url,
+            group_commit: None,
+            readers,
+            own_writer,
+        };
         store.group_commit = Some(group_commit::GroupCommit::start(store.clone(), sqlite_file.as_deref())?);
         Ok(store)
     }
