@@ -193,13 +193,13 @@ impl Store {
     /// trip. For the price feed's ticks, whose every hand-off to a busy runtime thread showed
     /// as delivery lag: through sqlx the tick took four, each waiting out a fan-out in progress.
     pub(crate) async fn write_now(&self, sql: &str, params: &[Param]) -> StoreResult<u64> {
-        let Some(own) = &self.own_writer else {
-            let done = sqlx::query_with(sql, arguments(params)?).execute(&self.pool).await?;
-            return Ok(done.rows_affected());
-        };
         let _writer = match &self.write_lock {
             Some(lock) => Some(lock.lock().await),
             None => None,
+        };
+        let Some(own) = &self.own_writer else {
+            let done = sqlx::query_with(sql, arguments(params)?).execute(&self.pool).await?;
+            return Ok(done.rows_affected());
         };
         let conn = own.conn.lock();
         let mut statement = sqlite_statement(&conn, sql, Prepared::Keep)?;
