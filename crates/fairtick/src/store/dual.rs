@@ -136,10 +136,7 @@ impl BatchTx<'_> {
                 .await?
                 .rows_affected(),
             BatchTx::Sqlite { conn, recurring } => {
-                let prepared = if *recurring { Prepared::Keep } else { prepared };
-                let mut statement = sqlite_statement(conn, sql, prepared)?;
-                bind_sqlite(&mut statement, params)?;
-                statement.raw_execute()? as u64
+                execute_sqlite(conn, sql, params, if *recurring { Prepared::Keep } else { prepared })?
             }
         })
     }
@@ -192,19 +189,15 @@ impl Store {
     /// step: on SQLite on the calling thread (under the writer lock), on PostgreSQL in one round
     /// trip. For the price feed's ticks, whose every hand-off to a busy runtime thread showed
     /// as delivery lag: through sqlx the tick took four, each waiting out a fan-out in progress.
-    pub(crate) async fn write_now(&self, sql: &str, params: &[Param]) -> StoreResult<u64> {
+    pub(crate) async fn write_now(&self, sql: &str, params: &[Param]) -> StoreResult<()> {
         let _writer = match &self.write_lock {
             Some(lock) => Some(lock.lock().await),
             None => None,
         };
-        let Some(own) = &self.own_writer else {
-            let done = sqlx::query_with(sql, arguments(params)?).execute(&self.pool).await?;
-            return Ok(done.rows_affected());
-        };
-        let conn = own.conn.lock();
-        let mut statement = sqlite_statement(&conn, sql, Prepared::Keep)?;
-        bind_sqlite(&mut statement, params)?;
-        Ok(statement.raw_execute()? as u64)
+        match &self.own_writer {
+            Some(own) => execute_sqlite(&own.conn.lock(), sql, params, Prepared::Keep).map(drop),
+            None => self.execute_pooled(sql, params, Prepared::Keep).await,
+        }
     }
 
     /// The rows of a statement run through the pool, on either engine: for reads that may take
@@ -268,6 +261,17 @@ impl SqliteReaders {
         self.idle.lock().push(conn);
         result
     }
+}
+
+fn execute_sqlite(
+    conn: &rusqlite::Connection,
+    sql: &str,
+    params: &[Param],
+    prepared: Prepared,
+) -> StoreResult<u64> {
+    let mut statement = sqlite_statement(conn, sql, prepared)?;
+    bind_sqlite(&mut statement, params)?;
+    Ok(statement.raw_execute()? as u64)
 }
 
 fn fetch_sqlite<R: DualRow>(

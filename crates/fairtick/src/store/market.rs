@@ -185,8 +185,7 @@ impl Store {
             "INSERT INTO ticks (symbol, seq, epoch_id, ts, price) VALUES ($1, $2, $3, $4, $5)",
             &params,
         )
-        .await?;
-        Ok(())
+        .await
     }
 
     pub async fn last_tick(&self, symbol: &str) -> StoreResult<Option<TickRecord>> {
