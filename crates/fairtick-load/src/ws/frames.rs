@@ -61,16 +61,18 @@ pub fn pong(payload: &[u8]) -> Vec<u8> {
     frame
 }
 
+/// A frame as tungstenite puts it on the wire, for tests to send as a server would.
+#[cfg(test)]
+pub fn encoded(frame: tokio_tungstenite::tungstenite::protocol::frame::Frame) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    frame.format(&mut bytes).expect("writing to a Vec cannot fail");
+    bytes
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use tokio_tungstenite::tungstenite::protocol::frame::Frame as Encoded;
-
-    fn encoded(frame: Encoded) -> Vec<u8> {
-        let mut bytes = Vec::new();
-        frame.format(&mut bytes).unwrap();
-        bytes
-    }
 
     #[test]
     fn reads_frames_of_every_length_encoding_as_tungstenite_writes_them() {

@@ -57,10 +57,10 @@ impl Reader {
     }
 }
 
-/// One client's socket and the start of a frame its last read cut off.
+/// One client's socket and the bytes read from it that no whole frame has taken yet.
 struct Client {
     socket: TcpStream,
-    partial: Vec<u8>,
+    unread: Vec<u8>,
 }
 
 fn read_all(
@@ -81,7 +81,7 @@ fn read_all(
                     socket.set_nonblocking(true)?;
                     let mut socket = TcpStream::from_std(socket);
                     poll.registry().register(&mut socket, Token(clients.len()), Interest::READABLE)?;
-                    clients.push(Some(Client { socket, partial: Vec::new() }));
+                    clients.push(Some(Client { socket, unread: Vec::new() }));
                 }
                 continue;
             }
@@ -108,18 +108,12 @@ fn drain(client: &mut Client, buffer: &mut [u8], measuring: bool, lags: &mut His
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(_) => return false,
         };
-        let handled = if client.partial.is_empty() {
-            let (open, used) = handle_frames(&mut client.socket, &buffer[..read], measuring, lags);
-            client.partial.extend_from_slice(&buffer[used..read]);
-            open
-        } else {
-            client.partial.extend_from_slice(&buffer[..read]);
-            let bytes = std::mem::take(&mut client.partial);
-            let (open, used) = handle_frames(&mut client.socket, &bytes, measuring, lags);
-            client.partial.extend_from_slice(&bytes[used..]);
-            open
-        };
-        if !handled {
+        // Kept between reads (it keeps its capacity), so a frame cut by a read is finished by
+        // the next one.
+        client.unread.extend_from_slice(&buffer[..read]);
+        let (open, used) = handle_frames(&mut client.socket, &client.unread, measuring, lags);
+        client.unread.drain(..used);
+        if !open {
             return false;
         }
     }
@@ -152,5 +146,60 @@ fn handle_frames(
             CLOSE => return (false, used),
             _ => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Write};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+
+    use super::Reader;
+    use crate::ws::frames::{encoded, pong};
+
+    /// The reader answers a ping with a pong carrying the same payload, and the server reads it.
+    fn ping_and_wait_for_pong(server: &mut std::net::TcpStream, payload: &[u8]) {
+        server.write_all(&encoded(Frame::ping(payload.to_vec()))).unwrap();
+        let mut answer = vec![0; pong(payload).len()];
+        server.read_exact(&mut answer).unwrap();
+        assert_eq!(answer, pong(payload));
+    }
+
+    #[test]
+    fn a_reader_answers_pings_measures_a_price_update_cut_by_the_network_and_counts_a_close() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (mut server, _) = listener.accept().unwrap();
+        server.set_read_timeout(Some(std::time::Duration::from_secs(10))).unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let reader = Reader::start(Arc::new(AtomicBool::new(true)), stop.clone()).unwrap();
+        reader.add(client);
+        ping_and_wait_for_pong(&mut server, b"first");
+
+        let ts = (chrono::Utc::now() - chrono::Duration::milliseconds(250))
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        let update = format!(
+            "{{\"type\":\"price_update\",\"data\":{{\"symbol\":\"S\",\"seq\":1,\"ts\":\"{ts}\",\"price\":\"1.0\"}}}}"
+        );
+        let update = encoded(Frame::message(update.into_bytes(), OpCode::Data(Data::Text), true));
+        let (head, tail) = update.split_at(update.len() / 2);
+        server.write_all(head).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        server.write_all(tail).unwrap();
+        // Frames are handled in order: once this pong is back, the update was measured.
+        ping_and_wait_for_pong(&mut server, b"second");
+
+        server.write_all(&encoded(Frame::close(None))).unwrap();
+        // The reader drops a closed connection, which the server sees as the end of the stream.
+        assert_eq!(server.read(&mut [0; 16]).unwrap(), 0);
+        stop.store(true, Ordering::Relaxed);
+        let tally = reader.finish().unwrap();
+        assert_eq!(tally.lags.len(), 1);
+        assert!((250_000..5_000_000).contains(&tally.lags.max()), "{}", tally.lags.max());
+        assert_eq!(tally.closed, 1);
     }
 }
