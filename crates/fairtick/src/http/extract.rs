@@ -12,6 +12,7 @@ use axum::http::request::Parts;
 use super::AppState;
 use super::error::ApiError;
 use crate::services::tokens::Claims;
+use crate::store::UserRecord;
 
 /// The session cookie the web app uses; the same token as the `Authorization: Bearer` one.
 pub const SESSION_COOKIE: &str = "fairtick_session";
@@ -115,14 +116,26 @@ impl FromRequestParts<AppState> for AuthUser {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let token = presented_token(parts).ok_or_else(|| {
-            ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "unauthenticated",
-                "sign in first: no token was presented",
-            )
-        })?;
-        Ok(AuthUser(state.accounts.authenticate(token).await?))
+        Ok(AuthUser(state.accounts.authenticate(required_token(parts)?).await?))
+    }
+}
+
+fn required_token(parts: &Parts) -> Result<&str, ApiError> {
+    presented_token(parts).ok_or_else(|| {
+        ApiError::new(StatusCode::UNAUTHORIZED, "unauthenticated", "sign in first: no token was presented")
+    })
+}
+
+/// [`AuthUser`] with the account's row as read to authenticate it, for a handler that needs more
+/// of the account (a trade's stake limit, VIP level) without reading it a second time.
+pub struct AuthAccount(pub UserRecord);
+
+impl FromRequestParts<AppState> for AuthAccount {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let (_, user) = state.accounts.signed_in(required_token(parts)?).await?;
+        Ok(AuthAccount(user))
     }
 }
 

@@ -11,7 +11,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::AppState;
 use super::dto::{AmountInput, RateInput, timestamp};
 use super::error::{ApiError, ErrorBody};
-use super::extract::{AuthUser, IdempotencyKey, Json, Query};
+use super::extract::{AuthAccount, AuthUser, IdempotencyKey, Json, Query};
 use crate::services::trades::receipts::Receipt;
 use crate::services::trades::{OpenRequest, TradeView, format_rate};
 use crate::store::{TradeQuery, TradeRecord, TradeSpot, time_from_ms};
@@ -227,14 +227,12 @@ fn ppb(p: u64) -> String {
     security(("bearer" = [])))]
 pub async fn quote(
     State(state): State<AppState>,
-    AuthUser(claims): AuthUser,
+    AuthAccount(user): AuthAccount,
     Query(query): Query<QuoteQuery>,
 ) -> Result<Json<QuoteResponse>, ApiError> {
     let amount = fairtick_core::Money::parse(&query.amount).map_err(|e| ApiError::invalid("amount", e))?;
-    let quote = state
-        .trades
-        .quote(claims.user(), &query.symbol, query.direction, amount, query.duration, Utc::now())
-        .await?;
+    let quote =
+        state.trades.quote(&user, &query.symbol, query.direction, amount, query.duration, Utc::now()).await?;
     Ok(Json(QuoteResponse {
         payout_rate: format_rate(quote.payout_rate_bp),
         payout: quote.payout.to_string(),
@@ -261,7 +259,7 @@ pub async fn quote(
     security(("bearer" = [])))]
 pub async fn create(
     State(state): State<AppState>,
-    AuthUser(claims): AuthUser,
+    AuthAccount(user): AuthAccount,
     IdempotencyKey(key): IdempotencyKey,
     Json(request): Json<CreateRequest>,
 ) -> Result<Response, ApiError> {
@@ -273,7 +271,7 @@ pub async fn create(
         duration_secs: request.duration,
         expected_payout_rate_bp: expected,
     };
-    let (trade, replayed) = state.trades.open(claims.user(), open, key, Utc::now()).await?;
+    let (trade, replayed) = state.trades.open(&user, open, key, Utc::now()).await?;
     let status = if replayed { StatusCode::OK } else { StatusCode::CREATED };
     let mut response = (status, Json(TradeResponse { trade: TradeDto::from(&trade) })).into_response();
     if replayed {

@@ -144,17 +144,22 @@ impl Accounts {
     /// The claims of a valid, unrevoked token whose account is active, with the role as it is
     /// now (a role change applies at once, not at the token's expiry).
     pub async fn authenticate(&self, token: &str) -> Result<Claims> {
+        Ok(self.signed_in(token).await?.0)
+    }
+
+    /// [`Accounts::authenticate`], with the account's row as read for it.
+    pub async fn signed_in(&self, token: &str) -> Result<(Claims, UserRecord)> {
         let mut claims = self.tokens.decode(token)?;
-        let state =
-            self.store.session_state(claims.user(), &claims.jti).await?.ok_or(Error::Unauthenticated)?;
-        if state.revoked {
+        let session =
+            self.store.session_user(claims.user(), &claims.jti).await?.ok_or(Error::Unauthenticated)?;
+        if session.revoked {
             return Err(Error::Unauthenticated);
         }
-        if state.status == UserStatus::Suspended {
+        if session.user.status == UserStatus::Suspended {
             return Err(Error::Suspended);
         }
-        claims.role = state.role;
-        Ok(claims)
+        claims.role = session.user.role;
+        Ok((claims, session.user))
     }
 
     fn totp_secret(&self, user: &UserRecord) -> Result<Vec<u8>> {

@@ -33,7 +33,7 @@ pub use ledger::{IdempotencyKey, StatementQuery, StatementRow, WalletOutcome, Wa
 pub use market::{Candle, EpochRecord, NewEpoch, TickRecord};
 pub use postgres::Leadership;
 pub use trades::{Ending, Finish, NewTrade, OpenOutcome, TradeCounts, TradeQuery, TradeRecord, TradeSpot};
-pub use users::{NewUser, SessionState, UserRecord};
+pub use users::{NewUser, SessionUser, UserRecord};
 
 /// Which database the store talks to; chosen from the URL scheme.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

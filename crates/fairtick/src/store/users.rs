@@ -39,11 +39,12 @@ pub struct UserRecord {
 }
 
 /// What every authenticated request needs to know about its token's account, read fresh so
-/// that a suspension or a logout takes effect at once.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct SessionState {
-    pub role: Role,
-    pub status: UserStatus,
+/// that a suspension or a logout takes effect at once: the account's row, and whether the
+/// token was revoked. One read serves the whole request (a trade's stake limit and VIP level
+/// come from the same row).
+#[derive(Clone, Debug)]
+pub struct SessionUser {
+    pub user: UserRecord,
     pub revoked: bool,
 }
 
@@ -85,6 +86,20 @@ impl DualRow for UserRow {
             totp_sealed: row.get("totp_sealed")?,
             totp_enabled: row.get("totp_enabled")?,
         })
+    }
+}
+
+/// A user's row and whether a token of theirs was revoked, as one read.
+#[derive(sqlx::FromRow)]
+struct SessionRow {
+    #[sqlx(flatten)]
+    user: UserRow,
+    revoked: i64,
+}
+
+impl DualRow for SessionRow {
+    fn from_sqlite(row: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
+        Ok(SessionRow { user: UserRow::from_sqlite(row)?, revoked: row.get("revoked")? })
     }
 }
 
@@ -208,24 +223,20 @@ impl Store {
 
     /// The account state behind a token, or `None` if the user no longer exists.
     #[tracing::instrument(skip_all)]
-    pub async fn session_state(&self, id: UserId, jti: &str) -> StoreResult<Option<SessionState>> {
-        let rows: Vec<(String, String, i64)> = self
+    pub async fn session_user(&self, id: UserId, jti: &str) -> StoreResult<Option<SessionUser>> {
+        let rows: Vec<SessionRow> = self
             .read_rows(
-                "SELECT role, status, (SELECT COUNT(*) FROM revoked_tokens WHERE jti = $2) \
-                 FROM users WHERE id = $1",
+                &format!(
+                    "SELECT {USER_COLUMNS}, (SELECT COUNT(*) FROM revoked_tokens WHERE jti = $2) AS revoked \
+                     FROM users WHERE id = $1"
+                ),
                 &[id.0.into(), jti.into()],
                 Prepared::Keep,
             )
             .await?;
         rows.into_iter()
             .next()
-            .map(|(role, status, revoked)| {
-                Ok(SessionState {
-                    role: role.parse().map_err(|e| StoreError::Corrupt(format!("role: {e}")))?,
-                    status: status.parse().map_err(|e| StoreError::Corrupt(format!("status: {e}")))?,
-                    revoked: revoked > 0,
-                })
-            })
+            .map(|row| Ok(SessionUser { user: user_from_row(row.user)?, revoked: row.revoked > 0 }))
             .transpose()
     }
 

@@ -22,7 +22,9 @@ use super::market::catalog::MarketSource;
 use super::paging;
 use super::settings::Settings;
 use super::{Error, Result};
-use crate::store::{Ending, Finish, IdempotencyKey, NewTrade, OpenOutcome, Store, TradeQuery, TradeRecord};
+use crate::store::{
+    Ending, Finish, IdempotencyKey, NewTrade, OpenOutcome, Store, TradeQuery, TradeRecord, UserRecord,
+};
 use receipts::ReceiptSigner;
 
 /// How long a quote's terms are shown as valid.
@@ -156,8 +158,7 @@ impl Trades {
 
     /// The payout rate a user is offered now (the setting plus their VIP level's bonus), after
     /// checking that the user may trade this stake at all.
-    async fn offered_rate(&self, user: UserId, stake: Money) -> Result<u32> {
-        let record = self.store.user_by_id(user).await?.ok_or(Error::Unauthenticated)?;
+    fn offered_rate(&self, record: &UserRecord, stake: Money) -> Result<u32> {
         if record.trading_suspended {
             return Err(Error::Forbidden {
                 code: "trading_suspended",
@@ -220,7 +221,7 @@ impl Trades {
 
     pub async fn quote(
         &self,
-        user: UserId,
+        user: &UserRecord,
         symbol: &str,
         direction: Direction,
         stake: Money,
@@ -230,7 +231,7 @@ impl Trades {
         let params = self.params(symbol)?;
         self.check_terms(stake, duration_secs)?;
         self.check_open(symbol)?;
-        let rate = self.offered_rate(user, stake).await?;
+        let rate = self.offered_rate(user, stake)?;
         let payout = trade::win_payout(stake, rate);
         let model = match (params, self.store.last_tick(symbol).await?) {
             (Some(params), Some(last)) => {
@@ -263,7 +264,7 @@ impl Trades {
     /// Opens a trade at the current terms. The stake moves to in play in the same transaction.
     pub async fn open(
         &self,
-        user: UserId,
+        user: &UserRecord,
         request: OpenRequest,
         idempotency_key: Option<String>,
         now: DateTime<Utc>,
@@ -271,7 +272,7 @@ impl Trades {
         self.markets.market(&request.symbol)?;
         self.check_terms(request.stake, request.duration_secs)?;
         self.check_open(&request.symbol)?;
-        let rate = self.offered_rate(user, request.stake).await?;
+        let rate = self.offered_rate(user, request.stake)?;
         if let Some(expected) = request.expected_payout_rate_bp
             && expected != rate
         {
@@ -302,7 +303,7 @@ impl Trades {
             );
             IdempotencyKey { request_hash: hex::encode(Sha256::digest(canonical.as_bytes())), key }
         });
-        match self.store.open_trade(user, &new, key.as_ref(), now).await? {
+        match self.store.open_trade(user.id, &new, key.as_ref(), now).await? {
             OpenOutcome::Opened(trade) => {
                 metrics::counter!("trades_opened_total", "symbol" => trade.symbol.clone()).increment(1);
                 self.publish(trade.clone());
