@@ -24,7 +24,7 @@ use tokio::sync::{Mutex, mpsc, oneshot};
 use super::bulk::LockedAccounts;
 use super::dual::{BatchTx, Prepared};
 use super::ledger::{Remembered, WalletOutcome};
-use super::trades::{Finish, NewTrade, OpenOutcome, TradeSpot};
+use super::trades::{Finish, NewTrade, OpenOutcome, TradeRecord, TradeSpot};
 use super::{IdempotencyKey, Store, StoreError, StoreResult, sqlite};
 
 /// Most requests in one transaction: enough to amortise the commit, few enough that a batch's
@@ -100,20 +100,27 @@ pub(crate) enum Work {
     Finish(Vec<Finish>, DateTime<Utc>),
 }
 
+/// What settlement's work changed: the ids of the trades entered, or the trades ended as they
+/// now are (returned by the writes themselves, not read again).
+pub(crate) enum Worked {
+    Entered(Vec<i64>),
+    Ended(Vec<TradeRecord>),
+}
+
 /// What reaches a writer.
 enum Job {
     /// One request, committed with whatever else is queued.
     One(Queued),
     /// A batch given whole (by [`Store::write_batch`]), committed as given.
     Whole { requests: Vec<WriteRequest>, reply: oneshot::Sender<BatchResult> },
-    /// Settlement's work, in a transaction of its own; answers the ids of the trades changed.
-    Work { work: Work, reply: oneshot::Sender<StoreResult<Vec<i64>>> },
+    /// Settlement's work, in a transaction of its own.
+    Work { work: Work, reply: oneshot::Sender<StoreResult<Worked>> },
 }
 
 /// A writer's next turn: a batch of requests, or settlement's work.
 enum Turn {
     Batch(Batch),
-    Work { work: Work, reply: oneshot::Sender<StoreResult<Vec<i64>>> },
+    Work { work: Work, reply: oneshot::Sender<StoreResult<Worked>> },
 }
 
 /// Requests committed together, and where their answers go.
@@ -348,7 +355,7 @@ impl Store {
 
     /// Settlement's work: on the SQLite writer thread if there is one, else in a transaction
     /// of the pool.
-    pub(crate) async fn write_on_writer(&self, work: Work) -> StoreResult<Vec<i64>> {
+    pub(crate) async fn write_on_writer(&self, work: Work) -> StoreResult<Worked> {
         let Some(group) = self.group_commit.as_ref().filter(|g| g.on_thread) else {
             return self.run_work_pooled(work).await;
         };
@@ -357,18 +364,18 @@ impl Store {
         answer.await.map_err(|_| writer_stopped())?
     }
 
-    async fn run_work_pooled(&self, work: Work) -> StoreResult<Vec<i64>> {
+    async fn run_work_pooled(&self, work: Work) -> StoreResult<Worked> {
         let mut w = self.begin_write().await?;
         let changed = self.run_work(&mut (&mut w).into(), &work).await?;
         w.tx.commit().await?;
         Ok(changed)
     }
 
-    async fn run_work(&self, tx: &mut BatchTx<'_>, work: &Work) -> StoreResult<Vec<i64>> {
-        match work {
-            Work::Entries(entries) => self.set_entries_in(tx, entries).await,
-            Work::Finish(finishes, now) => self.finish_trades_in(tx, finishes, *now).await,
-        }
+    async fn run_work(&self, tx: &mut BatchTx<'_>, work: &Work) -> StoreResult<Worked> {
+        Ok(match work {
+            Work::Entries(entries) => Worked::Entered(self.set_entries_in(tx, entries).await?),
+            Work::Finish(finishes, now) => Worked::Ended(self.finish_trades_in(tx, finishes, *now).await?),
+        })
     }
 
     /// One transaction on the SQLite writer thread's own connection, under the store's writer

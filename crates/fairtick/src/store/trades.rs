@@ -1,6 +1,9 @@
 //! Flash trades: opening one with its stake in the same transaction, fixing its entry, and
 //! ending it (settled, sold or void) exactly once with the postings that pay it.
 
+use std::collections::HashMap;
+use std::sync::LazyLock;
+
 use chrono::{DateTime, Utc};
 use fairtick_core::ledger::Transfer;
 use fairtick_core::price::Price;
@@ -11,8 +14,8 @@ use serde::{Deserialize, Serialize};
 use super::binds::Binds;
 use super::binds::SqlType::{Int, Text};
 use super::bulk::{CHUNK, LockedAccounts};
-use super::dual::{BatchTx, DualRow, Param, Prepared};
-use super::group_commit::Work;
+use super::dual::{BatchTx, DualRow, Param};
+use super::group_commit::{Work, Worked};
 use super::group_commit::{WriteOutcome, WriteRequest};
 use super::ledger::Remembered;
 use super::{IdempotencyKey, Store, StoreError, StoreResult};
@@ -167,6 +170,12 @@ fn listed_by_key<const C: usize>(binds: &mut Binds, rows: &[[Param; C]]) -> Stri
 const TRADE_COLUMNS: &str = "id, user_id, symbol, direction, stake, duration_ms, payout_rate_bp, status, result, \
      accepted_at, entry_seq, entry_ts, entry_price, entry_epoch_id, expires_at, exit_seq, exit_ts, exit_price, \
      exit_epoch_id, payout, settled_at, void_reason";
+
+/// [`TRADE_COLUMNS`] named as of `trades`, for a write's RETURNING where another source of the
+/// statement has columns of the same names.
+static UPDATED_TRADE_COLUMNS: LazyLock<String> = LazyLock::new(|| {
+    TRADE_COLUMNS.split(", ").map(|c| format!("trades.{}", c.trim())).collect::<Vec<_>>().join(", ")
+});
 
 #[derive(sqlx::FromRow)]
 struct TradeRow {
@@ -435,7 +444,10 @@ impl Store {
         if entries.is_empty() {
             return Ok(Vec::new());
         }
-        self.write_on_writer(Work::Entries(entries.to_vec())).await
+        match self.write_on_writer(Work::Entries(entries.to_vec())).await? {
+            Worked::Entered(ids) => Ok(ids),
+            Worked::Ended(_) => Err(StoreError::Corrupt("entries answered as endings".into())),
+        }
     }
 
     /// [`Store::set_entries`] inside `tx`.
@@ -489,17 +501,20 @@ impl Store {
         if finishes.is_empty() {
             return Ok(Vec::new());
         }
-        let ended = self.write_on_writer(Work::Finish(finishes.to_vec(), now)).await?;
-        self.trades_by_id(&ended).await
+        match self.write_on_writer(Work::Finish(finishes.to_vec(), now)).await? {
+            Worked::Ended(trades) => Ok(trades),
+            Worked::Entered(_) => Err(StoreError::Corrupt("endings answered as entries".into())),
+        }
     }
 
-    /// [`Store::finish_trades`] inside `tx`; returns the ids of the trades it ended.
+    /// [`Store::finish_trades`] inside `tx`; returns the trades it ended, as they now are, in id
+    /// order.
     pub(crate) async fn finish_trades_in(
         &self,
         tx: &mut BatchTx<'_>,
         finishes: &[Finish],
         now: DateTime<Utc>,
-    ) -> StoreResult<Vec<i64>> {
+    ) -> StoreResult<Vec<TradeRecord>> {
         // One global order (user, then trade) for the locks a batch takes, so that batches on
         // two nodes cannot deadlock each other: the accounts first, all at once.
         let mut ordered: Vec<&Finish> = finishes.iter().collect();
@@ -509,35 +524,34 @@ impl Store {
         let mut accounts = self.lock_accounts(tx, &users).await?;
         let mut still_active = self.end_settled_trades(tx, &ordered, now).await?;
         for finish in ordered.iter().filter(|f| !matches!(f.ending, Ending::Settled { .. })) {
-            if self.end_trade(tx, finish, now).await? {
-                still_active.insert(finish.trade_id);
+            if let Some(trade) = self.end_trade(tx, finish, now).await? {
+                still_active.insert(finish.trade_id, trade);
             }
         }
         let mut ended = Vec::with_capacity(finishes.len());
         let mut transfers = Vec::with_capacity(finishes.len());
         for finish in ordered {
-            if !still_active.contains(&finish.trade_id) {
-                continue;
-            }
+            let Some(trade) = still_active.remove(&finish.trade_id) else { continue };
             let reference = Some(finish.trade_id.to_string());
             let checked = accounts
                 .apply(self, finish.user_id, &finish.transfer, reference, now)?
                 .map_err(|e| corrupt(finish.trade_id, format!("its release was refused: {e}")))?;
             transfers.push(checked);
-            ended.push(finish.trade_id);
+            ended.push(trade);
         }
         self.write_transfers(tx, &transfers).await?;
+        ended.sort_by_key(|t| t.id);
         Ok(ended)
     }
 
-    /// Marks the settled endings among `finishes` in bulk, inside `w`. Returns the ids of the
-    /// trades that were still active (and now are not).
+    /// Marks the settled endings among `finishes` in bulk, inside `w`. Returns the trades that
+    /// were still active (and now are not), by id, as they now are.
     async fn end_settled_trades(
         &self,
         tx: &mut BatchTx<'_>,
         finishes: &[&Finish],
         now: DateTime<Utc>,
-    ) -> StoreResult<std::collections::HashSet<i64>> {
+    ) -> StoreResult<HashMap<i64, TradeRecord>> {
         let settled: Vec<(i64, TradeResult, TradeSpot, Money)> = finishes
             .iter()
             .filter_map(|f| match &f.ending {
@@ -545,7 +559,7 @@ impl Store {
                 _ => None,
             })
             .collect();
-        let mut ended = std::collections::HashSet::with_capacity(settled.len());
+        let mut ended = HashMap::with_capacity(settled.len());
         for chunk in settled.chunks(CHUNK) {
             let mut binds = self.binds();
             let rows: Vec<[Param; 7]> = chunk
@@ -571,34 +585,40 @@ impl Store {
                               column5 AS exit_price, column6 AS exit_epoch_id, column7 AS payout \
                        FROM ({}) AS v) AS d \
                  WHERE trades.id = d.id AND {} AND trades.settled_at IS NULL \
-                 RETURNING trades.id",
+                 RETURNING {}",
                 binds.rows([Int, Text, Int, Int, Int, Int, Int], &rows),
                 listed_by_key(&mut binds, &rows),
+                *UPDATED_TRADE_COLUMNS,
             );
-            let rows: Vec<(i64,)> = tx.fetch(&sql, binds.params(), binds.prepared()).await?;
-            ended.extend(rows.into_iter().map(|(id,)| id));
+            let rows: Vec<TradeRow> = tx.fetch(&sql, binds.params(), binds.prepared()).await?;
+            for trade in records(rows)? {
+                ended.insert(trade.id, trade);
+            }
         }
         Ok(ended)
     }
 
-    /// Marks one trade ended inside `w`; false when it was no longer active.
+    /// Marks one trade ended inside `w` and returns it as it now is; `None` when it was no
+    /// longer active.
     async fn end_trade(
         &self,
         tx: &mut BatchTx<'_>,
         finish: &Finish,
         now: DateTime<Utc>,
-    ) -> StoreResult<bool> {
+    ) -> StoreResult<Option<TradeRecord>> {
         let (status, result, exit, reason) = match &finish.ending {
             Ending::Settled { exit, result } => (TradeStatus::Settled, Some(*result), Some(*exit), None),
             Ending::Sold { .. } => (TradeStatus::Sold, None, None, None),
             Ending::Void { reason } => (TradeStatus::Void, None, None, Some(reason.as_str())),
         };
         // Still active, said as in `listed_by_key`.
-        let updated = tx
-            .execute(
-                "UPDATE trades SET status = $1, result = $2, exit_seq = $3, exit_ts = $4, exit_price = $5, \
-                        exit_epoch_id = $6, payout = $7, settled_at = $8, void_reason = $9 \
-                 WHERE id = $10 AND settled_at IS NULL",
+        let updated: Option<TradeRow> = tx
+            .fetch_optional(
+                &format!(
+                    "UPDATE trades SET status = $1, result = $2, exit_seq = $3, exit_ts = $4, exit_price = $5, \
+                            exit_epoch_id = $6, payout = $7, settled_at = $8, void_reason = $9 \
+                     WHERE id = $10 AND settled_at IS NULL RETURNING {TRADE_COLUMNS}"
+                ),
                 &[
                     status.as_str().into(),
                     result.map(|r| r.as_str().to_owned()).into(),
@@ -611,10 +631,9 @@ impl Store {
                     reason.map(str::to_owned).into(),
                     finish.trade_id.into(),
                 ],
-                Prepared::Keep,
             )
             .await?;
-        Ok(updated == 1)
+        updated.map(TradeRecord::try_from).transpose()
     }
 
     /// The trades with these ids, in id order.
