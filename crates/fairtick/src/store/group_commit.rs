@@ -15,6 +15,7 @@
 
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 use fairtick_core::UserId;
@@ -268,7 +269,16 @@ async fn write_batches(store: Store, receiver: Arc<Mutex<mpsc::Receiver<Job>>>) 
 /// so a plain executor drives it.
 fn write_on_thread(store: &Store, mut conn: rusqlite::Connection, mut receiver: mpsc::Receiver<Job>) {
     let mut held = None;
+    let mut next_checkpoint = Instant::now() + sqlite::WAL_RESTART_EVERY;
     loop {
+        if Instant::now() >= next_checkpoint {
+            let wait = if sqlite::finish_checkpoint(&conn) {
+                sqlite::WAL_RESTART_EVERY
+            } else {
+                sqlite::CHECKPOINT_RETRY
+            };
+            next_checkpoint = Instant::now() + wait;
+        }
         let first = match held.take() {
             Some(job) => job,
             None => match receiver.blocking_recv() {

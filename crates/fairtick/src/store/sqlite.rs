@@ -48,7 +48,18 @@ pub(super) async fn connect(url: &str, options: AnyPoolOptions) -> StoreResult<(
 }
 
 /// How often the WAL is checkpointed (copied into the database file) off the writer thread.
-const CHECKPOINT_EVERY: Duration = Duration::from_millis(200);
+/// Often, so that little is left for the writer when it finishes one.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(50);
+/// How often the writer finishes a checkpoint so that the WAL can start over.
+pub(super) const WAL_RESTART_EVERY: Duration = Duration::from_secs(1);
+/// How soon the writer tries again when it could not finish one.
+pub(super) const CHECKPOINT_RETRY: Duration = Duration::from_millis(10);
+
+/// The WAL's size once it starts over, at most: one that grew (a long read held old pages) is
+/// cut back then, instead of keeping its largest size on disk for good. Above what a second
+/// of full load writes (about 100 MB), so that in steady state the file is overwritten, never
+/// cut and extended again.
+const WAL_SIZE_LIMIT: u64 = 128 << 20;
 
 /// The group-commit writer's own connection, with the same settings as the pool's, except that
 /// it never checkpoints: a thread of its own does ([`checkpoint_while`]), so that the writer's
@@ -61,9 +72,33 @@ const WRITER_STATEMENTS: usize = 128;
 pub(super) fn writer_connection(file: &Path) -> StoreResult<rusqlite::Connection> {
     let conn = rusqlite::Connection::open(file)?;
     conn.execute_batch(SETTINGS)?;
-    conn.execute_batch("PRAGMA wal_autocheckpoint = 0;")?;
+    conn.execute_batch(&format!(
+        "PRAGMA wal_autocheckpoint = 0; PRAGMA journal_size_limit = {WAL_SIZE_LIMIT};"
+    ))?;
     conn.set_prepared_statement_cache_capacity(WRITER_STATEMENTS);
     Ok(conn)
+}
+
+/// Copies into the database file what the checkpoint thread has not yet, on the writer's
+/// connection between two of its transactions, and so lets the WAL start over.
+///
+/// The WAL is written from its beginning again only when a write transaction begins with every
+/// frame already copied. Under steady load the checkpoint thread never gets there (new frames
+/// keep coming), so the WAL grew without end: 1.9 GB in 20 s of trade creation, every commit
+/// extending the file, where overwriting pages already in the page cache costs less. Done by
+/// the writer, nothing is written meanwhile, and the frames left are only those since the
+/// thread's last pass.
+/// Returns whether every frame is now copied; not when the checkpoint thread was busy with its
+/// own pass, or a read still needs frames the checkpoint would overwrite.
+pub(super) fn finish_checkpoint(conn: &rusqlite::Connection) -> bool {
+    let done = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| {
+        let (busy, frames, copied): (i64, i64, i64) = (row.get(0)?, row.get(1)?, row.get(2)?);
+        Ok(busy == 0 && frames == copied)
+    });
+    done.unwrap_or_else(|error| {
+        tracing::warn!(%error, "the writer's WAL checkpoint failed; it will try again");
+        false
+    })
 }
 
 /// Checkpoints the WAL of `file` every [`CHECKPOINT_EVERY`], on a thread of its own, until
@@ -100,7 +135,7 @@ pub(super) fn reader_connection(file: &Path) -> StoreResult<rusqlite::Connection
 mod tests {
     use std::time::{Duration, Instant};
 
-    use super::{checkpoint_while, writer_connection};
+    use super::{checkpoint_while, finish_checkpoint, writer_connection};
 
     /// The writer never checkpoints, so its commits stay in the WAL until the checkpoint thread
     /// copies them into the database file: the file grows only if that thread runs.
@@ -126,5 +161,32 @@ mod tests {
             std::thread::sleep(Duration::from_millis(20));
         }
         drop(alive);
+    }
+
+    /// Without a finished checkpoint the WAL only grows; after one, the next commit writes it
+    /// from its beginning again.
+    #[test]
+    fn a_finished_checkpoint_lets_the_wal_start_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("wal.db");
+        let setup = rusqlite::Connection::open(&file).unwrap();
+        setup.execute_batch("PRAGMA journal_mode = WAL; CREATE TABLE t (v BLOB);").unwrap();
+        drop(setup);
+        let wal = dir.path().join("wal.db-wal");
+        let writer = writer_connection(&file).unwrap();
+        let write = |n: usize| {
+            for _ in 0..n {
+                writer.execute("INSERT INTO t VALUES (zeroblob(4096))", []).unwrap();
+            }
+        };
+        write(100);
+        let grown = std::fs::metadata(&wal).unwrap().len();
+        write(100);
+        assert!(std::fs::metadata(&wal).unwrap().len() > grown, "the WAL started over by itself");
+
+        let full = std::fs::metadata(&wal).unwrap().len();
+        assert!(finish_checkpoint(&writer));
+        write(100);
+        assert_eq!(std::fs::metadata(&wal).unwrap().len(), full, "the WAL grew after a finished checkpoint");
     }
 }
