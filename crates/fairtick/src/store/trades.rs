@@ -636,22 +636,6 @@ impl Store {
         updated.map(TradeRecord::try_from).transpose()
     }
 
-    /// The trades with these ids, in id order.
-    pub async fn trades_by_id(&self, ids: &[i64]) -> StoreResult<Vec<TradeRecord>> {
-        let mut out = Vec::with_capacity(ids.len());
-        for chunk in ids.chunks(CHUNK) {
-            let mut binds = self.binds();
-            let ids: Vec<Param> = chunk.iter().map(|&id| id.into()).collect();
-            let sql = format!(
-                "SELECT {TRADE_COLUMNS} FROM trades WHERE {} ORDER BY id",
-                binds.any_of("id", Int, &ids)
-            );
-            out.extend(records(self.read_rows(&sql, binds.params(), binds.prepared()).await?)?);
-        }
-        out.sort_by_key(|t| t.id);
-        Ok(out)
-    }
-
     /// For each of `users`: the stakes they put into trades accepted since `since` that did
     /// not end void, and their VIP level now.
     pub async fn turnovers(
