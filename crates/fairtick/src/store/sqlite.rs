@@ -137,15 +137,20 @@ mod tests {
 
     use super::{checkpoint_while, finish_checkpoint, writer_connection};
 
+    /// A database in WAL mode with one table `t (v BLOB)`, in `dir`.
+    fn wal_database(dir: &std::path::Path) -> std::path::PathBuf {
+        let file = dir.join("wal.db");
+        let setup = rusqlite::Connection::open(&file).unwrap();
+        setup.execute_batch("PRAGMA journal_mode = WAL; CREATE TABLE t (v BLOB);").unwrap();
+        file
+    }
+
     /// The writer never checkpoints, so its commits stay in the WAL until the checkpoint thread
     /// copies them into the database file: the file grows only if that thread runs.
     #[test]
     fn the_checkpoint_thread_moves_the_writers_commits_into_the_database_file() {
         let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("wal.db");
-        let setup = rusqlite::Connection::open(&file).unwrap();
-        setup.execute_batch("PRAGMA journal_mode = WAL; CREATE TABLE t (v BLOB);").unwrap();
-        drop(setup);
+        let file = wal_database(dir.path());
         let writer = writer_connection(&file).unwrap();
         for _ in 0..50 {
             writer.execute("INSERT INTO t VALUES (zeroblob(4096))", []).unwrap();
@@ -168,10 +173,7 @@ mod tests {
     #[test]
     fn a_finished_checkpoint_lets_the_wal_start_over() {
         let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("wal.db");
-        let setup = rusqlite::Connection::open(&file).unwrap();
-        setup.execute_batch("PRAGMA journal_mode = WAL; CREATE TABLE t (v BLOB);").unwrap();
-        drop(setup);
+        let file = wal_database(dir.path());
         let wal = dir.path().join("wal.db-wal");
         let writer = writer_connection(&file).unwrap();
         let write = |n: usize| {
