@@ -19,7 +19,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::AppState;
 use super::dto::{AmountInput, RateInput, TransactionDto, UserDto, rate, timestamp};
 use super::error::{ApiError, ErrorBody};
-use super::extract::{AuthUser, ClientIp, Json, Query};
+use super::extract::{ClientIp, Json, Query, signed_in};
 use super::trades::TradeDto;
 use crate::services::accounts::Profile;
 use crate::services::paging;
@@ -37,20 +37,17 @@ impl FromRequestParts<AppState> for AdminUser {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let AuthUser(claims) = AuthUser::from_request_parts(parts, state).await?;
+        let (claims, user) = signed_in(parts, state).await?;
         let ClientIp(ip) = ClientIp::from_request_parts(parts, state).await?;
         if !claims.role.is_admin() {
             return Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", "this needs an admin account"));
         }
-        if state.settings.current().require_admin_totp {
-            let user = state.store.user_by_id(claims.user()).await.map_err(crate::services::Error::from)?;
-            if !user.is_some_and(|u| u.totp_enabled) {
-                return Err(ApiError::new(
-                    StatusCode::FORBIDDEN,
-                    "totp_required",
-                    "admin accounts must turn on two-factor authentication first",
-                ));
-            }
+        if state.settings.current().require_admin_totp && !user.totp_enabled {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "totp_required",
+                "admin accounts must turn on two-factor authentication first",
+            ));
         }
         let actor = Actor { id: claims.user(), role: claims.role, ip: Some(ip.to_string()) };
         Ok(AdminUser { claims, actor })

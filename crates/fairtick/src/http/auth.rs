@@ -11,7 +11,7 @@ use utoipa::ToSchema;
 use super::AppState;
 use super::dto::UserDto;
 use super::error::{ApiError, ErrorBody};
-use super::extract::{AuthUser, ClientIp, Json, SESSION_COOKIE};
+use super::extract::{AuthAccount, AuthUser, ClientIp, Json, SESSION_COOKIE};
 use crate::services::accounts::{Registration, Session};
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -132,9 +132,9 @@ pub async fn logout(State(state): State<AppState>, AuthUser(claims): AuthUser) -
     security(("bearer" = [])))]
 pub async fn me(
     State(state): State<AppState>,
-    AuthUser(claims): AuthUser,
+    AuthAccount(user): AuthAccount,
 ) -> Result<Json<MeResponse>, ApiError> {
-    let profile = state.accounts.profile(claims.user(), Utc::now()).await?;
+    let profile = state.accounts.profile(user, Utc::now()).await?;
     Ok(Json(MeResponse { user: UserDto::from(&profile) }))
 }
 
@@ -160,9 +160,9 @@ pub struct TotpConfirm {
     security(("bearer" = [])))]
 pub async fn totp_enrol(
     State(state): State<AppState>,
-    AuthUser(claims): AuthUser,
+    AuthAccount(user): AuthAccount,
 ) -> Result<Json<TotpEnrolment>, ApiError> {
-    let (secret, otpauth_uri) = state.accounts.totp_enrol(claims.user()).await?;
+    let (secret, otpauth_uri) = state.accounts.totp_enrol(&user).await?;
     Ok(Json(TotpEnrolment { secret, otpauth_uri }))
 }
 
@@ -172,9 +172,9 @@ pub async fn totp_enrol(
     security(("bearer" = [])))]
 pub async fn totp_confirm(
     State(state): State<AppState>,
-    AuthUser(claims): AuthUser,
+    AuthAccount(user): AuthAccount,
     Json(request): Json<TotpConfirm>,
 ) -> Result<StatusCode, ApiError> {
-    state.accounts.totp_confirm(claims.user(), &request.code, Utc::now()).await?;
+    state.accounts.totp_confirm(&user, &request.code, Utc::now()).await?;
     Ok(StatusCode::NO_CONTENT)
 }

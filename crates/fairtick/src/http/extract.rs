@@ -116,26 +116,29 @@ impl FromRequestParts<AppState> for AuthUser {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        Ok(AuthUser(state.accounts.authenticate(required_token(parts)?).await?))
+        Ok(AuthUser(signed_in(parts, state).await?.0))
     }
 }
 
-fn required_token(parts: &Parts) -> Result<&str, ApiError> {
-    presented_token(parts).ok_or_else(|| {
+/// The claims of the request's token and its account's row, from one read: what every
+/// extractor of a signed-in request starts from.
+pub(super) async fn signed_in(parts: &Parts, state: &AppState) -> Result<(Claims, UserRecord), ApiError> {
+    let token = presented_token(parts).ok_or_else(|| {
         ApiError::new(StatusCode::UNAUTHORIZED, "unauthenticated", "sign in first: no token was presented")
-    })
+    })?;
+    Ok(state.accounts.signed_in(token).await?)
 }
 
 /// [`AuthUser`] with the account's row as read to authenticate it, for a handler that needs more
-/// of the account (a trade's stake limit, VIP level) without reading it a second time.
+/// of the account (a trade's stake limit and VIP level, the profile, two-factor state) without
+/// reading it a second time.
 pub struct AuthAccount(pub UserRecord);
 
 impl FromRequestParts<AppState> for AuthAccount {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let (_, user) = state.accounts.signed_in(required_token(parts)?).await?;
-        Ok(AuthAccount(user))
+        Ok(AuthAccount(signed_in(parts, state).await?.1))
     }
 }
 

@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 use fairtick_core::account::{check_password, parse_name};
 use fairtick_core::wallet::{WalletState, signup_credit};
-use fairtick_core::{Email, Role, UserId, UserStatus};
+use fairtick_core::{Email, Role, UserStatus};
 
 use super::passwords::{Passwords, Verification};
 use super::sealing::DataKey;
@@ -177,8 +177,7 @@ impl Accounts {
 
     /// Starts (or restarts, while not yet confirmed) TOTP enrolment: a new secret, sealed under
     /// the data key, and the `otpauth://` URI to scan.
-    pub async fn totp_enrol(&self, user: UserId) -> Result<(String, String)> {
-        let record = self.store.user_by_id(user).await?.ok_or(Error::Unauthenticated)?;
+    pub async fn totp_enrol(&self, record: &UserRecord) -> Result<(String, String)> {
         if record.totp_enabled {
             return Err(Error::Conflict {
                 code: "totp_enabled",
@@ -186,22 +185,20 @@ impl Accounts {
             });
         }
         let secret = totp::new_secret();
-        self.store.set_totp(user, Some(&self.data_key.seal(&secret)), false).await?;
+        self.store.set_totp(record.id, Some(&self.data_key.seal(&secret)), false).await?;
         totp::enrolment(&secret, &record.email)
     }
 
     /// Confirms enrolment with a current code; from then on, login needs a code.
-    pub async fn totp_confirm(&self, user: UserId, code: &str, now: DateTime<Utc>) -> Result<()> {
-        let record = self.store.user_by_id(user).await?.ok_or(Error::Unauthenticated)?;
-        if !self.check_totp(&record, code, now)? {
+    pub async fn totp_confirm(&self, record: &UserRecord, code: &str, now: DateTime<Utc>) -> Result<()> {
+        if !self.check_totp(record, code, now)? {
             return Err(Error::invalid("code", "is not the current code of the enrolled secret"));
         }
-        self.store.set_totp(user, None, true).await?;
+        self.store.set_totp(record.id, None, true).await?;
         Ok(())
     }
 
-    pub async fn profile(&self, user: UserId, now: DateTime<Utc>) -> Result<Profile> {
-        let user = self.store.user_by_id(user).await?.ok_or(Error::Unauthenticated)?;
+    pub async fn profile(&self, user: UserRecord, now: DateTime<Utc>) -> Result<Profile> {
         let wallet = self.store.wallet_state(user.id, now).await?;
         Ok(Profile { user, wallet })
     }

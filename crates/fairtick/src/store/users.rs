@@ -1,6 +1,8 @@
 //! Accounts and sessions: registering a user with their ledger accounts and welcome credit,
 //! finding users, revoking tokens and suspending accounts.
 
+use std::sync::LazyLock;
+
 use chrono::{DateTime, Utc};
 use fairtick_core::ledger::Transfer;
 use fairtick_core::{Email, Money, Role, UserId, UserStatus};
@@ -88,6 +90,14 @@ impl DualRow for UserRow {
         })
     }
 }
+
+/// The read behind every signed-in request, written out once.
+static SESSION_USER: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT {USER_COLUMNS}, (SELECT COUNT(*) FROM revoked_tokens WHERE jti = $2) AS revoked \
+         FROM users WHERE id = $1"
+    )
+});
 
 /// A user's row and whether a token of theirs was revoked, as one read.
 #[derive(sqlx::FromRow)]
@@ -187,18 +197,6 @@ impl Store {
         row.map(user_from_row).transpose()
     }
 
-    #[tracing::instrument(skip_all)]
-    pub async fn user_by_id(&self, id: UserId) -> StoreResult<Option<UserRecord>> {
-        let rows: Vec<UserRow> = self
-            .read_rows(
-                &format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1"),
-                &[id.0.into()],
-                Prepared::Keep,
-            )
-            .await?;
-        rows.into_iter().next().map(user_from_row).transpose()
-    }
-
     /// Replaces a password hash, e.g. when an imported bcrypt hash is upgraded at login.
     #[tracing::instrument(skip_all)]
     pub async fn set_password_hash(&self, id: UserId, hash: &str) -> StoreResult<()> {
@@ -224,16 +222,8 @@ impl Store {
     /// The account state behind a token, or `None` if the user no longer exists.
     #[tracing::instrument(skip_all)]
     pub async fn session_user(&self, id: UserId, jti: &str) -> StoreResult<Option<SessionUser>> {
-        let rows: Vec<SessionRow> = self
-            .read_rows(
-                &format!(
-                    "SELECT {USER_COLUMNS}, (SELECT COUNT(*) FROM revoked_tokens WHERE jti = $2) AS revoked \
-                     FROM users WHERE id = $1"
-                ),
-                &[id.0.into(), jti.into()],
-                Prepared::Keep,
-            )
-            .await?;
+        let rows: Vec<SessionRow> =
+            self.read_rows(&SESSION_USER, &[id.0.into(), jti.into()], Prepared::Keep).await?;
         rows.into_iter()
             .next()
             .map(|row| Ok(SessionUser { user: user_from_row(row.user)?, revoked: row.revoked > 0 }))

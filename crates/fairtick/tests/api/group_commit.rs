@@ -223,6 +223,7 @@ async fn kill_9_in_the_middle_of_batches_loses_no_acknowledged_trade() {
 #[tokio::test]
 async fn entries_and_endings_apply_once_and_only_to_trades_still_active() {
     use fairtick::store::{Ending, Finish, TradeSpot};
+    use fairtick_core::ledger::TransactionKind;
     use fairtick_core::price::Price;
     use fairtick_core::trade::{self, TradeResult, TradeStatus};
 
@@ -230,11 +231,12 @@ async fn entries_and_endings_apply_once_and_only_to_trades_still_active() {
     let user = users(&app, &["lister"]).await[0].1;
     let new = NewTrade { symbol: "NOFEED".into(), duration_ms: 3_600_000, ..trade("1.00", 8_500) };
     let request = WriteRequest::OpenTrade { user, trade: new.clone(), key: None, now: Utc::now() };
-    let written = app.store.write_batch(&[request.clone(), request.clone(), request]).await.unwrap();
+    let written = app.store.write_batch(&vec![request; 4]).await.unwrap();
     let ids: Vec<i64> = written.iter().map(opened).collect();
     let spot =
         |seq: i64| TradeSpot { seq, ts: seq * 1_000, price: Price::parse("100.00").unwrap(), epoch_id: 0 };
 
+    let (ids, voided) = (ids[..3].to_vec(), ids[3]);
     let entries: Vec<_> = ids.iter().map(|&id| (id, spot(1), 1_000 + new.duration_ms)).collect();
     let mut entered = app.store.set_entries(&entries).await.unwrap();
     entered.sort_unstable();
@@ -259,6 +261,21 @@ async fn entries_and_endings_apply_once_and_only_to_trades_still_active() {
     );
     assert!(second.iter().all(|t| t.status == TradeStatus::Settled && t.entry == Some(spot(1))));
     assert!(app.store.set_entries(&entries).await.unwrap().is_empty(), "an ended trade takes no entry");
+
+    // A void ends alone (not in the bulk write of settled endings), and comes back as ended.
+    let void = || Finish {
+        trade_id: voided,
+        user_id: user,
+        ending: Ending::Void { reason: "no tick".into() },
+        transfer: trade::release_transfer(TransactionKind::Refund, new.stake, new.stake).unwrap(),
+        payout: new.stake,
+    };
+    let ended = app.store.finish_trades(&[void()], Utc::now()).await.unwrap();
+    assert_eq!(ended.len(), 1);
+    let (status, reason, payout) = (ended[0].status, ended[0].void_reason.as_deref(), ended[0].payout);
+    assert_eq!((status, reason, payout), (TradeStatus::Void, Some("no tick"), Some(new.stake)));
+    assert!(ended[0].settled_at.is_some());
+    assert!(app.store.finish_trades(&[void()], Utc::now()).await.unwrap().is_empty(), "voided once");
 
     let audit = app.store.audit().await.unwrap();
     assert!(audit.is_clean(), "{:?}", audit.violations);
