@@ -17,6 +17,7 @@ mod market;
 pub mod postgres;
 pub mod sqlite;
 mod trades;
+mod turnover;
 mod users;
 
 use std::sync::Arc;
@@ -33,6 +34,7 @@ pub use ledger::{IdempotencyKey, StatementQuery, StatementRow, WalletOutcome, Wa
 pub use market::{Candle, EpochRecord, NewEpoch, TickRecord};
 pub use postgres::Leadership;
 pub use trades::{Ending, Finish, NewTrade, OpenOutcome, TradeCounts, TradeQuery, TradeRecord, TradeSpot};
+pub use turnover::utc_day;
 pub use users::{NewUser, SessionUser, UserRecord};
 
 /// Which database the store talks to; chosen from the URL scheme.

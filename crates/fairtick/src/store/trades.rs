@@ -540,6 +540,7 @@ impl Store {
             ended.push(trade);
         }
         self.write_transfers(tx, &transfers).await?;
+        self.add_turnover_in(tx, &ended).await?;
         ended.sort_by_key(|t| t.id);
         Ok(ended)
     }
@@ -634,35 +635,6 @@ impl Store {
             )
             .await?;
         updated.map(TradeRecord::try_from).transpose()
-    }
-
-    /// For each of `users`: the stakes they put into trades accepted since `since` that did
-    /// not end void, and their VIP level now.
-    pub async fn turnovers(
-        &self,
-        users: &[UserId],
-        since: DateTime<Utc>,
-    ) -> StoreResult<Vec<(UserId, Money, u32)>> {
-        let mut out = Vec::with_capacity(users.len());
-        for chunk in users.chunks(CHUNK) {
-            let mut binds = self.binds();
-            let ids: Vec<Param> = chunk.iter().map(|user| Param::from(user.0)).collect();
-            let sql = format!(
-                "SELECT u.id, u.vip_level, CAST(COALESCE(SUM(t.stake), 0) AS BIGINT) FROM users u \
-                 LEFT JOIN trades t ON t.user_id = u.id AND t.accepted_at >= {} AND t.status <> 'void' \
-                 WHERE {} GROUP BY u.id, u.vip_level",
-                binds.one(since.timestamp_millis()),
-                binds.any_of("u.id", Int, &ids),
-            );
-            let rows: Vec<(i64, i64, i64)> =
-                self.fetch_pooled(&sql, binds.params(), binds.prepared()).await?;
-            for (id, level, sum) in rows {
-                let level =
-                    u32::try_from(level).map_err(|e| StoreError::Corrupt(format!("user {id}: {e}")))?;
-                out.push((UserId(id), Money::from_cents(sum), level));
-            }
-        }
-        Ok(out)
     }
 
     /// Sets VIP levels, in one transaction.

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use fairtick::store::{
-    IdempotencyKey, NewTrade, OpenOutcome, StoreError, WalletOutcome, WriteOutcome, WriteRequest,
+    IdempotencyKey, NewTrade, OpenOutcome, StoreError, WalletOutcome, WriteOutcome, WriteRequest, utc_day,
 };
 use fairtick_core::trade::Direction;
 use fairtick_core::wallet::{WalletLimits, WalletOp};
@@ -277,6 +277,50 @@ async fn entries_and_endings_apply_once_and_only_to_trades_still_active() {
     assert!(ended[0].settled_at.is_some());
     assert!(app.store.finish_trades(&[void()], Utc::now()).await.unwrap().is_empty(), "voided once");
 
+    // Yesterday as well, in case the test ran over midnight.
+    let from = utc_day(Utc::now().timestamp_millis()) - 1;
+    assert_eq!(
+        app.store.turnovers(&[user], from).await.unwrap(),
+        [(user, Money::parse("3.00").unwrap(), 1)],
+        "the three settled count once each, the void not at all"
+    );
+
     let audit = app.store.audit().await.unwrap();
     assert!(audit.is_clean(), "{:?}", audit.violations);
+}
+
+/// Turnover counts on the day a trade was accepted, so a trade from before the window, ended
+/// today, does not count in it; a trade sold back counts like one settled.
+#[tokio::test]
+async fn turnover_counts_on_the_day_a_trade_was_accepted() {
+    use chrono::Duration as Days;
+    use fairtick::store::{Ending, Finish};
+    use fairtick_core::ledger::TransactionKind;
+    use fairtick_core::trade;
+
+    let app = TestApp::spawn().await;
+    let user = users(&app, &["turner"]).await[0].1;
+    let new = NewTrade { symbol: "NOFEED".into(), duration_ms: 3_600_000, ..trade("2.50", 8_500) };
+    let accepted = |days_ago: i64| WriteRequest::OpenTrade {
+        user,
+        trade: new.clone(),
+        key: None,
+        now: Utc::now() - Days::days(days_ago),
+    };
+    let written = app.store.write_batch(&[accepted(40), accepted(0)]).await.unwrap();
+    let ids: Vec<i64> = written.iter().map(opened).collect();
+    let sold = |id: i64| Finish {
+        trade_id: id,
+        user_id: user,
+        ending: Ending::Sold { value: new.stake },
+        transfer: trade::release_transfer(TransactionKind::Sell, new.stake, new.stake).unwrap(),
+        payout: new.stake,
+    };
+    let today = utc_day(Utc::now().timestamp_millis());
+    let turnover = async |first_day: i64| app.store.turnovers(&[user], first_day).await.unwrap()[0].1;
+    assert_eq!(turnover(today - 45).await, Money::ZERO, "nothing counts before it ends");
+
+    app.store.finish_trades(&[sold(ids[0]), sold(ids[1])], Utc::now()).await.unwrap();
+    assert_eq!(turnover(today - 29).await, new.stake, "only the trade accepted within the window");
+    assert_eq!(turnover(today - 45).await, Money::parse("5.00").unwrap(), "both, over 46 days");
 }

@@ -26,7 +26,7 @@ use tokio_util::sync::CancellationToken;
 use super::Trades;
 use crate::services::Result;
 use crate::services::events::Event;
-use crate::store::{Ending, Finish, TickRecord, TradeRecord, TradeSpot};
+use crate::store::{Ending, Finish, TickRecord, TradeRecord, TradeSpot, utc_day};
 
 /// Most ticks read for one market in one step: the longest duration plus the grace period at
 /// the fastest tick rate fits many times over.
@@ -35,6 +35,7 @@ const MAX_TICKS_PER_STEP: u32 = 200_000;
 const IDLE_STEP: Duration = Duration::from_secs(1);
 /// How often the open trades are read again in full, in case an event was lost.
 const FULL_RESCAN: Duration = Duration::from_secs(10);
+/// The VIP level's window: today (UTC) and the days before it, this many in all.
 const VIP_WINDOW_DAYS: i64 = 30;
 /// Trades entered or ended per transaction. Settlement shares the database's one writer with
 /// trade creation: in small transactions it takes turns with the creators' batches instead of
@@ -307,13 +308,15 @@ impl Settlement {
         Ok(report)
     }
 
-    /// Moves the users whose trades ended to the VIP level their 30-day turnover earns.
+    /// Moves the users whose trades ended to the VIP level their turnover over the last
+    /// [`VIP_WINDOW_DAYS`] UTC days earns (trades that ended other than void, by the day they
+    /// were accepted).
     async fn update_vip_levels(&self, users: &[fairtick_core::UserId], now: DateTime<Utc>) -> Result<()> {
         let store = &self.trades.store;
         let terms = self.trades.terms();
-        let since = now - chrono::Duration::days(VIP_WINDOW_DAYS);
+        let first_day = utc_day(now.timestamp_millis()) - (VIP_WINDOW_DAYS - 1);
         let changes: Vec<_> = store
-            .turnovers(users, since)
+            .turnovers(users, first_day)
             .await?
             .into_iter()
             .filter_map(|(user, turnover, level)| {
