@@ -2,7 +2,8 @@
 //! few rows a user however long their history is.
 //!
 //! Summing the trades themselves read every trade a user had ever made (the index is by user,
-//! not by time): 43–105 ms per settlement step with 100,000 trades, and growing with history.
+//! not by time): 78.6 ms for 1,024 users with 100,000 trades, against 2.0 ms here, at the end of
+//! every settlement step, and growing with history.
 
 use std::collections::BTreeMap;
 
