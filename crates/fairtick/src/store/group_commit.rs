@@ -91,21 +91,21 @@ struct Queued {
 /// The answer to a whole batch: one result per request, or the batch's failure.
 type BatchResult = StoreResult<Vec<StoreResult<WriteOutcome>>>;
 
-/// Settlement's writes. On SQLite they go to the writer thread too, so that they take their
-/// turn between batches instead of holding the write lock through a pool connection's
-/// hand-offs (which showed as the tail of trade-create latency).
+/// Settlement's writes, each with where its answer goes once committed. On SQLite they go to
+/// the writer thread too, so that they take their turn between batches instead of holding the
+/// write lock through a pool connection's hand-offs (which showed as the tail of trade-create
+/// latency).
 pub(crate) enum Work {
-    /// Entry ticks: (trade id, entry, expiry), see [`Store::set_entries`].
-    Entries(Vec<(i64, TradeSpot, i64)>),
-    /// Endings, see [`Store::finish_trades`].
-    Finish(Vec<Finish>, DateTime<Utc>),
-}
-
-/// What settlement's work changed: the ids of the trades entered, or the trades ended as they
-/// now are (returned by the writes themselves, not read again).
-pub(crate) enum Worked {
-    Entered(Vec<i64>),
-    Ended(Vec<TradeRecord>),
+    /// Entry ticks: (trade id, entry, expiry); answers the ids of the trades entered. See
+    /// [`Store::set_entries`].
+    Entries { entries: Vec<(i64, TradeSpot, i64)>, reply: oneshot::Sender<StoreResult<Vec<i64>>> },
+    /// Endings; answers the trades ended, as the writes returned them. See
+    /// [`Store::finish_trades`].
+    Finish {
+        finishes: Vec<Finish>,
+        now: DateTime<Utc>,
+        reply: oneshot::Sender<StoreResult<Vec<TradeRecord>>>,
+    },
 }
 
 /// What reaches a writer.
@@ -115,13 +115,13 @@ enum Job {
     /// A batch given whole (by [`Store::write_batch`]), committed as given.
     Whole { requests: Vec<WriteRequest>, reply: oneshot::Sender<BatchResult> },
     /// Settlement's work, in a transaction of its own.
-    Work { work: Work, reply: oneshot::Sender<StoreResult<Worked>> },
+    Work(Work),
 }
 
 /// A writer's next turn: a batch of requests, or settlement's work.
 enum Turn {
     Batch(Batch),
-    Work { work: Work, reply: oneshot::Sender<StoreResult<Worked>> },
+    Work(Work),
 }
 
 /// Requests committed together, and where their answers go.
@@ -145,7 +145,7 @@ impl Turn {
             Job::Whole { requests, reply } => {
                 return Turn::Batch(Batch { requests, replies: Replies::Whole(reply) });
             }
-            Job::Work { work, reply } => return Turn::Work { work, reply },
+            Job::Work(work) => return Turn::Work(work),
         };
         let mut requests = vec![first.request];
         let mut replies = vec![first.reply];
@@ -258,9 +258,7 @@ async fn write_batches(store: Store, receiver: Arc<Mutex<mpsc::Receiver<Job>>>) 
             Turn::Batch(batch) => {
                 batch.write(async |requests| store.write_batch_pooled(requests).await).await
             }
-            Turn::Work { work, reply } => {
-                let _ = reply.send(store.run_work_pooled(work).await);
-            }
+            Turn::Work(work) => store.do_work(None, work).await,
         }
     }
 }
@@ -318,10 +316,7 @@ impl Store {
                     })
                     .await
             }
-            Turn::Work { work, reply } => {
-                let _ =
-                    reply.send(self.on_thread(conn, true, async |tx| self.run_work(tx, &work).await).await);
-            }
+            Turn::Work(work) => self.do_work(Some(conn), work).await,
         }
     }
 
@@ -357,35 +352,56 @@ impl Store {
     }
 
     async fn write_batch_pooled_once(&self, requests: &[WriteRequest], together: bool) -> BatchResult {
-        let mut w = self.begin_write().await?;
-        let results = self.write_batch_in(&mut (&mut w).into(), requests, together).await?;
-        w.tx.commit().await?;
-        Ok(results)
+        self.in_transaction(None, async |tx| self.write_batch_in(tx, requests, together).await).await
     }
 
-    /// Settlement's work: on the SQLite writer thread if there is one, else in a transaction
-    /// of the pool.
-    pub(crate) async fn write_on_writer(&self, work: Work) -> StoreResult<Worked> {
-        let Some(group) = self.group_commit.as_ref().filter(|g| g.on_thread) else {
-            return self.run_work_pooled(work).await;
-        };
+    /// Settlement's work, made by `work` with the channel its answer goes to: on the SQLite
+    /// writer thread if there is one, else here in a transaction of the pool.
+    pub(crate) async fn write_on_writer<T>(
+        &self,
+        work: impl FnOnce(oneshot::Sender<StoreResult<T>>) -> Work,
+    ) -> StoreResult<T> {
         let (reply, answer) = oneshot::channel();
-        group.queue.send(Job::Work { work, reply }).await.map_err(|_| writer_stopped())?;
+        let work = work(reply);
+        match self.group_commit.as_ref().filter(|g| g.on_thread) {
+            Some(group) => group.queue.send(Job::Work(work)).await.map_err(|_| writer_stopped())?,
+            None => self.do_work(None, work).await,
+        }
         answer.await.map_err(|_| writer_stopped())?
     }
 
-    async fn run_work_pooled(&self, work: Work) -> StoreResult<Worked> {
-        let mut w = self.begin_write().await?;
-        let changed = self.run_work(&mut (&mut w).into(), &work).await?;
-        w.tx.commit().await?;
-        Ok(changed)
+    /// Runs settlement's `work` in a transaction of its own (on the writer thread's `conn`, or
+    /// on the pool without one) and answers it once committed.
+    async fn do_work(&self, conn: Option<&mut rusqlite::Connection>, work: Work) {
+        match work {
+            Work::Entries { entries, reply } => {
+                let _ = reply.send(
+                    self.in_transaction(conn, async |tx| self.set_entries_in(tx, &entries).await).await,
+                );
+            }
+            Work::Finish { finishes, now, reply } => {
+                let _ = reply.send(
+                    self.in_transaction(conn, async |tx| self.finish_trades_in(tx, &finishes, now).await)
+                        .await,
+                );
+            }
+        }
     }
 
-    async fn run_work(&self, tx: &mut BatchTx<'_>, work: &Work) -> StoreResult<Worked> {
-        Ok(match work {
-            Work::Entries(entries) => Worked::Entered(self.set_entries_in(tx, entries).await?),
-            Work::Finish(finishes, now) => Worked::Ended(self.finish_trades_in(tx, finishes, *now).await?),
-        })
+    /// `write` in a transaction of its own, committed: on the SQLite writer thread's `conn` if
+    /// given (settlement's work, whose statements recur and so stay prepared), else on the pool.
+    async fn in_transaction<T>(
+        &self,
+        conn: Option<&mut rusqlite::Connection>,
+        write: impl AsyncFnOnce(&mut BatchTx<'_>) -> StoreResult<T>,
+    ) -> StoreResult<T> {
+        if let Some(conn) = conn {
+            return self.on_thread(conn, true, write).await;
+        }
+        let mut w = self.begin_write().await?;
+        let written = write(&mut (&mut w).into()).await?;
+        w.tx.commit().await?;
+        Ok(written)
     }
 
     /// One transaction on the SQLite writer thread's own connection, under the store's writer

@@ -15,7 +15,7 @@ use super::binds::Binds;
 use super::binds::SqlType::{Int, Text};
 use super::bulk::{CHUNK, LockedAccounts};
 use super::dual::{BatchTx, DualRow, Param};
-use super::group_commit::{Work, Worked};
+use super::group_commit::Work;
 use super::group_commit::{WriteOutcome, WriteRequest};
 use super::ledger::Remembered;
 use super::{IdempotencyKey, Store, StoreError, StoreResult};
@@ -444,10 +444,7 @@ impl Store {
         if entries.is_empty() {
             return Ok(Vec::new());
         }
-        match self.write_on_writer(Work::Entries(entries.to_vec())).await? {
-            Worked::Entered(ids) => Ok(ids),
-            Worked::Ended(_) => Err(StoreError::Corrupt("entries answered as endings".into())),
-        }
+        self.write_on_writer(|reply| Work::Entries { entries: entries.to_vec(), reply }).await
     }
 
     /// [`Store::set_entries`] inside `tx`.
@@ -501,10 +498,7 @@ impl Store {
         if finishes.is_empty() {
             return Ok(Vec::new());
         }
-        match self.write_on_writer(Work::Finish(finishes.to_vec(), now)).await? {
-            Worked::Ended(trades) => Ok(trades),
-            Worked::Entered(_) => Err(StoreError::Corrupt("endings answered as entries".into())),
-        }
+        self.write_on_writer(|reply| Work::Finish { finishes: finishes.to_vec(), now, reply }).await
     }
 
     /// [`Store::finish_trades`] inside `tx`; returns the trades it ended, as they now are, in id
