@@ -18,11 +18,14 @@ use super::dual::{BatchTx, Prepared};
 use super::group_commit::{WriteOutcome, WriteRequest};
 use super::{Store, StoreError, StoreResult, time_from_ms};
 
-/// What a user deposited since `$2`: the daily deposit limit's measure.
+/// What a user deposited since `$2`: the daily deposit limit's measure. The kind is written
+/// out, not bound, so that both engines see the condition of the partial index
+/// `ledger_deposits_by_user_time`; the cash account is found by its user, not by scanning
+/// every account for the postings'.
 const DEPOSITED_SINCE: &str = "SELECT CAST(COALESCE(SUM(p.amount), 0) AS BIGINT) \
      FROM ledger_transactions t \
-     JOIN postings p ON p.transaction_id = t.id \
-     JOIN accounts a ON a.id = p.account_id AND a.kind = 'cash' \
+     JOIN accounts a ON a.user_id = t.user_id AND a.kind = 'cash' \
+     JOIN postings p ON p.account_id = a.id AND p.transaction_id = t.id \
      WHERE t.user_id = $1 AND t.kind = 'deposit' AND t.created_at > $2";
 
 fn a_day_before(now: DateTime<Utc>) -> i64 {
