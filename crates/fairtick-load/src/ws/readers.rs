@@ -97,7 +97,7 @@ fn read_all(
     Ok(tally)
 }
 
-/// Reads what `client`'s socket holds (edge-triggered: until it would block) and handles every
+/// Reads what `client`'s socket holds (edge-triggered: until it is drained) and handles every
 /// whole frame. `false` once the connection is over.
 fn drain(client: &mut Client, buffer: &mut [u8], measuring: bool, lags: &mut Histogram<u64>) -> bool {
     loop {
@@ -115,6 +115,12 @@ fn drain(client: &mut Client, buffer: &mut [u8], measuring: bool, lags: &mut His
         client.unread.drain(..used);
         if !open {
             return false;
+        }
+        // A read that did not fill the buffer took everything the socket held, and data that
+        // arrives after it raises a new edge: a second read would only answer `WouldBlock`, a
+        // system call per message for nothing (tokio's readiness makes the same inference).
+        if read < buffer.len() {
+            return true;
         }
     }
 }
