@@ -371,3 +371,44 @@ async fn live_bids_of_open_trades_arrive_about_once_a_second() {
         assert!(bid > 0.0 && bid < 185.0, "{update}");
     }
 }
+
+#[tokio::test]
+async fn admins_get_every_users_trades_and_users_only_their_own() {
+    let app = TestApp::spawn().await;
+    let trader = app.signed_up("trader@example.com").await;
+    let bystander = app.signed_up("bystander@example.com").await;
+    app.signed_up("watcher@example.com").await;
+    let mut conn = crate::helpers::raw_connection(&app.database_url).await;
+    sqlx::query("UPDATE users SET role = 'admin' WHERE email = 'watcher@example.com'")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    // The role travels in the token, so the watcher signs in again as an admin.
+    let login = app.login("watcher@example.com", crate::helpers::PASSWORD).await;
+    assert_eq!(login.status(), StatusCode::OK);
+    let admin = body(login).await["token"].as_str().unwrap().to_owned();
+    let mut watching = connect(&app, &format!("?token={admin}"), None).await.unwrap();
+    assert_eq!(next_of(&mut watching, "authenticated").await["role"], "admin");
+    let mut other = connect(&app, &format!("?token={bystander}"), None).await.unwrap();
+    next_of(&mut other, "balance_update").await;
+
+    let open = |token: String| {
+        let app = &app;
+        async move {
+            let trade = json!({"symbol": "SIMV25", "direction": "down", "amount": "10", "duration": 5});
+            let opened = app.post_json("/api/flash-trade/create", Some(&token), &trade).await;
+            assert_eq!(opened.status(), StatusCode::CREATED);
+            body(opened).await["trade"]["id"].as_i64().unwrap()
+        }
+    };
+    let traders = open(trader.clone()).await;
+    let own = open(bystander.clone()).await;
+
+    let seen = next_matching(&mut watching, "admin_trade_update", |d| d["trade"]["id"] == traders).await;
+    assert_eq!(seen["trade"]["status"], "active");
+    next_matching(&mut watching, "admin_trade_update", |d| d["trade"]["id"] == own).await;
+    // Events reach sockets in the order they happened: had the trader's trade been sent to
+    // the bystander, it would have come before the bystander's own.
+    let first = next_of(&mut other, "trade_update").await;
+    assert_eq!(first["trade"]["id"], own);
+}

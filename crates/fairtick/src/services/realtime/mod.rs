@@ -44,13 +44,15 @@ pub struct PriceFrame {
 
 struct Connection {
     id: u64,
-    admin: bool,
     outlet: Arc<Outlet>,
 }
 
+/// Signed-in connections, by user, and the admins' again by connection, so that routing an
+/// event costs nothing when nobody it concerns is connected (its frame is not even made).
 #[derive(Default)]
 struct Registry {
     by_user: HashMap<UserId, Vec<Connection>>,
+    admins: HashMap<u64, Arc<Outlet>>,
 }
 
 /// The node's hub. Cheap to clone.
@@ -101,10 +103,15 @@ pub fn balance_frame(state: &WalletState) -> WireFrame {
     frame("balance_update", crate::http::dto::BalanceDto::from(state))
 }
 
+#[derive(Serialize)]
+struct TradeUpdate {
+    trade: crate::http::trades::TradeDto,
+}
+
 pub fn trade_frame(kind: &str, trade: &TradeRecord, bid: Option<fairtick_core::Money>) -> WireFrame {
     let mut dto = crate::http::trades::TradeDto::from(trade);
     dto.bid = bid.map(|b| b.to_string());
-    frame(kind, serde_json::json!({ "trade": dto }))
+    frame(kind, TradeUpdate { trade: dto })
 }
 
 /// A registered connection; dropping it unregisters.
@@ -117,6 +124,7 @@ pub struct Registration {
 impl Drop for Registration {
     fn drop(&mut self) {
         let mut registry = self.hub.registry.lock();
+        registry.admins.remove(&self.id);
         if let Some(list) = registry.by_user.get_mut(&self.user) {
             list.retain(|c| c.id != self.id);
             if list.is_empty() {
@@ -184,22 +192,37 @@ impl Hub {
     /// Routes `user`'s events (and, for admins, everyone's trades) to `outlet`.
     pub fn register(&self, user: UserId, admin: bool, outlet: Arc<Outlet>) -> Registration {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        self.registry.lock().by_user.entry(user).or_default().push(Connection { id, admin, outlet });
+        let mut registry = self.registry.lock();
+        if admin {
+            registry.admins.insert(id, outlet.clone());
+        }
+        registry.by_user.entry(user).or_default().push(Connection { id, outlet });
         Registration { hub: self.clone(), user, id }
     }
 
-    /// Sends to one user's connections.
-    fn to_user(&self, user: UserId, message: &WireFrame) {
+    fn is_connected(&self, user: UserId) -> bool {
+        self.registry.lock().by_user.contains_key(&user)
+    }
+
+    /// Sends to one user's connections the frame `message` makes, made only if there are any.
+    fn to_user(&self, user: UserId, message: impl FnOnce() -> WireFrame) {
         let registry = self.registry.lock();
-        for connection in registry.by_user.get(&user).into_iter().flatten() {
-            connection.outlet.send(message);
+        let Some(connections) = registry.by_user.get(&user) else { return };
+        let message = message();
+        for connection in connections {
+            connection.outlet.send(&message);
         }
     }
 
-    fn to_admins(&self, message: &WireFrame) {
+    /// Sends to every admin connection the frame `message` makes, made only if there is one.
+    fn to_admins(&self, message: impl FnOnce() -> WireFrame) {
         let registry = self.registry.lock();
-        for connection in registry.by_user.values().flatten().filter(|c| c.admin) {
-            connection.outlet.send(message);
+        if registry.admins.is_empty() {
+            return;
+        }
+        let message = message();
+        for outlet in registry.admins.values() {
+            outlet.send(&message);
         }
     }
 
@@ -281,16 +304,19 @@ impl Hub {
     async fn deliver(&self, store: &Store, event: Event) {
         match event {
             Event::Trade(trade) => {
-                self.to_user(trade.user_id, &trade_frame("trade_update", &trade, None));
-                self.to_admins(&trade_frame("admin_trade_update", &trade, None));
+                self.to_admins(|| trade_frame("admin_trade_update", &trade, None));
+                if !self.is_connected(trade.user_id) {
+                    return;
+                }
+                self.to_user(trade.user_id, || trade_frame("trade_update", &trade, None));
                 if let Some(notice) = result_notice(&trade) {
-                    self.to_user(trade.user_id, &frame("notification", notice));
+                    self.to_user(trade.user_id, || frame("notification", notice));
                 }
                 self.send_balance(store, trade.user_id).await;
             }
             Event::Balance(user) => self.send_balance(store, user).await,
             Event::Notice(notice) => self.to_everyone(&frame("notification", notice)),
-            Event::UserNotice(user, notice) => self.to_user(user, &frame("notification", notice)),
+            Event::UserNotice(user, notice) => self.to_user(user, || frame("notification", notice)),
             Event::Suspended(user) => self.close_user(user, "account suspended"),
             Event::SettingsChanged => {}
             Event::Resync => {
@@ -302,11 +328,11 @@ impl Hub {
     }
 
     async fn send_balance(&self, store: &Store, user: UserId) {
-        if !self.registry.lock().by_user.contains_key(&user) {
+        if !self.is_connected(user) {
             return;
         }
         match store.wallet_state(user, Utc::now()).await {
-            Ok(state) => self.to_user(user, &balance_frame(&state)),
+            Ok(state) => self.to_user(user, || balance_frame(&state)),
             Err(error) => tracing::warn!(%error, "reading a balance to push"),
         }
     }
@@ -317,7 +343,7 @@ impl Hub {
         match trades.live_bids(&users).await {
             Ok(bids) => {
                 for (trade, bid) in bids {
-                    self.to_user(trade.user_id, &trade_frame("trade_update", &trade, Some(bid)));
+                    self.to_user(trade.user_id, || trade_frame("trade_update", &trade, Some(bid)));
                 }
             }
             Err(error) => tracing::warn!(%error, "computing live bids"),
