@@ -4,7 +4,8 @@
 //! two thread hand-offs) per row. Every statement here runs on either engine ([`BatchTx`]). A batch instead locks and reads every account it touches
 //! once, checks and applies each transfer in memory in order (so each request still sees its
 //! batch-mates' effects, and a refusal touches nothing), and then writes all transactions, all
-//! balance changes and all postings with one statement each, in chunks.
+//! balance changes and all postings with one statement each, in chunks (on PostgreSQL, with
+//! one statement for all three).
 
 use std::collections::{BTreeMap, HashMap};
 
