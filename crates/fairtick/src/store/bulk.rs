@@ -1,12 +1,12 @@
 //! Set-based writes for a batch: many transfers in a handful of statements.
 //!
 //! Writing a transfer one statement at a time costs a round trip (and, on SQLite through sqlx,
-//! two thread hand-offs) per row. Every statement here runs through [`BatchTx`], on either
-//! engine, except PostgreSQL's one-statement ledger write. A batch instead locks and reads every
-//! account it touches once, checks and applies each transfer in memory in order (so each request still sees its
+//! two thread hand-offs) per row. A batch instead locks and reads every account it touches
+//! once, checks and applies each transfer in memory in order (so each request still sees its
 //! batch-mates' effects, and a refusal touches nothing), and then writes all transactions, all
-//! balance changes and all postings with one statement each, in chunks (on PostgreSQL, with
-//! one statement for all three).
+//! balance changes and all postings with one statement each, in chunks; on PostgreSQL, with one
+//! statement for all three. Every statement runs through [`BatchTx`], on either engine, except
+//! that PostgreSQL-only one.
 
 use std::collections::{BTreeMap, HashMap};
 
