@@ -220,6 +220,66 @@ async fn kill_9_in_the_middle_of_batches_loses_no_acknowledged_trade() {
 /// Settlement's bulk writes name the trades they touch: each applies only to trades still
 /// active, so that with several nodes an entry is recorded once and a trade ends (and moves
 /// money) once. On a symbol with no feed and an hour long, settlement itself leaves them alone.
+/// Every posting lands on its own transaction when a batch's ledger is written at once: many
+/// users, different stakes, and endings with different numbers of postings (a win pays from
+/// the house as well, a loss moves nothing to cash). The audit checks each trade's postings
+/// against its user's accounts, its stake and its payout.
+#[tokio::test]
+async fn a_batch_of_many_users_and_stakes_books_every_posting_on_its_own_transaction() {
+    use fairtick::store::{Ending, Finish, TradeSpot};
+    use fairtick_core::price::Price;
+    use fairtick_core::trade::{self, TradeResult};
+
+    let app = TestApp::spawn().await;
+    let people = users(&app, &["ann", "bob", "cyd", "dan", "eve"]).await;
+    let new = |cents: i64| NewTrade {
+        symbol: "NOFEED".into(),
+        duration_ms: 3_600_000,
+        ..trade(&Money::from_cents(cents).to_string(), 8_500)
+    };
+    let requests: Vec<WriteRequest> = (0..12)
+        .map(|i| WriteRequest::OpenTrade {
+            user: people[i % people.len()].1,
+            trade: new(100 * (i as i64 + 1)),
+            key: None,
+            now: Utc::now(),
+        })
+        .collect();
+    let written = app.store.write_batch(&requests).await.unwrap();
+    let ids: Vec<i64> = written.iter().map(opened).collect();
+    let audit = app.store.audit().await.unwrap();
+    assert!(audit.is_clean(), "after the openings: {:?}", audit.violations);
+
+    let spot =
+        |seq: i64| TradeSpot { seq, ts: seq * 1_000, price: Price::parse("100.00").unwrap(), epoch_id: 0 };
+    let entries: Vec<_> = ids.iter().map(|&id| (id, spot(1), 3_601_000)).collect();
+    assert_eq!(app.store.set_entries(&entries).await.unwrap().len(), ids.len());
+    let finishes: Vec<Finish> = ids
+        .iter()
+        .zip(&requests)
+        .enumerate()
+        .map(|(i, (&id, request))| {
+            let WriteRequest::OpenTrade { user, trade: new, .. } = request else { unreachable!() };
+            let result = [TradeResult::Win, TradeResult::Lose, TradeResult::Tie][i % 3];
+            Finish {
+                trade_id: id,
+                user_id: *user,
+                ending: Ending::Settled { exit: spot(2), result },
+                transfer: trade::settlement_transfer(result, new.stake, new.payout_rate_bp).unwrap(),
+                payout: trade::returned(result, new.stake, new.payout_rate_bp),
+            }
+        })
+        .collect();
+    assert_eq!(app.store.finish_trades(&finishes, Utc::now()).await.unwrap().len(), ids.len());
+    let audit = app.store.audit().await.unwrap();
+    assert!(audit.is_clean(), "after the endings: {:?}", audit.violations);
+    assert_eq!(
+        (audit.trades, audit.transactions),
+        (12, 5 + 12 + 12),
+        "a signup credit each, then a stake and an ending per trade"
+    );
+}
+
 #[tokio::test]
 async fn entries_and_endings_apply_once_and_only_to_trades_still_active() {
     use fairtick::store::{Ending, Finish, TradeSpot};
