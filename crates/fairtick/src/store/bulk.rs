@@ -5,8 +5,9 @@
 //! once, checks and applies each transfer in memory in order (so each request still sees its
 //! batch-mates' effects, and a refusal touches nothing), and then writes all transactions, all
 //! balance changes and all postings with one statement each, in chunks; on PostgreSQL, with one
-//! statement for all three. Every statement runs through [`BatchTx`], on either engine, except
-//! that PostgreSQL-only one.
+//! statement for all three, which also inserts the trades when the transfers are their stakes.
+//! Every statement runs through [`BatchTx`], on either engine, except those PostgreSQL-only
+//! ones.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -14,7 +15,7 @@ use chrono::{DateTime, Utc};
 use fairtick_core::ledger::{AccountKind, LedgerError, Transfer};
 use fairtick_core::{Money, UserId};
 
-use super::binds::SqlType;
+use super::binds::{Binds, SqlType};
 use super::dual::{BatchTx, Param};
 use super::{Backend, Store, StoreError, StoreResult};
 
@@ -192,62 +193,63 @@ impl Store {
 
     /// PostgreSQL: the three writes as one statement of data-modifying `WITH` queries, one
     /// round trip instead of three (a batch waits on its round trips more than on the server's
-    /// work). Each posting names its transfer by position; the transactions' ids, assigned in
-    /// the order the rows are given, are numbered in that order to find them.
+    /// work).
     async fn write_transfers_at_once(
         &self,
         tx: &mut BatchTx<'_>,
         transfers: &[CheckedTransfer],
     ) -> StoreResult<Vec<i64>> {
         let mut binds = self.binds();
-        let heads: Vec<[Param; 4]> = transfers
-            .iter()
-            .map(|t| [t.kind.into(), t.user.0.into(), t.reference.clone().into(), t.created_at.into()])
-            .collect();
-        let heads = binds.rows([SqlType::Text, SqlType::Int, SqlType::Text, SqlType::Int], &heads);
-        let deltas: Vec<[Param; 2]> =
-            net_changes(transfers).into_iter().map(|(id, delta)| [id.into(), delta.into()]).collect();
-        let moves = deltas.len();
-        let deltas = binds.rows([SqlType::Int, SqlType::Int], &deltas);
-        let postings: Vec<[Param; 4]> = transfers
-            .iter()
-            .zip(1_i64..)
-            .flat_map(|(t, position)| {
-                t.rows.iter().map(move |row| {
-                    [position.into(), row.account_id.into(), row.amount.into(), row.balance_after.into()]
-                })
-            })
-            .collect();
-        let posts = postings.len();
-        let postings = binds.rows([SqlType::Int; 4], &postings);
-        let sql = format!(
-            "WITH written AS (\
-                 INSERT INTO ledger_transactions (kind, user_id, reference, created_at) \
-                 SELECT column1, column2, column3, column4 FROM ({heads}) AS h RETURNING id), \
-             numbered AS (SELECT id, row_number() OVER (ORDER BY id) AS position FROM written), \
-             moved AS (\
-                 UPDATE accounts SET balance = accounts.balance + d.column2 FROM ({deltas}) AS d \
-                 WHERE accounts.id = d.column1 RETURNING accounts.id), \
-             posted AS (\
-                 INSERT INTO postings (transaction_id, account_id, amount, balance_after) \
-                 SELECT numbered.id, p.column2, p.column3, p.column4 FROM ({postings}) AS p \
-                 JOIN numbered ON numbered.position = p.column1 RETURNING id) \
-             SELECT id, (SELECT COUNT(*) FROM moved), (SELECT COUNT(*) FROM posted) \
-             FROM numbered ORDER BY position"
-        );
-        let rows: Vec<(i64, i64, i64)> = tx.fetch(&sql, binds.params(), binds.prepared()).await?;
-        let written = rows.first().map_or((0, 0), |&(_, moved, posted)| (moved, posted));
-        if rows.len() != transfers.len() || written != (moves as i64, posts as i64) {
+        let ledger = LedgerWrites::new(&mut binds, transfers, None);
+        let sql =
+            format!("WITH {} SELECT id, {} FROM numbered ORDER BY position", ledger.queries, ledger.counts);
+        let rows: Vec<(i64, i64, i64, i64)> = tx.fetch(&sql, binds.params(), binds.prepared()).await?;
+        ledger.check(&rows)?;
+        Ok(rows.into_iter().map(|(id, ..)| id).collect())
+    }
+
+    /// PostgreSQL: inserts `rows` (`head`: `INSERT INTO table (columns)`), one for each of
+    /// `transfers` and in the same order, and writes the transfers' ledger with each row's id
+    /// as its transfer's reference, all in one statement: a trade and the stake that pays for
+    /// it, in one round trip. Returns the rows' ids, in order.
+    pub(crate) async fn insert_with_transfers<T, const COLUMNS: usize>(
+        &self,
+        tx: &mut BatchTx<'_>,
+        head: &str,
+        types: [SqlType; COLUMNS],
+        rows: &[T],
+        values: impl Fn(&T) -> [Param; COLUMNS],
+        transfers: &[CheckedTransfer],
+    ) -> StoreResult<Vec<i64>> {
+        if rows.len() != transfers.len() {
             return Err(StoreError::Corrupt(format!(
-                "{} transfers, {moves} balance changes and {posts} postings written as {} \
-                 transactions, {} changes and {} postings",
-                transfers.len(),
+                "{} rows for {} transfers",
                 rows.len(),
-                written.0,
-                written.1
+                transfers.len()
             )));
         }
-        Ok(rows.into_iter().map(|(id, _, _)| id).collect())
+        if rows.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut binds = self.binds();
+        let values: Vec<[Param; COLUMNS]> = rows.iter().map(&values).collect();
+        let columns: Vec<String> = (1..=COLUMNS).map(|c| format!("column{c}")).collect();
+        let source = binds.rows(types, &values);
+        let ledger = LedgerWrites::new(&mut binds, transfers, Some("inserted_by_position"));
+        let sql = format!(
+            "WITH inserted AS ({head} SELECT {} FROM ({source}) AS r RETURNING id), \
+             inserted_by_position AS (\
+                 SELECT id, row_number() OVER (ORDER BY id) AS position FROM inserted), \
+             {} \
+             SELECT i.id, {} FROM inserted_by_position AS i \
+             JOIN numbered ON numbered.position = i.position ORDER BY i.position",
+            columns.join(", "),
+            ledger.queries,
+            ledger.counts
+        );
+        let written: Vec<(i64, i64, i64, i64)> = tx.fetch(&sql, binds.params(), binds.prepared()).await?;
+        ledger.check(&written)?;
+        Ok(written.into_iter().map(|(id, ..)| id).collect())
     }
 
     /// SQLite: one multi-row statement for each of the three writes, in chunks.
@@ -311,4 +313,95 @@ fn net_changes(transfers: &[CheckedTransfer]) -> Vec<(i64, i64)> {
         *deltas.entry(row.account_id).or_default() += row.amount;
     }
     deltas.into_iter().filter(|(_, d)| *d != 0).collect()
+}
+
+/// The `WITH` queries that write transfers' ledger on PostgreSQL, named `written`, `numbered`
+/// (the transactions' ids by position, from 1), `moved` and `posted`. Each posting names its
+/// transfer by position, and the transactions are inserted in position order, so their ids,
+/// numbered in order, find them.
+struct LedgerWrites {
+    queries: String,
+    /// Three columns to select beside each row: the counts of transactions, balance changes
+    /// and postings written, for [`LedgerWrites::check`].
+    counts: &'static str,
+    transfers: usize,
+    moves: usize,
+    posts: usize,
+}
+
+impl LedgerWrites {
+    /// `references`: the name of an earlier `WITH` query of `(id, position)` whose id at a
+    /// transfer's position is its reference, instead of the transfer's own.
+    fn new(binds: &mut Binds, transfers: &[CheckedTransfer], references: Option<&str>) -> LedgerWrites {
+        let heads: Vec<[Param; 5]> = transfers
+            .iter()
+            .zip(1_i64..)
+            .map(|(t, position)| {
+                [
+                    position.into(),
+                    t.kind.into(),
+                    t.user.0.into(),
+                    t.reference.clone().into(),
+                    t.created_at.into(),
+                ]
+            })
+            .collect();
+        let heads =
+            binds.rows([SqlType::Int, SqlType::Text, SqlType::Int, SqlType::Text, SqlType::Int], &heads);
+        let (reference, join) = match references {
+            Some(from) => ("CAST(ref.id AS TEXT)", format!("JOIN {from} AS ref ON ref.position = h.column1")),
+            None => ("h.column4", String::new()),
+        };
+        let deltas: Vec<[Param; 2]> =
+            net_changes(transfers).into_iter().map(|(id, delta)| [id.into(), delta.into()]).collect();
+        let moves = deltas.len();
+        let deltas = binds.rows([SqlType::Int, SqlType::Int], &deltas);
+        let postings: Vec<[Param; 4]> = transfers
+            .iter()
+            .zip(1_i64..)
+            .flat_map(|(t, position)| {
+                t.rows.iter().map(move |row| {
+                    [position.into(), row.account_id.into(), row.amount.into(), row.balance_after.into()]
+                })
+            })
+            .collect();
+        let posts = postings.len();
+        let postings = binds.rows([SqlType::Int; 4], &postings);
+        let queries = format!(
+            "written AS (\
+                 INSERT INTO ledger_transactions (kind, user_id, reference, created_at) \
+                 SELECT h.column2, h.column3, {reference}, h.column5 FROM ({heads}) AS h {join} \
+                 ORDER BY h.column1 RETURNING id), \
+             numbered AS (SELECT id, row_number() OVER (ORDER BY id) AS position FROM written), \
+             moved AS (\
+                 UPDATE accounts SET balance = accounts.balance + d.column2 FROM ({deltas}) AS d \
+                 WHERE accounts.id = d.column1 RETURNING accounts.id), \
+             posted AS (\
+                 INSERT INTO postings (transaction_id, account_id, amount, balance_after) \
+                 SELECT numbered.id, p.column2, p.column3, p.column4 FROM ({postings}) AS p \
+                 JOIN numbered ON numbered.position = p.column1 RETURNING id)"
+        );
+        LedgerWrites {
+            queries,
+            counts: "(SELECT COUNT(*) FROM written), (SELECT COUNT(*) FROM moved), \
+                     (SELECT COUNT(*) FROM posted)",
+            transfers: transfers.len(),
+            moves,
+            posts,
+        }
+    }
+
+    /// Fails unless one row came back per transfer and every write wrote what it was given.
+    fn check(&self, rows: &[(i64, i64, i64, i64)]) -> StoreResult<()> {
+        let given = (self.transfers as i64, self.moves as i64, self.posts as i64);
+        let written = rows.first().map_or((0, 0, 0), |&(_, t, m, p)| (t, m, p));
+        if rows.len() == self.transfers && written == given {
+            return Ok(());
+        }
+        Err(StoreError::Corrupt(format!(
+            "ledger writes of (transactions, balance changes, postings) {given:?} came back as \
+             {written:?} in {} rows",
+            rows.len()
+        )))
+    }
 }
