@@ -31,6 +31,21 @@ pub(crate) struct LockedAccounts {
     accounts: HashMap<(UserId, AccountKind), (i64, i64)>,
 }
 
+/// Rows to insert: `head` (`INSERT INTO table (columns)`), the columns' SQL types, and each
+/// row's values as `values` makes them from `rows`.
+pub(crate) struct NewRows<'a, T, F, const COLUMNS: usize> {
+    pub head: &'a str,
+    pub types: [SqlType; COLUMNS],
+    pub rows: &'a [T],
+    pub values: F,
+}
+
+impl<T, F: Fn(&T) -> [Param; COLUMNS], const COLUMNS: usize> NewRows<'_, T, F, COLUMNS> {
+    fn values_of(&self, rows: &[T]) -> Vec<[Param; COLUMNS]> {
+        rows.iter().map(&self.values).collect()
+    }
+}
+
 /// One posting as it will be written.
 pub(crate) struct PostingRow {
     account_id: i64,
@@ -108,12 +123,6 @@ impl LockedAccounts {
     }
 }
 
-impl CheckedTransfer {
-    pub(crate) fn set_reference(&mut self, reference: String) {
-        self.reference = Some(reference);
-    }
-}
-
 impl Store {
     /// Locks the accounts of `users` (in user, then account order, as every money-moving
     /// transaction does) and reads their balances.
@@ -147,19 +156,15 @@ impl Store {
     /// Inserts rows of `columns` values each, in chunks, and returns the ids of the inserted
     /// rows in the order given. Both backends assign ids in VALUES order within a statement;
     /// the returned ids are sorted because RETURNING does not promise an order.
-    pub(crate) async fn insert_returning_ids<T, const COLUMNS: usize>(
+    pub(crate) async fn insert_returning_ids<T, F: Fn(&T) -> [Param; COLUMNS], const COLUMNS: usize>(
         &self,
         tx: &mut BatchTx<'_>,
-        head: &str,
-        types: [SqlType; COLUMNS],
-        rows: &[T],
-        values: impl Fn(&T) -> [Param; COLUMNS],
+        new: &NewRows<'_, T, F, COLUMNS>,
     ) -> StoreResult<Vec<i64>> {
-        let mut ids = Vec::with_capacity(rows.len());
-        for chunk in rows.chunks(CHUNK) {
+        let mut ids = Vec::with_capacity(new.rows.len());
+        for chunk in new.rows.chunks(CHUNK) {
             let mut binds = self.binds();
-            let values: Vec<[Param; COLUMNS]> = chunk.iter().map(&values).collect();
-            let sql = format!("{head} {} RETURNING id", binds.rows(types, &values));
+            let sql = format!("{} {} RETURNING id", new.head, binds.rows(new.types, &new.values_of(chunk)));
             let rows: Vec<(i64,)> = tx.fetch(&sql, binds.params(), binds.prepared()).await?;
             let mut chunk_ids: Vec<i64> = rows.into_iter().map(|(id,)| id).collect();
             if chunk_ids.len() != chunk.len() {
@@ -201,51 +206,67 @@ impl Store {
     ) -> StoreResult<Vec<i64>> {
         let mut binds = self.binds();
         let ledger = LedgerWrites::new(&mut binds, transfers, None);
-        let sql =
-            format!("WITH {} SELECT id, {} FROM numbered ORDER BY position", ledger.queries, ledger.counts);
+        let sql = format!(
+            "WITH {} SELECT id, {} FROM numbered ORDER BY position",
+            ledger.queries,
+            LedgerWrites::COUNTS
+        );
         let rows: Vec<(i64, i64, i64, i64)> = tx.fetch(&sql, binds.params(), binds.prepared()).await?;
         ledger.check(&rows)?;
         Ok(rows.into_iter().map(|(id, ..)| id).collect())
     }
 
-    /// PostgreSQL: inserts `rows` (`head`: `INSERT INTO table (columns)`), one for each of
-    /// `transfers` and in the same order, and writes the transfers' ledger with each row's id
-    /// as its transfer's reference, all in one statement: a trade and the stake that pays for
-    /// it, in one round trip. Returns the rows' ids, in order.
-    pub(crate) async fn insert_with_transfers<T, const COLUMNS: usize>(
+    /// Inserts `new`'s rows, one for each of `transfers` and in the same order, and writes the
+    /// transfers with each row's id as its transfer's reference (a trade and the stake that
+    /// pays for it). Returns the rows' ids, in order.
+    pub(crate) async fn insert_with_transfers<T, F: Fn(&T) -> [Param; COLUMNS], const COLUMNS: usize>(
         &self,
         tx: &mut BatchTx<'_>,
-        head: &str,
-        types: [SqlType; COLUMNS],
-        rows: &[T],
-        values: impl Fn(&T) -> [Param; COLUMNS],
-        transfers: &[CheckedTransfer],
+        new: &NewRows<'_, T, F, COLUMNS>,
+        transfers: &mut [CheckedTransfer],
     ) -> StoreResult<Vec<i64>> {
-        if rows.len() != transfers.len() {
-            return Err(StoreError::Corrupt(format!(
-                "{} rows for {} transfers",
-                rows.len(),
-                transfers.len()
-            )));
+        if new.rows.len() != transfers.len() {
+            let (rows, transfers) = (new.rows.len(), transfers.len());
+            return Err(StoreError::Corrupt(format!("{rows} rows for {transfers} transfers")));
         }
-        if rows.is_empty() {
+        if transfers.is_empty() {
             return Ok(Vec::new());
         }
+        match self.backend {
+            Backend::Postgres => self.insert_with_transfers_at_once(tx, new, transfers).await,
+            Backend::Sqlite => {
+                let ids = self.insert_returning_ids(tx, new).await?;
+                for (transfer, id) in transfers.iter_mut().zip(&ids) {
+                    transfer.reference = Some(id.to_string());
+                }
+                self.write_transfers_in_turn(tx, transfers).await?;
+                Ok(ids)
+            }
+        }
+    }
+
+    /// PostgreSQL: the rows and their transfers in one statement, one round trip.
+    async fn insert_with_transfers_at_once<T, F: Fn(&T) -> [Param; COLUMNS], const COLUMNS: usize>(
+        &self,
+        tx: &mut BatchTx<'_>,
+        new: &NewRows<'_, T, F, COLUMNS>,
+        transfers: &[CheckedTransfer],
+    ) -> StoreResult<Vec<i64>> {
         let mut binds = self.binds();
-        let values: Vec<[Param; COLUMNS]> = rows.iter().map(&values).collect();
         let columns: Vec<String> = (1..=COLUMNS).map(|c| format!("column{c}")).collect();
-        let source = binds.rows(types, &values);
+        let source = binds.rows(new.types, &new.values_of(new.rows));
         let ledger = LedgerWrites::new(&mut binds, transfers, Some("inserted_by_position"));
         let sql = format!(
-            "WITH inserted AS ({head} SELECT {} FROM ({source}) AS r RETURNING id), \
+            "WITH inserted AS ({} SELECT {} FROM ({source}) AS r RETURNING id), \
              inserted_by_position AS (\
                  SELECT id, row_number() OVER (ORDER BY id) AS position FROM inserted), \
              {} \
              SELECT i.id, {} FROM inserted_by_position AS i \
              JOIN numbered ON numbered.position = i.position ORDER BY i.position",
+            new.head,
             columns.join(", "),
             ledger.queries,
-            ledger.counts
+            LedgerWrites::COUNTS
         );
         let written: Vec<(i64, i64, i64, i64)> = tx.fetch(&sql, binds.params(), binds.prepared()).await?;
         ledger.check(&written)?;
@@ -258,15 +279,15 @@ impl Store {
         tx: &mut BatchTx<'_>,
         transfers: &[CheckedTransfer],
     ) -> StoreResult<Vec<i64>> {
-        let ids = self
-            .insert_returning_ids(
-                tx,
-                "INSERT INTO ledger_transactions (kind, user_id, reference, created_at)",
-                [SqlType::Text, SqlType::Int, SqlType::Text, SqlType::Int],
-                transfers,
-                |t| [t.kind.into(), t.user.0.into(), t.reference.clone().into(), t.created_at.into()],
-            )
-            .await?;
+        let heads = NewRows {
+            head: "INSERT INTO ledger_transactions (kind, user_id, reference, created_at)",
+            types: [SqlType::Text, SqlType::Int, SqlType::Text, SqlType::Int],
+            rows: transfers,
+            values: |t: &CheckedTransfer| {
+                [t.kind.into(), t.user.0.into(), t.reference.clone().into(), t.created_at.into()]
+            },
+        };
+        let ids = self.insert_returning_ids(tx, &heads).await?;
         let deltas = net_changes(transfers);
         for chunk in deltas.chunks(CHUNK) {
             let mut binds = self.binds();
@@ -321,15 +342,17 @@ fn net_changes(transfers: &[CheckedTransfer]) -> Vec<(i64, i64)> {
 /// numbered in order, find them.
 struct LedgerWrites {
     queries: String,
-    /// Three columns to select beside each row: the counts of transactions, balance changes
-    /// and postings written, for [`LedgerWrites::check`].
-    counts: &'static str,
     transfers: usize,
     moves: usize,
     posts: usize,
 }
 
 impl LedgerWrites {
+    /// Three columns to select beside each row: the counts of transactions, balance changes
+    /// and postings written, for [`LedgerWrites::check`].
+    const COUNTS: &str =
+        "(SELECT COUNT(*) FROM written), (SELECT COUNT(*) FROM moved), (SELECT COUNT(*) FROM posted)";
+
     /// `references`: the name of an earlier `WITH` query of `(id, position)` whose id at a
     /// transfer's position is its reference, instead of the transfer's own.
     fn new(binds: &mut Binds, transfers: &[CheckedTransfer], references: Option<&str>) -> LedgerWrites {
@@ -381,14 +404,7 @@ impl LedgerWrites {
                  SELECT numbered.id, p.column2, p.column3, p.column4 FROM ({postings}) AS p \
                  JOIN numbered ON numbered.position = p.column1 RETURNING id)"
         );
-        LedgerWrites {
-            queries,
-            counts: "(SELECT COUNT(*) FROM written), (SELECT COUNT(*) FROM moved), \
-                     (SELECT COUNT(*) FROM posted)",
-            transfers: transfers.len(),
-            moves,
-            posts,
-        }
+        LedgerWrites { queries, transfers: transfers.len(), moves, posts }
     }
 
     /// Fails unless one row came back per transfer and every write wrote what it was given.

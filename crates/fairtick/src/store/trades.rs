@@ -12,13 +12,13 @@ use fairtick_core::{Money, UserId};
 use serde::{Deserialize, Serialize};
 
 use super::binds::Binds;
-use super::binds::SqlType::{self, Int, Text};
-use super::bulk::{CHUNK, LockedAccounts};
+use super::binds::SqlType::{Int, Text};
+use super::bulk::{CHUNK, LockedAccounts, NewRows};
 use super::dual::{BatchTx, DualRow, Param};
 use super::group_commit::Work;
 use super::group_commit::{WriteOutcome, WriteRequest};
 use super::ledger::Remembered;
-use super::{Backend, IdempotencyKey, Store, StoreError, StoreResult};
+use super::{IdempotencyKey, Store, StoreError, StoreResult};
 
 /// A tick a trade refers to, with the epoch that produced it (for its proof).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -358,34 +358,24 @@ impl Store {
                 }
             }
         }
-        const HEAD: &str = "INSERT INTO trades (user_id, symbol, direction, stake, duration_ms, payout_rate_bp, accepted_at)";
-        const TYPES: [SqlType; 7] = [Int, Text, Text, Int, Int, Int, Int];
-        let values = |&i: &usize| -> [Param; 7] {
-            let (user, new, now) = requests[i];
-            [
-                user.0.into(),
-                new.symbol.as_str().into(),
-                new.direction.as_str().into(),
-                new.stake.cents().into(),
-                new.duration_ms.into(),
-                i64::from(new.payout_rate_bp).into(),
-                now.timestamp_millis().into(),
-            ]
+        let trades = NewRows {
+            head: "INSERT INTO trades (user_id, symbol, direction, stake, duration_ms, payout_rate_bp, accepted_at)",
+            types: [Int, Text, Text, Int, Int, Int, Int],
+            rows: &accepted,
+            values: |&i: &usize| -> [Param; 7] {
+                let (user, new, now) = requests[i];
+                [
+                    user.0.into(),
+                    new.symbol.as_str().into(),
+                    new.direction.as_str().into(),
+                    new.stake.cents().into(),
+                    new.duration_ms.into(),
+                    i64::from(new.payout_rate_bp).into(),
+                    now.timestamp_millis().into(),
+                ]
+            },
         };
-        let ids = match self.backend {
-            // The trades and their stakes in one statement: one round trip fewer.
-            Backend::Postgres => {
-                self.insert_with_transfers(tx, HEAD, TYPES, &accepted, values, &transfers).await?
-            }
-            Backend::Sqlite => {
-                let ids = self.insert_returning_ids(tx, HEAD, TYPES, &accepted, values).await?;
-                for (transfer, id) in transfers.iter_mut().zip(&ids) {
-                    transfer.set_reference(id.to_string());
-                }
-                self.write_transfers(tx, &transfers).await?;
-                ids
-            }
-        };
+        let ids = self.insert_with_transfers(tx, &trades, &mut transfers).await?;
         for (&i, &id) in accepted.iter().zip(&ids) {
             let (user, new, now) = requests[i];
             outcomes[i] =

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::{self, Message};
 
-use crate::helpers::{TestApp, body, error_of, eventually};
+use crate::helpers::{PASSWORD, TestApp, body, error_of, eventually, raw_connection};
 
 type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
@@ -378,13 +378,13 @@ async fn admins_get_every_users_trades_and_users_only_their_own() {
     let trader = app.signed_up("trader@example.com").await;
     let bystander = app.signed_up("bystander@example.com").await;
     app.signed_up("watcher@example.com").await;
-    let mut conn = crate::helpers::raw_connection(&app.database_url).await;
+    let mut conn = raw_connection(&app.database_url).await;
     sqlx::query("UPDATE users SET role = 'admin' WHERE email = 'watcher@example.com'")
         .execute(&mut conn)
         .await
         .unwrap();
     // The role travels in the token, so the watcher signs in again as an admin.
-    let login = app.login("watcher@example.com", crate::helpers::PASSWORD).await;
+    let login = app.login("watcher@example.com", PASSWORD).await;
     assert_eq!(login.status(), StatusCode::OK);
     let admin = body(login).await["token"].as_str().unwrap().to_owned();
     let mut watching = connect(&app, &format!("?token={admin}"), None).await.unwrap();
