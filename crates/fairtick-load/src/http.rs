@@ -11,7 +11,7 @@ use serde_json::json;
 use tokio::sync::Mutex;
 
 use crate::api::{PASSWORD, open_trade, register};
-use crate::report::{Latency, Report, histogram, rss_mb};
+use crate::report::{CpuClock, Latency, Report, histogram, rss_mb};
 
 #[derive(clap::Args, Clone)]
 pub struct Args {
@@ -36,9 +36,13 @@ pub struct Args {
     /// Trade duration in seconds (one of the server's allowed durations).
     #[arg(long, default_value_t = 5)]
     duration: u32,
-    /// The server's process id, to report its memory.
+    /// The server's process id, to report its memory and its CPU time per request.
     #[arg(long)]
     server_pid: Option<u32>,
+    /// Also report the CPU time per request of the processes of this name (e.g. `postgres`,
+    /// whose backends do the database's share of the work). Repeatable.
+    #[arg(long)]
+    cpu_of: Vec<String>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -56,6 +60,8 @@ pub async fn run(scenario: Scenario, args: Args) -> anyhow::Result<Report> {
     let users = Arc::new(register(&client, &args.url, args.users).await?);
     let latencies = Arc::new(Mutex::new(histogram()));
     let statuses = Arc::new(Mutex::new(BTreeMap::<String, u64>::new()));
+    let cpu = CpuClock::new(args.server_pid, &args.cpu_of);
+    let cpu_before = cpu.read();
     let started = Instant::now();
     let deadline = started + Duration::from_secs(args.seconds);
     let send = {
@@ -141,6 +147,7 @@ pub async fn run(scenario: Scenario, args: Args) -> anyhow::Result<Report> {
     let seconds = started.elapsed().as_secs_f64();
     let statuses = statuses.lock().await.clone();
     let ok: u64 = statuses.iter().filter(|(s, _)| s.starts_with('2')).map(|(_, n)| n).sum();
+    let cpu_us_per_request = cpu.per_request(&cpu_before, ok);
     let name = match scenario {
         Scenario::TradeCreate => "trade create",
         Scenario::Balance => "balance reads",
@@ -158,6 +165,7 @@ pub async fn run(scenario: Scenario, args: Args) -> anyhow::Result<Report> {
         per_second: ok as f64 / seconds,
         latency,
         server_rss_mb: rss_during,
+        cpu_us_per_request,
         settlement: None,
     })
 }

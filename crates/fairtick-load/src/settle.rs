@@ -142,6 +142,7 @@ pub async fn run(args: Args) -> anyhow::Result<Report> {
         per_second: ok as f64 / burst_seconds,
         latency: Latency::of(&burst.latencies),
         server_rss_mb: rss_end,
+        cpu_us_per_request: BTreeMap::new(),
         settlement: Some(Settlement {
             accept_window_ms,
             wait_seconds,

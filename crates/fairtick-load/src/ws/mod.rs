@@ -2,6 +2,7 @@
 //! `price_update` arrives after the tick's own timestamp. Clients connect with tungstenite and
 //! are then read by a few threads of [`readers`].
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -89,7 +90,7 @@ pub async fn run(args: Args) -> anyhow::Result<Report> {
     }
     // Every price update measured is one sample: no shared counter is touched per message.
     let received = lags.len();
-    let mut counts = std::collections::BTreeMap::new();
+    let mut counts = BTreeMap::new();
     counts.insert("clients".to_owned(), args.clients as u64);
     counts.insert("failed_connections".to_owned(), failed.load(Ordering::Relaxed));
     counts.insert("closed_by_server".to_owned(), closed);
@@ -102,6 +103,7 @@ pub async fn run(args: Args) -> anyhow::Result<Report> {
         per_second: received as f64 / seconds,
         latency: Latency::of(&lags),
         server_rss_mb: rss_during,
+        cpu_us_per_request: BTreeMap::new(),
         settlement: None,
     })
 }
