@@ -213,6 +213,24 @@ impl Store {
 }
 
 /// Converts a stored millisecond timestamp.
+/// Opens the pool, each new connection running a backend's `settings` before its first use.
+async fn pool_with_settings(
+    url: &str,
+    options: AnyPoolOptions,
+    settings: &'static str,
+) -> StoreResult<AnyPool> {
+    let pool = options
+        .after_connect(move |conn, _meta| {
+            Box::pin(async move {
+                sqlx::Executor::execute(conn, settings).await?;
+                Ok(())
+            })
+        })
+        .connect(url)
+        .await?;
+    Ok(pool)
+}
+
 pub fn time_from_ms(ms: i64) -> DateTime<Utc> {
     Utc.timestamp_millis_opt(ms).single().unwrap_or_default()
 }

@@ -2,8 +2,8 @@
 //!
 //! `synchronous_commit` stays on (the server default): an acknowledged money movement is on disk.
 
+use sqlx::AnyPool;
 use sqlx::any::AnyPoolOptions;
-use sqlx::{AnyPool, Executor};
 
 use super::StoreResult;
 use super::binds::SqlType;
@@ -22,16 +22,7 @@ pub(super) async fn connect(url: &str, options: AnyPoolOptions) -> StoreResult<A
     let native = sqlx::PgPool::connect(url).await?;
     sqlx::migrate!("migrations/postgres").run(&native).await?;
     native.close().await;
-    let pool = options
-        .after_connect(|conn, _meta| {
-            Box::pin(async move {
-                conn.execute(SETTINGS).await?;
-                Ok(())
-            })
-        })
-        .connect(url)
-        .await?;
-    Ok(pool)
+    super::pool_with_settings(url, options, SETTINGS).await
 }
 
 /// The right to produce one market's ticks. On PostgreSQL it is a session-level advisory lock

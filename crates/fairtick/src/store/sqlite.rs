@@ -7,9 +7,9 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
+use sqlx::AnyPool;
 use sqlx::any::AnyPoolOptions;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode};
-use sqlx::{AnyPool, Executor};
 
 use super::StoreResult;
 
@@ -35,15 +35,7 @@ pub(super) async fn connect(url: &str, options: AnyPoolOptions) -> StoreResult<(
     sqlx::migrate!("migrations/sqlite").run(&bootstrap).await?;
     bootstrap.close().await;
 
-    let pool = options
-        .after_connect(|conn, _meta| {
-            Box::pin(async move {
-                conn.execute(SETTINGS).await?;
-                Ok(())
-            })
-        })
-        .connect(url)
-        .await?;
+    let pool = super::pool_with_settings(url, options, SETTINGS).await?;
     Ok((pool, file))
 }
 
