@@ -49,8 +49,8 @@ pub struct Report {
     pub latency: Latency,
     pub server_rss_mb: Option<f64>,
     /// CPU time (user and system) per accepted request during the run, in microseconds: of
-    /// the server (`server`) and of the processes named with `--cpu-of` (e.g. `postgres`).
-    /// Steadier than the rate on a shared machine whose speed changes between runs.
+    /// the server (`server`) and of the processes named with `--cpu-of` (e.g. `postgres`):
+    /// where a change saves work, beside whether the rate moved.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub cpu_us_per_request: BTreeMap<String, f64>,
     /// Only for a settlement burst: how the trades it opened came to an end. `latency` and

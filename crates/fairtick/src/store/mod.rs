@@ -212,7 +212,6 @@ impl Store {
     }
 }
 
-/// Converts a stored millisecond timestamp.
 /// Opens the pool, each new connection running a backend's `settings` before its first use.
 async fn pool_with_settings(
     url: &str,
@@ -231,6 +230,7 @@ async fn pool_with_settings(
     Ok(pool)
 }
 
+/// Converts a stored millisecond timestamp.
 pub fn time_from_ms(ms: i64) -> DateTime<Utc> {
     Utc.timestamp_millis_opt(ms).single().unwrap_or_default()
 }
