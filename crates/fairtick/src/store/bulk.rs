@@ -258,13 +258,13 @@ impl Store {
         let ledger = LedgerWrites::new(&mut binds, transfers, Some("inserted_by_position"));
         let sql = format!(
             "WITH inserted AS ({} SELECT {} FROM ({source}) AS r RETURNING id), \
-             inserted_by_position AS (\
-                 SELECT id, row_number() OVER (ORDER BY id) AS position FROM inserted), \
+             inserted_by_position AS ({}), \
              {} \
              SELECT i.id, {} FROM inserted_by_position AS i \
              JOIN numbered ON numbered.position = i.position ORDER BY i.position",
             new.head,
             columns.join(", "),
+            by_position("inserted"),
             ledger.queries,
             LedgerWrites::COUNTS
         );
@@ -336,10 +336,16 @@ fn net_changes(transfers: &[CheckedTransfer]) -> Vec<(i64, i64)> {
     deltas.into_iter().filter(|(_, d)| *d != 0).collect()
 }
 
+/// The ids that the `WITH` query `inserted` returned, with their rows' positions from 1: rows
+/// given in position order are assigned increasing ids, so numbering the ids in order finds
+/// each row's position (the batch test fails if it does not hold).
+fn by_position(inserted: &str) -> String {
+    format!("SELECT id, row_number() OVER (ORDER BY id) AS position FROM {inserted}")
+}
+
 /// The `WITH` queries that write transfers' ledger on PostgreSQL, named `written`, `numbered`
 /// (the transactions' ids by position, from 1), `moved` and `posted`. Each posting names its
-/// transfer by position, and the transactions are inserted in position order, so their ids,
-/// numbered in order, find them.
+/// transfer by position, found through [`by_position`].
 struct LedgerWrites {
     queries: String,
     transfers: usize,
@@ -390,12 +396,13 @@ impl LedgerWrites {
             .collect();
         let posts = postings.len();
         let postings = binds.rows([SqlType::Int; 4], &postings);
+        let numbered = by_position("written");
         let queries = format!(
             "written AS (\
                  INSERT INTO ledger_transactions (kind, user_id, reference, created_at) \
                  SELECT h.column2, h.column3, {reference}, h.column5 FROM ({heads}) AS h {join} \
                  ORDER BY h.column1 RETURNING id), \
-             numbered AS (SELECT id, row_number() OVER (ORDER BY id) AS position FROM written), \
+             numbered AS ({numbered}), \
              moved AS (\
                  UPDATE accounts SET balance = accounts.balance + d.column2 FROM ({deltas}) AS d \
                  WHERE accounts.id = d.column1 RETURNING accounts.id), \

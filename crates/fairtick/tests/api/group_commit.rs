@@ -217,9 +217,6 @@ async fn kill_9_in_the_middle_of_batches_loses_no_acknowledged_trade() {
     .await;
 }
 
-/// Settlement's bulk writes name the trades they touch: each applies only to trades still
-/// active, so that with several nodes an entry is recorded once and a trade ends (and moves
-/// money) once. On a symbol with no feed and an hour long, settlement itself leaves them alone.
 /// Every posting lands on its own transaction when a batch's ledger is written at once: many
 /// users, different stakes, and endings with different numbers of postings (a win pays from
 /// the house as well, a loss moves nothing to cash). The audit checks each trade's postings
@@ -280,6 +277,9 @@ async fn a_batch_of_many_users_and_stakes_books_every_posting_on_its_own_transac
     );
 }
 
+/// Settlement's bulk writes name the trades they touch: each applies only to trades still
+/// active, so that with several nodes an entry is recorded once and a trade ends (and moves
+/// money) once. On a symbol with no feed and an hour long, settlement itself leaves them alone.
 #[tokio::test]
 async fn entries_and_endings_apply_once_and_only_to_trades_still_active() {
     use fairtick::store::{Ending, Finish, TradeSpot};
