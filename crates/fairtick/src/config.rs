@@ -60,6 +60,12 @@ pub struct ServeArgs {
     #[arg(long, env = "FAIRTICK_TOKEN_TTL_SECS", default_value_t = 3600)]
     pub token_ttl_secs: u64,
 
+    /// How long a checked session is trusted without reading it again, in milliseconds: the
+    /// most a logout or suspension can lag on a node that missed the change's notification.
+    /// 0 reads the session on every request.
+    #[arg(long, env = "FAIRTICK_SESSION_CACHE_MS", default_value_t = 2_000)]
+    pub session_cache_ms: u64,
+
     /// Register and login attempts allowed per client IP per minute.
     #[arg(long, env = "FAIRTICK_AUTH_PER_IP_PER_MINUTE", default_value_t = 60)]
     pub auth_per_ip_per_minute: u32,
@@ -170,6 +176,7 @@ pub struct Config {
     pub db_max_connections: u32,
     pub jwt_secret: SecretString,
     pub token_ttl: Duration,
+    pub session_cache: Duration,
     pub auth_per_ip_per_minute: u32,
     pub login_per_account_per_minute: u32,
     pub api_per_ip_per_minute: u32,
@@ -204,6 +211,7 @@ impl Config {
             db_max_connections: args.storage.db_max_connections,
             jwt_secret,
             token_ttl: Duration::from_secs(args.token_ttl_secs),
+            session_cache: Duration::from_millis(args.session_cache_ms),
             auth_per_ip_per_minute: args.auth_per_ip_per_minute,
             login_per_account_per_minute: args.login_per_account_per_minute,
             api_per_ip_per_minute: args.api_per_ip_per_minute,

@@ -37,6 +37,7 @@ pub struct Application {
 impl Application {
     pub async fn build(config: &Config) -> anyhow::Result<Application> {
         let store = Store::connect(&config.database_url, config.db_max_connections).await?;
+        store.set_session_ttl(config.session_cache);
         crate::http::metrics::handle();
         let events = EventBus::new(store.clone());
         let passwords = Passwords::new(config.hashing_concurrency).await?;

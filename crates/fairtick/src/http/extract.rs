@@ -109,7 +109,8 @@ pub fn presented_token(parts: &Parts) -> Option<&str> {
         .map(|(_, value)| value)
 }
 
-/// A request from a signed-in, active account. Checked against the database on every request.
+/// A request from a signed-in, active account, checked against the account's current state
+/// (read from the database, or remembered since the last change to it).
 pub struct AuthUser(pub Claims);
 
 impl FromRequestParts<AppState> for AuthUser {

@@ -137,7 +137,7 @@ impl Accounts {
 
     /// Refuses this token from now on.
     pub async fn logout(&self, claims: &Claims, now: DateTime<Utc>) -> Result<()> {
-        self.store.revoke_token(&claims.jti, claims.expires_at(), now).await?;
+        self.store.revoke_token(claims.user(), &claims.jti, claims.expires_at(), now).await?;
         Ok(())
     }
 

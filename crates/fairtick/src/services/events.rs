@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::market::Markets;
 use super::market::feed::Tick;
-use crate::store::{Backend, Store, TradeRecord};
+use crate::store::{Backend, Store, TradeRecord, USERS_CHANNEL};
 
 /// Events buffered per listener inside the process.
 const CAPACITY: usize = 8_192;
@@ -131,26 +131,32 @@ impl EventBus {
         }
     }
 
-    /// On PostgreSQL, listens for the other nodes' events and ticks until `cancel`, reconnecting
-    /// (and asking for a resync) when the connection drops.
+    /// On PostgreSQL, listens for the other nodes' events, ticks and changes to accounts until
+    /// `cancel`, reconnecting (and asking for a resync) when the connection drops.
     pub async fn run_listener(self, markets: Markets, cancel: CancellationToken) {
         if self.store.backend() != Backend::Postgres {
             return;
         }
         let mut first = true;
         while !cancel.is_cancelled() {
-            match self.store.listen(CHANNEL).await {
+            match self.store.listen(&[CHANNEL, USERS_CHANNEL]).await {
                 Ok(mut listener) => {
                     if !first {
+                        // What changed while no one listened is unknown: sessions are read again.
+                        self.store.forget_all_sessions();
                         let _ = self.local.send(Event::Resync);
                     }
                     first = false;
                     loop {
                         tokio::select! {
                             received = listener.recv() => match received {
+                                Ok(notification) if notification.channel() == USERS_CHANNEL => {
+                                    self.store.hear_user_changed(notification.payload());
+                                }
                                 Ok(notification) => self.receive(notification.payload(), &markets).await,
                                 Err(error) => {
                                     tracing::warn!(%error, "the event listener lost its connection");
+                                    self.store.forget_all_sessions();
                                     break;
                                 }
                             },

@@ -220,6 +220,7 @@ impl Store {
         };
         self.append_audit(&mut w, actor, entry, now).await?;
         w.tx.commit().await?;
+        self.users_changed(&[id]).await;
         Ok(Some(Ok(after)))
     }
 

@@ -15,6 +15,7 @@ mod group_commit;
 mod ledger;
 mod market;
 pub mod postgres;
+mod sessions;
 pub mod sqlite;
 mod trades;
 mod turnover;
@@ -33,6 +34,7 @@ pub use group_commit::{MAX_BATCH, WriteOutcome, WriteRequest};
 pub use ledger::{IdempotencyKey, StatementQuery, StatementRow, WalletOutcome, WalletReceipt};
 pub use market::{Candle, EpochRecord, NewEpoch, TickRecord};
 pub use postgres::Leadership;
+pub use sessions::{DEFAULT_TTL as DEFAULT_SESSION_TTL, USERS_CHANNEL};
 pub use trades::{Ending, Finish, NewTrade, OpenOutcome, TradeCounts, TradeQuery, TradeRecord, TradeSpot};
 pub use turnover::utc_day;
 pub use users::{NewUser, SessionUser, UserRecord};
@@ -102,6 +104,8 @@ pub struct Store {
     readers: Option<Arc<dual::SqliteReaders>>,
     /// On SQLite, the connection of [`Store::write_now`].
     own_writer: Option<Arc<dual::SqliteOwnWriter>>,
+    /// Sessions read lately, shared by every copy of the store.
+    sessions: Arc<sessions::SessionCache>,
 }
 
 /// Ids of the house and faucet accounts, read once at start-up.
@@ -151,6 +155,7 @@ impl Store {
             group_commit: None,
             readers,
             own_writer,
+            sessions: Arc::new(sessions::SessionCache::new(sessions::DEFAULT_TTL)),
         };
         store.group_commit = Some(group_commit::GroupCommit::start(store.clone(), sqlite_file.as_deref())?);
         Ok(store)

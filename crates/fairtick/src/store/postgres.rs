@@ -85,11 +85,11 @@ impl super::Store {
     }
 
     /// A dedicated connection listening on `channel`.
-    pub async fn listen(&self, channel: &str) -> StoreResult<sqlx::postgres::PgListener> {
+    pub async fn listen(&self, channels: &[&str]) -> StoreResult<sqlx::postgres::PgListener> {
         let url =
             self.url.as_deref().ok_or_else(|| super::StoreError::Corrupt("no URL to listen on".into()))?;
         let mut listener = sqlx::postgres::PgListener::connect(url).await?;
-        listener.listen(channel).await?;
+        listener.listen_all(channels.iter().copied()).await?;
         Ok(listener)
     }
 }

@@ -639,6 +639,8 @@ impl Store {
                 .await?;
         }
         w.tx.commit().await?;
+        let users: Vec<UserId> = levels.iter().map(|(user, _)| *user).collect();
+        self.users_changed(&users).await;
         Ok(())
     }
 

@@ -2,13 +2,14 @@
 //! finding users, revoking tokens and suspending accounts.
 
 use std::sync::LazyLock;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use fairtick_core::ledger::Transfer;
 use fairtick_core::{Email, Money, Role, UserId, UserStatus};
 
 use super::dual::{DualRow, Prepared};
-use super::{Store, StoreError, StoreResult, is_unique_violation, time_from_ms};
+use super::{Backend, Store, StoreError, StoreResult, is_unique_violation, time_from_ms};
 
 /// A new account to create.
 #[derive(Debug)]
@@ -40,10 +41,10 @@ pub struct UserRecord {
     pub totp_enabled: bool,
 }
 
-/// What every authenticated request needs to know about its token's account, read fresh so
-/// that a suspension or a logout takes effect at once: the account's row, and whether the
-/// token was revoked. One read serves the whole request (a trade's stake limit and VIP level
-/// come from the same row).
+/// What every authenticated request needs to know about its token's account: the account's
+/// row, and whether the token was revoked. One read serves the whole request (a trade's stake
+/// limit and VIP level come from the same row), and is remembered until the account changes
+/// (see [`super::sessions`]), so that a suspension or a logout still takes effect at once.
 #[derive(Clone, Debug)]
 pub struct SessionUser {
     pub user: UserRecord,
@@ -205,6 +206,7 @@ impl Store {
             .bind(id.0)
             .execute(&self.pool)
             .await?;
+        self.users_changed(&[id]).await;
         Ok(())
     }
 
@@ -216,18 +218,66 @@ impl Store {
             .bind(id.0)
             .execute(&self.pool)
             .await?;
+        self.users_changed(&[id]).await;
         Ok(done.rows_affected() == 1)
     }
 
-    /// The account state behind a token, or `None` if the user no longer exists.
+    /// The account state behind a token, or `None` if the user no longer exists; remembered
+    /// for a moment (see [`super::sessions`]).
     #[tracing::instrument(skip_all)]
     pub async fn session_user(&self, id: UserId, jti: &str) -> StoreResult<Option<SessionUser>> {
+        let start = match self.sessions.get(id, jti, Instant::now()) {
+            Ok(session) => return Ok(Some(session)),
+            Err(start) => start,
+        };
         let rows: Vec<SessionRow> =
             self.read_rows(&SESSION_USER, &[id.0.into(), jti.into()], Prepared::Keep).await?;
-        rows.into_iter()
-            .next()
-            .map(|row| Ok(SessionUser { user: user_from_row(row.user)?, revoked: row.revoked > 0 }))
-            .transpose()
+        let session = match rows.into_iter().next() {
+            Some(row) => Some(SessionUser { user: user_from_row(row.user)?, revoked: row.revoked > 0 }),
+            None => None,
+        };
+        if let Some(session) = &session {
+            self.sessions.keep(start, id, jti, session, Instant::now());
+        }
+        Ok(session)
+    }
+
+    /// How long a session read is trusted without reading it again; zero reads every time.
+    pub fn set_session_ttl(&self, ttl: Duration) {
+        self.sessions.set_ttl(ttl);
+    }
+
+    /// After a committed change to the rows or tokens of `users`: forgets their sessions here
+    /// and tells the other nodes to. A failed notification is logged, not returned: the change
+    /// is done, and the other nodes read it within the sessions' TTL anyway.
+    pub(crate) async fn users_changed(&self, users: &[UserId]) {
+        self.sessions.forget(users);
+        if self.backend != Backend::Postgres || users.is_empty() {
+            return;
+        }
+        let payloads: Vec<String> = users.iter().map(|user| user.0.to_string()).collect();
+        if let Err(error) = self.notify(super::USERS_CHANNEL, &payloads).await {
+            tracing::warn!(%error, "could not tell the other nodes to forget sessions");
+        }
+    }
+
+    /// Another node changed the user in `payload` (from [`super::USERS_CHANNEL`]).
+    pub fn hear_user_changed(&self, payload: &str) {
+        match payload.parse() {
+            Ok(id) => self.sessions.forget(&[UserId(id)]),
+            Err(_) => {
+                tracing::warn!(
+                    payload,
+                    "a user change from another node is malformed; forgetting every session"
+                );
+                self.sessions.forget_all();
+            }
+        }
+    }
+
+    /// Forgets every session, when changes made on other nodes may have gone unheard.
+    pub fn forget_all_sessions(&self) {
+        self.sessions.forget_all();
     }
 
     /// Refuses a token from now on. Expired revocations are swept at the same time, so the
@@ -235,6 +285,7 @@ impl Store {
     #[tracing::instrument(skip_all)]
     pub async fn revoke_token(
         &self,
+        user: UserId,
         jti: &str,
         expires_at: DateTime<Utc>,
         now: DateTime<Utc>,
@@ -250,6 +301,7 @@ impl Store {
         .bind(expires_at.timestamp_millis())
         .execute(&self.pool)
         .await?;
+        self.users_changed(&[user]).await;
         Ok(())
     }
 }
@@ -266,6 +318,7 @@ impl Store {
         .bind(id.0)
         .execute(&self.pool)
         .await?;
+        self.users_changed(&[id]).await;
         Ok(())
     }
 }

@@ -1,11 +1,14 @@
 //! Accounts: register, login, logout, me, tokens, suspension, rate limits, bad input.
 
+use std::time::Duration;
+
+use fairtick::config::Config;
 use fairtick_core::{UserId, UserStatus};
 use reqwest::StatusCode;
 use reqwest::header::{RETRY_AFTER, SET_COOKIE};
 use serde_json::json;
 
-use crate::helpers::{PASSWORD, TestApp, body, error_of};
+use crate::helpers::{PASSWORD, TestApp, body, error_of, eventually};
 
 #[tokio::test]
 async fn registering_answers_201_with_a_token_and_a_user_holding_10000_vusd() {
@@ -179,6 +182,8 @@ async fn after_logout_the_token_is_refused() {
     let other_session =
         body(app.login("bye@example.com", PASSWORD).await).await["token"].as_str().unwrap().to_owned();
 
+    // Used once, so that the server remembers the session the logout must then forget.
+    assert_eq!(app.me(&token).await.status(), StatusCode::OK);
     let response = app.client.post(app.url("/api/auth/logout")).bearer_auth(&token).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::NO_CONTENT);
     let cleared = response.headers().get(SET_COOKIE).unwrap().to_str().unwrap();
@@ -187,6 +192,38 @@ async fn after_logout_the_token_is_refused() {
     let (status, code, _) = error_of(app.me(&token).await).await;
     assert_eq!((status, code.as_str()), (StatusCode::UNAUTHORIZED, "unauthenticated"));
     assert_eq!(app.me(&other_session).await.status(), StatusCode::OK, "only the logged-out token is revoked");
+}
+
+#[tokio::test]
+async fn with_two_nodes_a_logout_or_a_suspension_on_one_is_refused_by_the_other() {
+    if std::env::var("TEST_DATABASE_URL").is_err() {
+        eprintln!("skipped: two nodes need PostgreSQL (TEST_DATABASE_URL)");
+        return;
+    }
+    // Sessions are trusted for an hour here: only node A's notification can make node B
+    // read them again.
+    let hour = |config: &mut Config| config.session_cache = Duration::from_secs(3600);
+    let a = TestApp::spawn_with(hour).await;
+    let b = a.spawn_sibling(hour).await;
+    let leaving = a.signed_up("leaving@example.com").await;
+    let suspended = a.signed_up("suspended@example.com").await;
+    let other = a.signed_up("bystander@example.com").await;
+    for token in [&leaving, &suspended, &other] {
+        assert_eq!(b.me(token).await.status(), StatusCode::OK, "node B now remembers the session");
+    }
+
+    let response = a.client.post(a.url("/api/auth/logout")).bearer_auth(&leaving).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+    let id = a.user_id(&suspended).await;
+    assert!(a.store.set_user_status(UserId(id), UserStatus::Suspended).await.unwrap());
+
+    let refused = |token: String, expected: StatusCode| {
+        let b = &b;
+        async move { (b.me(&token).await.status() == expected).then_some(()) }
+    };
+    eventually(Duration::from_secs(10), || refused(leaving.clone(), StatusCode::UNAUTHORIZED)).await;
+    eventually(Duration::from_secs(10), || refused(suspended.clone(), StatusCode::FORBIDDEN)).await;
+    assert_eq!(b.me(&other).await.status(), StatusCode::OK, "only the changed accounts are affected");
 }
 
 #[tokio::test]
