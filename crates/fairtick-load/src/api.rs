@@ -49,12 +49,20 @@ pub fn open_trade(
     up: bool,
     duration: u32,
 ) -> reqwest::RequestBuilder {
-    client.post(format!("{url}/api/flash-trade/create")).bearer_auth(&user.token).json(&json!({
+    client
+        .post(format!("{url}/api/flash-trade/create"))
+        .bearer_auth(&user.token)
+        .json(&trade_body(symbol, up, duration))
+}
+
+/// The body of a create request for a trade of [`STAKE_CENTS`], up or down.
+pub fn trade_body(symbol: &str, up: bool, duration: u32) -> Value {
+    json!({
         "symbol": symbol,
         "direction": if up { "up" } else { "down" },
         "amount": format!("{}.{:02}", STAKE_CENTS / 100, STAKE_CENTS % 100),
         "duration": duration,
-    }))
+    })
 }
 
 fn rand_suffix() -> String {

@@ -3,14 +3,14 @@
 //! time, so queueing is not hidden).
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 use serde_json::json;
-use tokio::sync::Mutex;
 
-use crate::api::{PASSWORD, open_trade, register};
+use crate::api::{PASSWORD, register, trade_body};
+use crate::lean::{Client, Prepared};
 use crate::report::{CpuClock, Latency, Report, histogram, rss_mb};
 
 #[derive(clap::Args, Clone)]
@@ -57,7 +57,30 @@ pub async fn run(scenario: Scenario, args: Args) -> anyhow::Result<Report> {
     anyhow::ensure!(args.seconds > 0 && args.seconds <= 600, "--seconds must be 1 to 600");
     anyhow::ensure!(args.users > 0 && args.users <= 10_000, "--users must be 1 to 10000");
     let client = reqwest::Client::builder().pool_max_idle_per_host(args.concurrency).build()?;
-    let users = Arc::new(register(&client, &args.url, args.users).await?);
+    let users = register(&client, &args.url, args.users).await?;
+    // Each user's request, built once: two for trades (up on even turns, down on odd ones).
+    let requests: Vec<[Prepared; 2]> = users
+        .iter()
+        .map(|user| -> anyhow::Result<[Prepared; 2]> {
+            let token = Some(user.token.as_str());
+            let prepared = |up: bool| match scenario {
+                Scenario::TradeCreate => Prepared::post_json(
+                    "/api/flash-trade/create",
+                    token,
+                    &trade_body(&args.symbol, up, args.duration),
+                ),
+                Scenario::Balance => Prepared::get("/api/wallet/balance", token),
+                Scenario::Login => Prepared::post_json(
+                    "/api/auth/login",
+                    None,
+                    &json!({"email": user.email, "password": PASSWORD}),
+                ),
+            };
+            Ok([prepared(true)?, prepared(false)?])
+        })
+        .collect::<anyhow::Result<_>>()?;
+    let requests = Arc::new(requests);
+    let lean = Arc::new(Client::new(&args.url)?);
     let latencies = Arc::new(Mutex::new(histogram()));
     let statuses = Arc::new(Mutex::new(BTreeMap::<String, u64>::new()));
     let cpu = CpuClock::new(args.server_pid, &args.cpu_of);
@@ -65,35 +88,21 @@ pub async fn run(scenario: Scenario, args: Args) -> anyhow::Result<Report> {
     let started = Instant::now();
     let deadline = started + Duration::from_secs(args.seconds);
     let send = {
-        let (client, args, users) = (client.clone(), args.clone(), users.clone());
+        let (lean, requests) = (lean.clone(), requests.clone());
         move |n: usize| {
-            let user = &users[n % users.len()];
-            let request = match scenario {
-                Scenario::TradeCreate => {
-                    open_trade(&client, &args.url, user, &args.symbol, n.is_multiple_of(2), args.duration)
-                }
-                Scenario::Balance => {
-                    client.get(format!("{}/api/wallet/balance", args.url)).bearer_auth(&user.token)
-                }
-                Scenario::Login => client
-                    .post(format!("{}/api/auth/login", args.url))
-                    .json(&json!({"email": user.email, "password": PASSWORD})),
-            };
-            request.send()
+            let (lean, requests) = (lean.clone(), requests.clone());
+            async move { lean.send(&requests[n % requests.len()][n % 2]).await }
         }
     };
     let record = |latencies: Arc<Mutex<Histogram<u64>>>, statuses: Arc<Mutex<BTreeMap<String, u64>>>| {
-        move |since: Instant, outcome: Result<reqwest::Response, reqwest::Error>| {
-            let (latencies, statuses) = (latencies.clone(), statuses.clone());
-            async move {
-                let micros = u64::try_from(since.elapsed().as_micros()).unwrap_or(u64::MAX);
-                let status = match outcome {
-                    Ok(response) => response.status().as_u16().to_string(),
-                    Err(_) => "error".to_owned(),
-                };
-                let _ = latencies.lock().await.record(micros.max(1));
-                *statuses.lock().await.entry(status).or_default() += 1;
-            }
+        move |since: Instant, outcome: anyhow::Result<http::StatusCode>| {
+            let micros = u64::try_from(since.elapsed().as_micros()).unwrap_or(u64::MAX);
+            let status = match outcome {
+                Ok(status) => status.as_u16().to_string(),
+                Err(_) => "error".to_owned(),
+            };
+            let _ = latencies.lock().expect("never poisoned").record(micros.max(1));
+            *statuses.lock().expect("never poisoned").entry(status).or_default() += 1;
         }
     };
     let mut tasks = Vec::new();
@@ -106,7 +115,7 @@ pub async fn run(scenario: Scenario, args: Args) -> anyhow::Result<Report> {
                     while Instant::now() < deadline {
                         let at = Instant::now();
                         let outcome = send(n).await;
-                        record(at, outcome).await;
+                        record(at, outcome);
                         // The next user of this worker's share: every user is used, not one
                         // per worker, so that no stake budget runs dry at high rates.
                         n += args.concurrency;
@@ -124,7 +133,11 @@ pub async fn run(scenario: Scenario, args: Args) -> anyhow::Result<Report> {
                 tokio::time::sleep_until(due.into()).await;
                 let Ok(permit) = gate.clone().try_acquire_owned() else {
                     // Too many in flight: count the arrival as refused rather than delay the schedule.
-                    *statuses.lock().await.entry("not_sent_saturated".to_owned()).or_default() += 1;
+                    *statuses
+                        .lock()
+                        .expect("never poisoned")
+                        .entry("not_sent_saturated".to_owned())
+                        .or_default() += 1;
                     due += interval;
                     continue;
                 };
@@ -132,7 +145,7 @@ pub async fn run(scenario: Scenario, args: Args) -> anyhow::Result<Report> {
                 let scheduled = due;
                 tasks.push(tokio::spawn(async move {
                     let outcome = send(n).await;
-                    record(scheduled, outcome).await;
+                    record(scheduled, outcome);
                     drop(permit);
                 }));
                 n += 1;
@@ -145,7 +158,7 @@ pub async fn run(scenario: Scenario, args: Args) -> anyhow::Result<Report> {
         let _ = task.await;
     }
     let seconds = started.elapsed().as_secs_f64();
-    let statuses = statuses.lock().await.clone();
+    let statuses = statuses.lock().expect("never poisoned").clone();
     let ok: u64 = statuses.iter().filter(|(s, _)| s.starts_with('2')).map(|(_, n)| n).sum();
     let cpu_us_per_request = cpu.per_request(&cpu_before, ok);
     let name = match scenario {
@@ -157,7 +170,7 @@ pub async fn run(scenario: Scenario, args: Args) -> anyhow::Result<Report> {
     let mut counts: BTreeMap<String, u64> =
         statuses.into_iter().map(|(s, n)| (format!("status_{s}"), n)).collect();
     counts.insert("ok".to_owned(), ok);
-    let latency = Latency::of(&*latencies.lock().await);
+    let latency = Latency::of(&latencies.lock().expect("never poisoned"));
     Ok(Report {
         scenario: format!("{name}, {mode}"),
         seconds,

@@ -4,6 +4,7 @@
 
 mod api;
 mod http;
+mod lean;
 mod report;
 mod settle;
 mod ws;
