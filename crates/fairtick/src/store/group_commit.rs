@@ -305,8 +305,10 @@ impl Store {
             Turn::Batch(batch) => {
                 batch
                     .write(async |requests| {
+                        // A batch's bulk statements recur for each batch size, so they stay
+                        // prepared; the rare retry one request at a time does not.
                         let written = self
-                            .on_thread(conn, false, async |tx| self.write_batch_in(tx, requests, true).await)
+                            .on_thread(conn, true, async |tx| self.write_batch_in(tx, requests, true).await)
                             .await;
                         if !bulk_failed(&written) {
                             return written;
