@@ -14,7 +14,6 @@ use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
 
 /// A request prepared once and sent many times.
-#[derive(Clone)]
 pub struct Prepared {
     method: Method,
     path: Uri,

@@ -63,7 +63,7 @@ pub struct ServeArgs {
     /// How long a checked session is trusted without reading it again, in milliseconds: the
     /// most a logout or suspension can lag on a node that missed the change's notification.
     /// 0 reads the session on every request.
-    #[arg(long, env = "FAIRTICK_SESSION_CACHE_MS", default_value_t = 2_000)]
+    #[arg(long, env = "FAIRTICK_SESSION_CACHE_MS", default_value_t = crate::store::DEFAULT_SESSION_TTL_MS)]
     pub session_cache_ms: u64,
 
     /// Register and login attempts allowed per client IP per minute.

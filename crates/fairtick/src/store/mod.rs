@@ -34,7 +34,7 @@ pub use group_commit::{MAX_BATCH, WriteOutcome, WriteRequest};
 pub use ledger::{IdempotencyKey, StatementQuery, StatementRow, WalletOutcome, WalletReceipt};
 pub use market::{Candle, EpochRecord, NewEpoch, TickRecord};
 pub use postgres::Leadership;
-pub use sessions::{DEFAULT_TTL as DEFAULT_SESSION_TTL, USERS_CHANNEL};
+pub use sessions::{DEFAULT_TTL_MS as DEFAULT_SESSION_TTL_MS, USERS_CHANNEL};
 pub use trades::{Ending, Finish, NewTrade, OpenOutcome, TradeCounts, TradeQuery, TradeRecord, TradeSpot};
 pub use turnover::utc_day;
 pub use users::{NewUser, SessionUser, UserRecord};

@@ -84,7 +84,7 @@ impl super::Store {
         Ok(())
     }
 
-    /// A dedicated connection listening on `channel`.
+    /// A dedicated connection listening on every one of `channels`.
     pub async fn listen(&self, channels: &[&str]) -> StoreResult<sqlx::postgres::PgListener> {
         let url =
             self.url.as_deref().ok_or_else(|| super::StoreError::Corrupt("no URL to listen on".into()))?;

@@ -15,8 +15,9 @@ use super::users::SessionUser;
 
 /// Sessions remembered at most; past it, the expired ones go, and all of them if none had.
 const MAX_ENTRIES: usize = 65_536;
-/// How long a session is trusted unless the server is told otherwise.
-pub const DEFAULT_TTL: Duration = Duration::from_secs(2);
+/// How long a session is trusted unless the server is told otherwise, in milliseconds.
+pub const DEFAULT_TTL_MS: u64 = 2_000;
+pub(super) const DEFAULT_TTL: Duration = Duration::from_millis(DEFAULT_TTL_MS);
 /// The PostgreSQL channel on which a node tells the others whose sessions to forget; each
 /// payload is one user id.
 pub const USERS_CHANNEL: &str = "fairtick_users";

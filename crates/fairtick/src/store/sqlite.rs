@@ -53,16 +53,16 @@ pub(super) const CHECKPOINT_RETRY: Duration = Duration::from_millis(10);
 /// cut and extended again.
 const WAL_SIZE_LIMIT: u64 = 128 << 20;
 
-/// The group-commit writer's own connection, with the same settings as the pool's, except that
-/// it never checkpoints: a thread of its own does ([`checkpoint_while`]), so that the writer's
-/// commits do not wait while pages are copied into the database file (a sixth of the writer's
-/// time under load).
 /// Statements the writer keeps prepared: the single-row ones, settlement's bulk ones, whose
 /// full chunks recur (parsing them was an eighth of the writer's time), and the batches' bulk
 /// ones, one per statement and batch size (parsing those was about a twentieth of the server's
 /// CPU per trade at 64 clients; the server's RSS did not move).
 const WRITER_STATEMENTS: usize = 1_024;
 
+/// The group-commit writer's own connection, with the same settings as the pool's, except that
+/// it never checkpoints: a thread of its own does ([`checkpoint_while`]), so that the writer's
+/// commits do not wait while pages are copied into the database file (a sixth of the writer's
+/// time under load).
 pub(super) fn writer_connection(file: &Path) -> StoreResult<rusqlite::Connection> {
     let conn = rusqlite::Connection::open(file)?;
     conn.execute_batch(SETTINGS)?;

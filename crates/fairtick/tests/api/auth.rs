@@ -2,7 +2,6 @@
 
 use std::time::Duration;
 
-use fairtick::config::Config;
 use fairtick_core::{UserId, UserStatus};
 use reqwest::StatusCode;
 use reqwest::header::{RETRY_AFTER, SET_COOKIE};
@@ -200,11 +199,10 @@ async fn with_two_nodes_a_logout_or_a_suspension_on_one_is_refused_by_the_other(
         eprintln!("skipped: two nodes need PostgreSQL (TEST_DATABASE_URL)");
         return;
     }
-    // Sessions are trusted for an hour here: only node A's notification can make node B
+    // Sessions are trusted for an hour in tests: only node A's notification can make node B
     // read them again.
-    let hour = |config: &mut Config| config.session_cache = Duration::from_secs(3600);
-    let a = TestApp::spawn_with(hour).await;
-    let b = a.spawn_sibling(hour).await;
+    let a = TestApp::spawn().await;
+    let b = a.spawn_sibling(|_| {}).await;
     let leaving = a.signed_up("leaving@example.com").await;
     let suspended = a.signed_up("suspended@example.com").await;
     let other = a.signed_up("bystander@example.com").await;

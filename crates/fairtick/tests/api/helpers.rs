@@ -74,7 +74,9 @@ pub fn test_config(database_url: String) -> Config {
         db_max_connections: 8,
         jwt_secret: SecretString::from("test-secret-test-secret-test-secret-0123"),
         token_ttl: Duration::from_secs(3600),
-        session_cache: fairtick::store::DEFAULT_SESSION_TTL,
+        // Trusted for an hour: a change made through the server must reach every session at
+        // once by being forgotten, never by a session running out in the middle of a test.
+        session_cache: Duration::from_secs(3600),
         auth_per_ip_per_minute: 10_000,
         login_per_account_per_minute: 10,
         api_per_ip_per_minute: 1_000_000,
