@@ -195,14 +195,9 @@ async fn after_logout_the_token_is_refused() {
 
 #[tokio::test]
 async fn with_two_nodes_a_logout_or_a_suspension_on_one_is_refused_by_the_other() {
-    if std::env::var("TEST_DATABASE_URL").is_err() {
-        eprintln!("skipped: two nodes need PostgreSQL (TEST_DATABASE_URL)");
-        return;
-    }
     // Sessions are trusted for an hour in tests: only node A's notification can make node B
     // read them again.
-    let a = TestApp::spawn().await;
-    let b = a.spawn_sibling(|_| {}).await;
+    let Some((a, b)) = TestApp::two_nodes().await else { return };
     let leaving = a.signed_up("leaving@example.com").await;
     let suspended = a.signed_up("suspended@example.com").await;
     let other = a.signed_up("bystander@example.com").await;

@@ -106,6 +106,18 @@ impl TestApp {
         TestApp::spawn_on(database_url, data_dir, adjust).await
     }
 
+    /// Two servers on one new PostgreSQL database, or `None` (the test is skipped, and says
+    /// so) when no PostgreSQL is given: several nodes need one.
+    pub async fn two_nodes() -> Option<(TestApp, TestApp)> {
+        if std::env::var("TEST_DATABASE_URL").is_err() {
+            eprintln!("skipped: two nodes need PostgreSQL (TEST_DATABASE_URL)");
+            return None;
+        }
+        let a = TestApp::spawn().await;
+        let b = a.spawn_sibling(|_| {}).await;
+        Some((a, b))
+    }
+
     /// Another server on the same database (a restart, or a second node).
     pub async fn spawn_sibling(&self, adjust: impl FnOnce(&mut Config)) -> TestApp {
         TestApp::spawn_on(self.database_url.clone(), self.data_dir.clone(), adjust).await

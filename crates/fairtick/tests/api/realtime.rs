@@ -314,12 +314,7 @@ async fn a_client_that_stops_reading_is_cut_off_and_never_slows_the_others() {
 
 #[tokio::test]
 async fn with_two_nodes_a_trade_on_node_a_reaches_a_socket_on_node_b() {
-    if std::env::var("TEST_DATABASE_URL").is_err() {
-        eprintln!("skipped: two nodes need PostgreSQL (TEST_DATABASE_URL)");
-        return;
-    }
-    let a = TestApp::spawn().await;
-    let b = a.spawn_sibling(|_| {}).await;
+    let Some((a, b)) = TestApp::two_nodes().await else { return };
     let token = a.signed_up("acrossnodes@example.com").await;
     let mut on_b = connect(&b, &format!("?token={token}"), None).await.unwrap();
     next_of(&mut on_b, "balance_update").await;

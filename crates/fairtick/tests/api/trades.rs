@@ -517,12 +517,7 @@ async fn after_kill_9_with_a_hundred_open_trades_a_restart_settles_them_all_by_t
 
 #[tokio::test]
 async fn with_two_nodes_on_postgres_every_trade_is_settled_exactly_once() {
-    if std::env::var("TEST_DATABASE_URL").is_err() {
-        eprintln!("skipped: two nodes need PostgreSQL (TEST_DATABASE_URL)");
-        return;
-    }
-    let a = TestApp::spawn().await;
-    let b = a.spawn_sibling(|_| {}).await;
+    let Some((a, b)) = TestApp::two_nodes().await else { return };
     let token = a.signed_up("twonodes@example.com").await;
     let request = open_body("SIMV25", "up", "10", 1);
     let mut ids = Vec::new();
