@@ -114,7 +114,7 @@ impl Producer<'_> {
         // so the ticks keep to one schedule (see `wall_clock_ms`).
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         loop {
-            let (epoch_id, prices, seed) = self.start_epoch(cursor).await?;
+            let (epoch_id, prices, seed, started_at) = self.start_epoch(cursor).await?;
             let epoch_start = cursor.next_seq;
             let mut cancelled = false;
             for price in prices {
@@ -126,7 +126,9 @@ impl Producer<'_> {
                     symbol: symbol.clone(),
                     seq: cursor.next_seq,
                     epoch_id,
-                    ts: wall_clock_ms(due).max(cursor.last_ts + 1),
+                    // Not before its epoch was committed to, even when it fell due while the
+                    // epoch was being stored.
+                    ts: wall_clock_ms(due).max(cursor.last_ts + 1).max(started_at),
                     price,
                 };
                 self.store
@@ -190,8 +192,9 @@ impl Producer<'_> {
         }
     }
 
-    /// Stores a new epoch (and so publishes its commitment) and returns its price sequence.
-    async fn start_epoch(&self, cursor: Cursor) -> Result<(i64, EpochPrices, Option<Seed>), StoreError> {
+    /// Stores a new epoch (and so publishes its commitment) and returns its price sequence and
+    /// when it started.
+    async fn start_epoch(&self, cursor: Cursor) -> Result<(i64, EpochPrices, Option<Seed>, i64), StoreError> {
         let now = Utc::now().timestamp_millis();
         match &self.market.source {
             MarketSource::Simulated { params, .. } => {
@@ -224,7 +227,7 @@ impl Producer<'_> {
                     (self.settings.epoch_length.as_millis() / u128::from(params.tick_interval_ms())).max(1);
                 let left = u64::try_from(ticks_per_epoch).unwrap_or(u64::MAX);
                 let prices = EpochPrices::Simulated { spec, next_index: 0, prev: cursor.price, left };
-                Ok((epoch_id, prices, Some(seed)))
+                Ok((epoch_id, prices, Some(seed), now))
             }
             MarketSource::Replay(replay) => {
                 let epoch_id = self
@@ -241,7 +244,7 @@ impl Producer<'_> {
                         started_at: now,
                     })
                     .await?;
-                Ok((epoch_id, EpochPrices::Replay { prices: replay.prices.clone(), next: 0 }, None))
+                Ok((epoch_id, EpochPrices::Replay { prices: replay.prices.clone(), next: 0 }, None, now))
             }
         }
     }
