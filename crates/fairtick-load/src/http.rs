@@ -58,25 +58,28 @@ pub async fn run(scenario: Scenario, args: Args) -> anyhow::Result<Report> {
     anyhow::ensure!(args.users > 0 && args.users <= 10_000, "--users must be 1 to 10000");
     let client = reqwest::Client::builder().pool_max_idle_per_host(args.concurrency).build()?;
     let users = register(&client, &args.url, args.users).await?;
-    // Each user's request, built once: two for trades (up on even turns, down on odd ones).
-    let requests: Vec<[Prepared; 2]> = users
+    // Each user's requests, built once: a trade up and one down (taken on even and odd
+    // turns), or the one balance read or login.
+    let requests: Vec<Vec<Prepared>> = users
         .iter()
-        .map(|user| -> anyhow::Result<[Prepared; 2]> {
+        .map(|user| -> anyhow::Result<Vec<Prepared>> {
             let token = Some(user.token.as_str());
-            let prepared = |up: bool| match scenario {
-                Scenario::TradeCreate => Prepared::post_json(
+            let trade = |up: bool| {
+                Prepared::post_json(
                     "/api/flash-trade/create",
                     token,
                     &trade_body(&args.symbol, up, args.duration),
-                ),
-                Scenario::Balance => Prepared::get("/api/wallet/balance", token),
-                Scenario::Login => Prepared::post_json(
+                )
+            };
+            Ok(match scenario {
+                Scenario::TradeCreate => vec![trade(true)?, trade(false)?],
+                Scenario::Balance => vec![Prepared::get("/api/wallet/balance", token)?],
+                Scenario::Login => vec![Prepared::post_json(
                     "/api/auth/login",
                     None,
                     &json!({"email": user.email, "password": PASSWORD}),
-                ),
-            };
-            Ok([prepared(true)?, prepared(false)?])
+                )?],
+            })
         })
         .collect::<anyhow::Result<_>>()?;
     let requests = Arc::new(requests);
@@ -91,7 +94,10 @@ pub async fn run(scenario: Scenario, args: Args) -> anyhow::Result<Report> {
         let (lean, requests) = (lean.clone(), requests.clone());
         move |n: usize| {
             let (lean, requests) = (lean.clone(), requests.clone());
-            async move { lean.send(&requests[n % requests.len()][n % 2]).await }
+            async move {
+                let user = &requests[n % requests.len()];
+                lean.send(&user[n % user.len()]).await
+            }
         }
     };
     let record = |latencies: Arc<Mutex<Histogram<u64>>>, statuses: Arc<Mutex<BTreeMap<String, u64>>>| {

@@ -114,7 +114,7 @@ impl Producer<'_> {
         // so the ticks keep to one schedule (see `wall_clock_ms`).
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         loop {
-            let (epoch_id, prices, seed, started_at) = self.start_epoch(cursor).await?;
+            let Epoch { id: epoch_id, prices, seed, started_at } = self.start_epoch(cursor).await?;
             let epoch_start = cursor.next_seq;
             let mut cancelled = false;
             for price in prices {
@@ -192,9 +192,8 @@ impl Producer<'_> {
         }
     }
 
-    /// Stores a new epoch (and so publishes its commitment) and returns its price sequence and
-    /// when it started.
-    async fn start_epoch(&self, cursor: Cursor) -> Result<(i64, EpochPrices, Option<Seed>, i64), StoreError> {
+    /// Stores a new epoch (and so publishes its commitment).
+    async fn start_epoch(&self, cursor: Cursor) -> Result<Epoch, StoreError> {
         let now = Utc::now().timestamp_millis();
         match &self.market.source {
             MarketSource::Simulated { params, .. } => {
@@ -227,7 +226,7 @@ impl Producer<'_> {
                     (self.settings.epoch_length.as_millis() / u128::from(params.tick_interval_ms())).max(1);
                 let left = u64::try_from(ticks_per_epoch).unwrap_or(u64::MAX);
                 let prices = EpochPrices::Simulated { spec, next_index: 0, prev: cursor.price, left };
-                Ok((epoch_id, prices, Some(seed), now))
+                Ok(Epoch { id: epoch_id, prices, seed: Some(seed), started_at: now })
             }
             MarketSource::Replay(replay) => {
                 let epoch_id = self
@@ -244,7 +243,8 @@ impl Producer<'_> {
                         started_at: now,
                     })
                     .await?;
-                Ok((epoch_id, EpochPrices::Replay { prices: replay.prices.clone(), next: 0 }, None, now))
+                let prices = EpochPrices::Replay { prices: replay.prices.clone(), next: 0 };
+                Ok(Epoch { id: epoch_id, prices, seed: None, started_at: now })
             }
         }
     }
@@ -261,6 +261,16 @@ impl Producer<'_> {
 fn wall_clock_ms(due: tokio::time::Instant) -> i64 {
     let late = chrono::TimeDelta::from_std(due.elapsed()).unwrap_or(chrono::TimeDelta::zero());
     (Utc::now() - late).timestamp_millis()
+}
+
+/// An epoch just stored, whose ticks are to be produced.
+struct Epoch {
+    id: i64,
+    prices: EpochPrices,
+    /// The seed to reveal at the end; none for a replay.
+    seed: Option<Seed>,
+    /// When its commitment was stored (ms): no tick of it is older.
+    started_at: i64,
 }
 
 /// The prices of one epoch, in tick order.
@@ -310,9 +320,10 @@ mod tests {
 
     #[test]
     fn a_tick_is_stamped_with_when_it_was_due_and_never_after_now() {
+        // The wall clock first: `now` is then no earlier than `before`, whatever runs between.
+        let before = Utc::now().timestamp_millis();
         let now = Instant::now();
         let (first, second) = (now - Duration::from_millis(2_500), now - Duration::from_millis(1_500));
-        let before = Utc::now().timestamp_millis();
         let (a, b) = (wall_clock_ms(first), wall_clock_ms(second));
         let after = Utc::now().timestamp_millis();
         assert!((before - 2_501..=after - 2_500).contains(&a), "{a} is not 2.5 s before {before}..{after}");
