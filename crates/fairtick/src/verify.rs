@@ -197,7 +197,9 @@ pub fn check_receipt(receipt: &Receipt, trusted_key: Option<&str>) -> anyhow::Re
         accepted_at: trade.accepted_at,
     };
     let after = spots.partition_point(|s| s.ts <= terms.accepted_at);
-    if after == 0 {
+    // A tick at or before acceptance shows that the entry is the first tick after it, unless
+    // the trade came before the market's first tick (seq 1), which nothing can precede.
+    if after == 0 && spots.first().is_none_or(|first| first.seq != 1) {
         steps.push(Step::fail("entry", "the receipt lacks the tick at or before acceptance"));
         return Ok(steps);
     }
@@ -270,5 +272,105 @@ impl Step {
     }
     fn fail(check: &'static str, detail: impl Into<String>) -> Step {
         Step { check, outcome: Outcome::Failed, detail: detail.into() }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use fairtick_core::trade::Direction;
+    use secrecy::SecretString;
+
+    use super::*;
+    use crate::services::trades::receipts::{
+        RECEIPT_VERSION, ReceiptBody, ReceiptEpoch, ReceiptSigner, ReceiptTrade,
+    };
+
+    const INTERVAL: i64 = 1_000;
+    const START_TS: i64 = 1_800_000_000_000;
+
+    /// A settled 2 s trade on ticks `first..=first + 4` of one epoch, accepted 1 ms before
+    /// tick `first`, with its result and payout worked out by the rules.
+    fn receipt(first: i64) -> (Receipt, String) {
+        let seed = Seed::from_bytes([7; 32]);
+        let params = MarketParams::new("SIMV25", 25, 1_000).unwrap();
+        let start = Price::parse("1000").unwrap();
+        let prices = recompute_ticks(&params, &seed, 1, start, 5 + usize::try_from(first).unwrap());
+        let ticks: Vec<ReceiptTick> = (first..=first + 4)
+            .map(|seq| ReceiptTick {
+                seq,
+                ts: START_TS + seq * INTERVAL,
+                price: prices[usize::try_from(seq - 1).unwrap()].to_string(),
+                epoch_id: 1,
+            })
+            .collect();
+        let terms = Terms {
+            direction: Direction::Up,
+            stake: Money::parse("10").unwrap(),
+            duration_ms: 2 * INTERVAL,
+            payout_rate_bp: 8_500,
+            accepted_at: ticks[0].ts - 1,
+        };
+        let spots: Vec<Spot> = ticks
+            .iter()
+            .map(|t| Spot { seq: t.seq, ts: t.ts, price: Price::parse(&t.price).unwrap() })
+            .collect();
+        let Progress::Decided { entry, expires_at, exit, result } = progress(&terms, &spots) else {
+            panic!("five ticks decide a 2 s trade");
+        };
+        let body = ReceiptBody {
+            version: RECEIPT_VERSION,
+            issued_at: START_TS + 10 * INTERVAL,
+            trade: ReceiptTrade {
+                id: 1,
+                user_id: 1,
+                symbol: "SIMV25".into(),
+                direction: "up".into(),
+                stake: terms.stake.to_string(),
+                duration_ms: terms.duration_ms,
+                payout_rate: "0.8500".into(),
+                accepted_at: terms.accepted_at,
+                status: "settled".into(),
+                result: Some(result.as_str().into()),
+                entry_seq: Some(entry.seq),
+                expires_at: Some(expires_at),
+                exit_seq: Some(exit.seq),
+                payout: Some(returned(result, terms.stake, terms.payout_rate_bp).to_string()),
+                void_reason: None,
+            },
+            epochs: vec![ReceiptEpoch {
+                id: 1,
+                kind: "simulated".into(),
+                volatility_bp: 25,
+                tick_interval_ms: INTERVAL,
+                start_tick: 1,
+                start_price: start.to_string(),
+                commitment: seed.commitment().to_string(),
+                seed: Some(seed.to_hex()),
+            }],
+            ticks,
+        };
+        let signer = ReceiptSigner::from_hex(&SecretString::from("ab".repeat(32))).unwrap();
+        (signer.sign(&body).unwrap(), signer.public_key_hex())
+    }
+
+    fn failed(steps: &[Step]) -> Vec<(&'static str, &str)> {
+        steps.iter().filter(|s| s.outcome != Outcome::Ok).map(|s| (s.check, s.detail.as_str())).collect()
+    }
+
+    #[test]
+    fn a_trade_accepted_before_the_markets_first_tick_verifies_from_that_tick() {
+        let (receipt, key) = receipt(1);
+        let steps = check_receipt(&receipt, Some(&key)).unwrap();
+        assert_eq!(failed(&steps), vec![]);
+        assert!(steps.iter().any(|s| s.check == "result"), "{steps:?}");
+    }
+
+    #[test]
+    fn a_receipt_without_the_tick_before_acceptance_fails_when_earlier_ticks_exist() {
+        // Tick 3 is not the market's first: the tick before acceptance must show that no
+        // earlier tick came after it.
+        let (receipt, key) = receipt(3);
+        let steps = check_receipt(&receipt, Some(&key)).unwrap();
+        assert_eq!(failed(&steps), vec![("entry", "the receipt lacks the tick at or before acceptance")]);
     }
 }

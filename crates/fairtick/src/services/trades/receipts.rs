@@ -89,8 +89,9 @@ pub struct ReceiptBody {
     pub trade: ReceiptTrade,
     /// The epochs of the ticks below, with their commitments and, once revealed, seeds.
     pub epochs: Vec<ReceiptEpoch>,
-    /// Consecutive ticks from the last one at or before acceptance to the first one after
-    /// expiry: enough to re-derive the entry, the exit and the result.
+    /// Consecutive ticks from the last one at or before acceptance (or the market's first, for
+    /// a trade accepted before it) to the first one after expiry: enough to re-derive the
+    /// entry, the exit and the result.
     pub ticks: Vec<ReceiptTick>,
 }
 
