@@ -16,6 +16,7 @@ use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
 use super::catalog::{MarketDefinition, MarketSource};
+use super::pacer::Pacer;
 use crate::services::events::EventBus;
 use crate::services::sealing::DataKey;
 use crate::store::{Leadership, NewEpoch, Store, StoreError, TickRecord};
@@ -90,6 +91,15 @@ pub async fn run(
     }
 }
 
+/// Why a feed stopped producing (it starts over).
+#[derive(Debug, thiserror::Error)]
+enum Stopped {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("its timer failed: {0}")]
+    Timer(#[from] std::io::Error),
+}
+
 struct Producer<'a> {
     market: &'a MarketDefinition,
     store: &'a Store,
@@ -100,35 +110,27 @@ struct Producer<'a> {
 }
 
 impl Producer<'_> {
-    async fn produce(
-        &self,
-        leadership: &mut Leadership,
-        cancel: &CancellationToken,
-    ) -> Result<(), StoreError> {
+    async fn produce(&self, leadership: &mut Leadership, cancel: &CancellationToken) -> Result<(), Stopped> {
         let mut cursor = self.resume().await?;
         let symbol: Arc<str> = Arc::from(self.market.symbol.as_str());
-        let mut interval =
-            tokio::time::interval(Duration::from_millis(u64::from(self.market.tick_interval_ms)));
-        // A tick due while the last one was still being written is skipped, not sent late in a
-        // burst; and a late tick does not move the ones after it (`Delay` did, from 5 ms late),
-        // so the ticks keep to one schedule (see `wall_clock_ms`).
-        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        let interval = Duration::from_millis(u64::from(self.market.tick_interval_ms));
+        let mut pacer = Pacer::start(&self.market.symbol, interval)?;
         loop {
             let Epoch { id: epoch_id, prices, seed, started_at } = self.start_epoch(cursor).await?;
             let epoch_start = cursor.next_seq;
             let mut cancelled = false;
             for price in prices {
                 let due = tokio::select! {
-                    due = interval.tick() => due,
+                    // Not a time that fell due while the epoch was being stored.
+                    due = pacer.tick(started_at) => due?,
                     () = cancel.cancelled() => { cancelled = true; break; }
                 };
                 let tick = Tick {
                     symbol: symbol.clone(),
                     seq: cursor.next_seq,
                     epoch_id,
-                    // Not before its epoch was committed to, even when it fell due while the
-                    // epoch was being stored.
-                    ts: wall_clock_ms(due).max(cursor.last_ts + 1).max(started_at),
+                    // After the last tick even if the wall clock was set back meanwhile.
+                    ts: due.max(cursor.last_ts + 1),
                     price,
                 };
                 self.store
@@ -250,19 +252,6 @@ impl Producer<'_> {
     }
 }
 
-/// When `due` was on the wall clock (ms): now, less how late the timer woke.
-///
-/// A tick is stamped with when it was due, not when its task ran, so ticks on the market's
-/// schedule are whole intervals apart and a trade of whole intervals ends on the tick at its
-/// expiry. Stamped with when the task ran, it ended there or on the tick before, depending on
-/// which of the two timers woke later: one second's trades were split between two deciding
-/// ticks, and under load some ticks decided two seconds' worth while the next decided none.
-/// Never after now: a tick never claims a time that had not come when it was made.
-fn wall_clock_ms(due: tokio::time::Instant) -> i64 {
-    let late = chrono::TimeDelta::from_std(due.elapsed()).unwrap_or(chrono::TimeDelta::zero());
-    (Utc::now() - late).timestamp_millis()
-}
-
 /// An epoch just stored, whose ticks are to be produced.
 struct Epoch {
     id: i64,
@@ -306,30 +295,5 @@ impl Iterator for EpochPrices {
                 price
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use std::time::Duration;
-
-    use chrono::Utc;
-    use tokio::time::Instant;
-
-    use super::wall_clock_ms;
-
-    #[test]
-    fn a_tick_is_stamped_with_when_it_was_due_and_never_after_now() {
-        // The wall clock first: `now` is then no earlier than `before`, whatever runs between.
-        let before = Utc::now().timestamp_millis();
-        let now = Instant::now();
-        let (first, second) = (now - Duration::from_millis(2_500), now - Duration::from_millis(1_500));
-        let (a, b) = (wall_clock_ms(first), wall_clock_ms(second));
-        let after = Utc::now().timestamp_millis();
-        assert!((before - 2_501..=after - 2_500).contains(&a), "{a} is not 2.5 s before {before}..{after}");
-        // One interval apart on the schedule, one interval apart in time (to the rounding of a ms).
-        assert!((999..=1_001).contains(&(b - a)), "{b} - {a}");
-        let due_later = wall_clock_ms(now + Duration::from_secs(5));
-        assert!(due_later <= Utc::now().timestamp_millis(), "a tick claimed a time to come");
     }
 }

@@ -2,6 +2,7 @@
 
 pub mod catalog;
 pub mod feed;
+mod pacer;
 
 use std::sync::Arc;
 

@@ -1,0 +1,120 @@
+//! When a market's ticks fall due: on whole multiples of its interval on the wall clock (a
+//! one-second market ticks at every whole second), each announced by a thread of its own.
+//!
+//! The runtime's timers count in whole milliseconds and fired a tick one to two of them late,
+//! more while the workers were busy sending the last one. A thread that sleeps until the due
+//! time wakes within microseconds of it, so what a tick loses on its way to the clients is the
+//! time it takes to store and send, not a timer's rounding. And a tick due on a whole
+//! millisecond is stamped with exactly when it was due.
+
+use std::io;
+use std::time::Duration;
+
+use chrono::Utc;
+use tokio::sync::watch;
+
+/// The due times of one market's ticks, one after another.
+pub struct Pacer {
+    due: watch::Receiver<i64>,
+}
+
+impl Pacer {
+    /// Starts the thread that keeps `symbol`'s schedule; it ends soon after the pacer is dropped.
+    pub fn start(symbol: &str, interval: Duration) -> io::Result<Pacer> {
+        let interval_ms = i64::try_from(interval.as_millis()).unwrap_or(i64::MAX).max(1);
+        let (announce, due) = watch::channel(i64::MIN);
+        std::thread::Builder::new()
+            .name(format!("pacer {symbol}"))
+            .spawn(move || keep_schedule(&announce, interval_ms))?;
+        Ok(Pacer { due })
+    }
+
+    /// Waits for the next due time not before `not_before` and returns it (ms since the Unix
+    /// epoch). When more than one has passed since the last call (the caller was busy), only the
+    /// latest is returned: a missed tick is skipped, never sent late, and never moves the ones
+    /// after it.
+    pub async fn tick(&mut self, not_before: i64) -> io::Result<i64> {
+        loop {
+            self.due.changed().await.map_err(|_| io::Error::other("the pacer's thread ended"))?;
+            let due = *self.due.borrow_and_update();
+            if due >= not_before {
+                return Ok(due);
+            }
+        }
+    }
+}
+
+/// Announces each due time as it comes, until nobody listens.
+fn keep_schedule(announce: &watch::Sender<i64>, interval_ms: i64) {
+    loop {
+        let due = latest_due(Utc::now().timestamp_millis(), interval_ms) + interval_ms;
+        // Sleeps can end early only if the wall clock was set back meanwhile; sleep again then.
+        while let Some(left) = until(due) {
+            std::thread::sleep(left);
+        }
+        if announce.send(due).is_err() {
+            return;
+        }
+    }
+}
+
+/// How long until `due_ms` on the wall clock, or `None` once it has come.
+fn until(due_ms: i64) -> Option<Duration> {
+    let left = due_ms.checked_mul(1_000_000)? - Utc::now().timestamp_nanos_opt()?;
+    u64::try_from(left).ok().filter(|&ns| ns > 0).map(Duration::from_nanos)
+}
+
+/// The latest multiple of `interval_ms` that is not after `now_ms`.
+fn latest_due(now_ms: i64, interval_ms: i64) -> i64 {
+    now_ms.div_euclid(interval_ms) * interval_ms
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_latest_due_time_is_the_last_whole_interval_not_after_now() {
+        assert_eq!(latest_due(1_700_000_000_999, 1_000), 1_700_000_000_000);
+        assert_eq!(latest_due(1_700_000_001_000, 1_000), 1_700_000_001_000);
+        assert_eq!(latest_due(1_234, 100), 1_200);
+        assert_eq!(latest_due(-1, 100), -100);
+    }
+
+    #[tokio::test]
+    async fn ticks_fall_on_whole_intervals_one_after_another_and_never_before_their_time() {
+        let start = Utc::now().timestamp_millis();
+        let mut pacer = Pacer::start("T", Duration::from_millis(20)).unwrap();
+        let mut previous = start;
+        for n in 0..5 {
+            let due = pacer.tick(start).await.unwrap();
+            assert!(due <= Utc::now().timestamp_millis(), "tick {n} is due at {due}, which has not come");
+            assert_eq!(due % 20, 0, "tick {n} is due at {due}, not a whole interval");
+            let gap = if n == 0 { 1 } else { 20 };
+            assert!(due >= previous + gap, "tick {n} is due at {due}, after one due at {previous}");
+            previous = due;
+        }
+    }
+
+    #[tokio::test]
+    async fn due_times_missed_while_busy_are_skipped_not_returned_late() {
+        let mut pacer = Pacer::start("T", Duration::from_millis(10)).unwrap();
+        let first = pacer.tick(0).await.unwrap();
+        // Busy for several intervals: the next tick is the latest due one, not the one after `first`.
+        std::thread::sleep(Duration::from_millis(65));
+        let next = pacer.tick(0).await.unwrap();
+        assert!(next >= first + 40, "{first} then {next}");
+        assert!(next <= Utc::now().timestamp_millis());
+    }
+
+    #[tokio::test]
+    async fn a_time_that_fell_due_before_the_one_asked_for_is_passed_over() {
+        let mut pacer = Pacer::start("T", Duration::from_millis(10)).unwrap();
+        let first = pacer.tick(0).await.unwrap();
+        std::thread::sleep(Duration::from_millis(25));
+        // At least one time fell due while asleep; asked for times from now on, it is not returned.
+        let now = Utc::now().timestamp_millis();
+        let next = pacer.tick(now).await.unwrap();
+        assert!(next >= now && next > first + 20, "{first}, then {next} asked for from {now}");
+    }
+}
