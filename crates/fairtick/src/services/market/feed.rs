@@ -117,20 +117,23 @@ impl Producer<'_> {
         let mut pacer = Pacer::start(&self.market.symbol, interval)?;
         loop {
             let Epoch { id: epoch_id, prices, seed, started_at } = self.start_epoch(cursor).await?;
+            // Not a time that fell due while the epoch was being stored: its first tick comes
+            // after its commitment.
+            pacer.skip_passed();
             let epoch_start = cursor.next_seq;
             let mut cancelled = false;
             for price in prices {
                 let due = tokio::select! {
-                    // Not a time that fell due while the epoch was being stored.
-                    due = pacer.tick(started_at) => due?,
+                    due = pacer.tick() => due?,
                     () = cancel.cancelled() => { cancelled = true; break; }
                 };
                 let tick = Tick {
                     symbol: symbol.clone(),
                     seq: cursor.next_seq,
                     epoch_id,
-                    // After the last tick even if the wall clock was set back meanwhile.
-                    ts: due.max(cursor.last_ts + 1),
+                    // After the last tick and the epoch's start even if the wall clock was set
+                    // back meanwhile, or the pacer's thread announced a time late.
+                    ts: due.max(cursor.last_ts + 1).max(started_at),
                     price,
                 };
                 self.store

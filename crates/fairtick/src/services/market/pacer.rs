@@ -29,30 +29,33 @@ impl Pacer {
         Ok(Pacer { due })
     }
 
-    /// Waits for the next due time not before `not_before` and returns it (ms since the Unix
-    /// epoch). When more than one has passed since the last call (the caller was busy), only the
-    /// latest is returned: a missed tick is skipped, never sent late, and never moves the ones
-    /// after it.
-    pub async fn tick(&mut self, not_before: i64) -> io::Result<i64> {
-        loop {
-            self.due.changed().await.map_err(|_| io::Error::other("the pacer's thread ended"))?;
-            let due = *self.due.borrow_and_update();
-            if due >= not_before {
-                return Ok(due);
-            }
-        }
+    /// Waits for the next due time and returns it (ms since the Unix epoch). When more than one
+    /// has passed since the last call (the caller was busy), only the latest is returned: a
+    /// missed tick is skipped, never sent late, and never moves the ones after it.
+    pub async fn tick(&mut self) -> io::Result<i64> {
+        self.due.changed().await.map_err(|_| io::Error::other("the pacer's thread ended"))?;
+        Ok(*self.due.borrow_and_update())
+    }
+
+    /// Passes over a due time that has come but was not yet returned: the next [`Pacer::tick`]
+    /// waits for one still to come.
+    pub fn skip_passed(&mut self) {
+        self.due.borrow_and_update();
     }
 }
 
 /// Announces each due time as it comes, until nobody listens.
 fn keep_schedule(announce: &watch::Sender<i64>, interval_ms: i64) {
+    let interval = Duration::from_millis(u64::try_from(interval_ms).unwrap_or(1));
     loop {
         let due = latest_due(Utc::now().timestamp_millis(), interval_ms) + interval_ms;
-        // Sleeps can end early only if the wall clock was set back meanwhile; sleep again then.
-        while let Some(left) = until(due) {
-            std::thread::sleep(left);
+        if let Some(left) = until(due) {
+            // Never longer than one interval: if the wall clock is set back meanwhile, `due` has
+            // not come when this ends, and the next turn waits for the slot after the clock's new
+            // time instead of idling until the clock is back where it was.
+            std::thread::sleep(left.min(interval));
         }
-        if announce.send(due).is_err() {
+        if until(due).is_none() && announce.send(due).is_err() {
             return;
         }
     }
@@ -87,7 +90,7 @@ mod tests {
         let mut pacer = Pacer::start("T", Duration::from_millis(20)).unwrap();
         let mut previous = start;
         for n in 0..5 {
-            let due = pacer.tick(start).await.unwrap();
+            let due = pacer.tick().await.unwrap();
             assert!(due <= Utc::now().timestamp_millis(), "tick {n} is due at {due}, which has not come");
             assert_eq!(due % 20, 0, "tick {n} is due at {due}, not a whole interval");
             let gap = if n == 0 { 1 } else { 20 };
@@ -99,22 +102,22 @@ mod tests {
     #[tokio::test]
     async fn due_times_missed_while_busy_are_skipped_not_returned_late() {
         let mut pacer = Pacer::start("T", Duration::from_millis(10)).unwrap();
-        let first = pacer.tick(0).await.unwrap();
+        let first = pacer.tick().await.unwrap();
         // Busy for several intervals: the next tick is the latest due one, not the one after `first`.
         std::thread::sleep(Duration::from_millis(65));
-        let next = pacer.tick(0).await.unwrap();
+        let next = pacer.tick().await.unwrap();
         assert!(next >= first + 40, "{first} then {next}");
         assert!(next <= Utc::now().timestamp_millis());
     }
 
     #[tokio::test]
-    async fn a_time_that_fell_due_before_the_one_asked_for_is_passed_over() {
+    async fn a_due_time_passed_over_is_not_returned() {
         let mut pacer = Pacer::start("T", Duration::from_millis(10)).unwrap();
-        let first = pacer.tick(0).await.unwrap();
+        let first = pacer.tick().await.unwrap();
         std::thread::sleep(Duration::from_millis(25));
-        // At least one time fell due while asleep; asked for times from now on, it is not returned.
-        let now = Utc::now().timestamp_millis();
-        let next = pacer.tick(now).await.unwrap();
-        assert!(next >= now && next > first + 20, "{first}, then {next} asked for from {now}");
+        // `first + 20` fell due while asleep; passed over, the next is one still to come.
+        pacer.skip_passed();
+        let next = pacer.tick().await.unwrap();
+        assert!(next >= first + 30, "{first}, then {next}");
     }
 }
