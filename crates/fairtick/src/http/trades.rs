@@ -378,7 +378,8 @@ pub async fn one(
 /// (`fairtick verify trade --receipt FILE`, or `/verify`).
 #[utoipa::path(get, path = "/api/flash-trade/{id}/receipt", tag = "flash-trade",
     params(("id" = i64, Path, description = "Trade id")),
-    responses((status = 200, body = Receipt), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+    responses((status = 200, body = Receipt), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody, description = "`receipt_unavailable`: the trade's ticks were deleted with the retention")),
     security(("bearer" = [])))]
 pub async fn receipt(
     State(state): State<AppState>,

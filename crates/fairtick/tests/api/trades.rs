@@ -357,6 +357,25 @@ async fn a_receipt_verifies_and_a_tampered_one_does_not() {
 }
 
 #[tokio::test]
+async fn a_receipt_whose_ticks_were_deleted_is_refused_with_the_reason() {
+    // Ticks kept for 300 ms: an epoch's end (every 400 ms) deletes those a receipt needs.
+    let app = TestApp::spawn_with(|config| config.feed.retention = Duration::from_millis(300)).await;
+    let token = app.signed_up("pruned@example.com").await;
+    let id = open(&app, &token, &open_body("SIMV25", "up", "25", 1)).await["id"].as_i64().unwrap();
+    // Whatever became of the trade (settlement too needs its ticks), the ticks around its
+    // acceptance are soon gone.
+    let (status, code, _) = eventually(Duration::from_secs(10), || async {
+        let response = app.get(&format!("/api/flash-trade/{id}/receipt"), Some(&token)).await;
+        if response.status() == StatusCode::OK {
+            return None;
+        }
+        Some(error_of(response).await)
+    })
+    .await;
+    assert_eq!((status, code.as_str()), (StatusCode::CONFLICT, "receipt_unavailable"));
+}
+
+#[tokio::test]
 async fn history_pages_and_filters_and_the_record_counts_results() {
     let app = TestApp::spawn().await;
     let token = app.signed_up("history@example.com").await;

@@ -123,6 +123,17 @@ impl Trades {
                 u32::try_from(wanted.clamp(1, 200_000)).unwrap_or(1),
             )
             .await?;
+        // With no tick at or before acceptance, the trade came before the market's first tick
+        // (seq 1), or its ticks were deleted with the retention: then no receipt can show them.
+        if before.is_empty() && ticks.first().is_some_and(|first| first.seq != 1) {
+            return Err(Error::Conflict {
+                code: "receipt_unavailable",
+                message: "this trade's ticks are older than the ticks the server keeps \
+                          (FAIRTICK_TICK_RETENTION_HOURS), so its receipt can no longer be assembled; \
+                          a receipt saved while they were kept still verifies"
+                    .into(),
+            });
+        }
         if let Some(last) = last_needed {
             ticks.retain(|t| t.seq <= last);
         }
