@@ -164,7 +164,9 @@ export async function checkReceipt(receipt, trustedKey, options = {}) {
   // 4. Entry, expiry and exit by the rules.
   const acceptedAt = Number(trade.acceptedAt);
   const after = spots.findIndex((s) => s.ts > acceptedAt);
-  if (after === 0) return push(step('entry', 'failed', 'the receipt lacks the tick at or before acceptance'));
+  // A tick at or before acceptance shows that the entry is the first tick after it, unless the
+  // trade came before the market's first tick (seq 1), which nothing can precede.
+  if (after === 0 && spots[0].seq !== 1) return push(step('entry', 'failed', 'the receipt lacks the tick at or before acceptance'));
   if (after < 0) return push(step('result', 'failed', 'the ticks given do not decide the trade'));
   const entry = spots[after];
   const expiresAt = entry.ts + Number(trade.durationMs);

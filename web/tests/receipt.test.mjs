@@ -60,6 +60,35 @@ test('a genuine settled receipt passes every step', async () => {
   }
 });
 
+/** A settled 5-second trade accepted 300 ms before the tick `first`, the epoch's first. */
+async function acceptedBeforeTick(first) {
+  const epoch = { ...EPOCH, startTick: first, commitment: await commitmentOf(SEED), seed: SEED };
+  const prices = await recomputeTicks({ symbol: 'SIMV25', volatilityBp: 2500, tickIntervalMs: 1000 }, SEED, epoch.id, 100000000000n, 7);
+  const ticks = prices.map((units, i) => ({ seq: first + i, ts: T0 + i * 1000, price: formatPrice(units), epochId: epoch.id }));
+  const [entry, exit] = [prices[0], prices[5]];
+  const result = exit === entry ? 'tie' : exit > entry ? 'win' : 'lose';
+  const payout = { win: '185.00', tie: '100.00', lose: '0.00' }[result];
+  return {
+    version: 1,
+    issuedAt: T0 + 20000,
+    trade: {
+      id: 43, userId: 1, symbol: 'SIMV25', direction: 'up', stake: '100.00', durationMs: 5000, payoutRate: '0.8500',
+      acceptedAt: T0 - 300, status: 'settled', result, entrySeq: first, expiresAt: T0 + 5000, exitSeq: first + 5, payout, voidReason: null,
+    },
+    epochs: [epoch],
+    ticks,
+  };
+}
+
+test("a trade accepted before its market's first tick verifies from that tick, and only from seq 1", async () => {
+  const key = await keyPair();
+  const first = await checkReceipt(parseReceipt(JSON.stringify(await sign(key, await acceptedBeforeTick(1)))), key.publicKey);
+  assert.deepEqual(outcomes(first.steps), ['signature:ok', 'commitment:ok', 'ticks:ok', 'entry:ok', 'result:ok', 'payout:ok']);
+  // From seq 2, the tick before acceptance is missing: an earlier tick may have come after it.
+  const later = await checkReceipt(parseReceipt(JSON.stringify(await sign(key, await acceptedBeforeTick(2)))), key.publicKey);
+  assert.deepEqual(outcomes(later.steps), ['signature:ok', 'commitment:ok', 'ticks:ok', 'entry:failed']);
+});
+
 test('each kind of tampering fails at the step that catches it', async () => {
   const key = await keyPair();
   const genuine = await settledBody('up');
