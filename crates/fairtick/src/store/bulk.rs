@@ -50,7 +50,19 @@ impl<T, F: Fn(&T) -> [Param; COLUMNS], const COLUMNS: usize> NewRows<'_, T, F, C
 pub(crate) struct PostingRow {
     account_id: i64,
     amount: i64,
+    /// The user account's balance after it; `None` for a system account.
     balance_after: Option<i64>,
+    /// Whether it is a cash posting, one line of its user's statement.
+    listed: bool,
+}
+
+impl PostingRow {
+    /// The balance stored with it: only a statement line has one, so that only those are in
+    /// the statement's index (`postings_listed_by_account`), whose entries land on pages spread
+    /// by user.
+    fn stored_balance(&self) -> Option<i64> {
+        self.balance_after.filter(|_| self.listed)
+    }
 }
 
 /// A transfer checked against [`LockedAccounts`], ready to write.
@@ -106,7 +118,8 @@ impl LockedAccounts {
                     (id, Some(after))
                 }
             };
-            rows.push(PostingRow { account_id, amount, balance_after });
+            let listed = posting.account == AccountKind::Cash;
+            rows.push(PostingRow { account_id, amount, balance_after, listed });
         }
         for (key, after) in next {
             if let Some(entry) = self.accounts.get_mut(&key) {
@@ -312,7 +325,7 @@ impl Store {
                         transaction_id.into(),
                         row.account_id.into(),
                         row.amount.into(),
-                        row.balance_after.into(),
+                        row.stored_balance().into(),
                     ]
                 })
                 .collect();
@@ -390,7 +403,7 @@ impl LedgerWrites {
             .zip(1_i64..)
             .flat_map(|(t, position)| {
                 t.rows.iter().map(move |row| {
-                    [position.into(), row.account_id.into(), row.amount.into(), row.balance_after.into()]
+                    [position.into(), row.account_id.into(), row.amount.into(), row.stored_balance().into()]
                 })
             })
             .collect();

@@ -209,15 +209,16 @@ impl Store {
         Ok(WalletOutcome::Done(receipt))
     }
 
-    /// One page of the user's statement, newest first. The cursor is a seek on the
-    /// `(account_id, transaction_id)` index, so deep pages cost the same as the first.
+    /// One page of the user's statement, newest first. The cursor is a seek on the partial
+    /// index `postings_listed_by_account` (cash postings, the ones with a balance), so deep
+    /// pages cost the same as the first.
     #[tracing::instrument(skip_all)]
     pub async fn statement(&self, user: UserId, query: &StatementQuery) -> StoreResult<Vec<StatementRow>> {
         let rows: Vec<StatementTuple> = sqlx::query_as(
             "SELECT t.id, t.kind, p.amount, p.balance_after, t.reference, t.created_at \
              FROM postings p JOIN ledger_transactions t ON t.id = p.transaction_id \
              WHERE p.account_id = (SELECT id FROM accounts WHERE user_id = $1 AND kind = 'cash') \
-               AND p.transaction_id < $2 \
+               AND p.balance_after IS NOT NULL AND p.transaction_id < $2 \
                AND (CAST($3 AS TEXT) IS NULL OR t.kind = $3) \
                AND (CAST($4 AS BIGINT) IS NULL OR t.created_at >= $4) \
                AND (CAST($5 AS BIGINT) IS NULL OR t.created_at < $5) \

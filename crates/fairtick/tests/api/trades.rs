@@ -147,13 +147,12 @@ async fn an_opened_trade_holds_its_stake_in_play_then_settles_by_the_rules() {
     let balance = app.balance(&token).await;
     assert_eq!(balance["inPlay"], "0.00");
     assert_eq!(balance["available"], expected.to_string());
-    let kinds: Vec<String> = body(app.transactions(&token, "").await).await["transactions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["type"].as_str().unwrap().to_owned())
-        .collect();
-    assert_eq!(kinds.iter().filter(|k| *k == "stake").count(), 2);
+    // The statement lists movements of the available (cash) balance, each with the balance after it.
+    let statement =
+        body(app.transactions(&token, "").await).await["transactions"].as_array().unwrap().clone();
+    let kinds: Vec<&str> = statement.iter().map(|r| r["type"].as_str().unwrap()).collect();
+    assert_eq!(kinds.iter().filter(|k| **k == "stake").count(), 2);
+    assert_eq!(statement[0]["balanceAfter"], balance["available"], "{statement:?}");
     let report = app.store.audit().await.unwrap();
     assert!(report.is_clean(), "{:?}", report.violations);
     assert_eq!(report.trades, 2);
