@@ -10,6 +10,7 @@ mod group_commit;
 mod health;
 mod helpers;
 mod market;
+mod migrations;
 mod openapi;
 mod realtime;
 mod trades;
