@@ -113,8 +113,7 @@ impl Producer<'_> {
     async fn produce(&self, leadership: &mut Leadership, cancel: &CancellationToken) -> Result<(), Stopped> {
         let mut cursor = self.resume().await?;
         let symbol: Arc<str> = Arc::from(self.market.symbol.as_str());
-        let interval = Duration::from_millis(u64::from(self.market.tick_interval_ms));
-        let mut pacer = Pacer::start(&self.market.symbol, interval)?;
+        let mut pacer = Pacer::start(&self.market.symbol, self.market.tick_interval_ms)?;
         loop {
             let Epoch { id: epoch_id, prices, seed, started_at } = self.start_epoch(cursor).await?;
             // Not a time that fell due while the epoch was being stored: its first tick comes

@@ -19,9 +19,10 @@ pub struct Pacer {
 }
 
 impl Pacer {
-    /// Starts the thread that keeps `symbol`'s schedule; it ends soon after the pacer is dropped.
-    pub fn start(symbol: &str, interval: Duration) -> io::Result<Pacer> {
-        let interval_ms = i64::try_from(interval.as_millis()).unwrap_or(i64::MAX).max(1);
+    /// Starts the thread that keeps `symbol`'s schedule, a tick every `interval_ms`; it ends
+    /// soon after the pacer is dropped.
+    pub fn start(symbol: &str, interval_ms: u32) -> io::Result<Pacer> {
+        let interval_ms = i64::from(interval_ms.max(1));
         let (announce, due) = watch::channel(i64::MIN);
         std::thread::Builder::new()
             .name(format!("pacer {symbol}"))
@@ -46,7 +47,7 @@ impl Pacer {
 
 /// Announces each due time as it comes, until nobody listens.
 fn keep_schedule(announce: &watch::Sender<i64>, interval_ms: i64) {
-    let interval = Duration::from_millis(u64::try_from(interval_ms).unwrap_or(1));
+    let interval = Duration::from_millis(interval_ms.unsigned_abs());
     loop {
         let due = latest_due(Utc::now().timestamp_millis(), interval_ms) + interval_ms;
         if let Some(left) = until(due) {
@@ -87,7 +88,7 @@ mod tests {
     #[tokio::test]
     async fn ticks_fall_on_whole_intervals_one_after_another_and_never_before_their_time() {
         let start = Utc::now().timestamp_millis();
-        let mut pacer = Pacer::start("T", Duration::from_millis(20)).unwrap();
+        let mut pacer = Pacer::start("T", 20).unwrap();
         let mut previous = start;
         for n in 0..5 {
             let due = pacer.tick().await.unwrap();
@@ -101,7 +102,7 @@ mod tests {
 
     #[tokio::test]
     async fn due_times_missed_while_busy_are_skipped_not_returned_late() {
-        let mut pacer = Pacer::start("T", Duration::from_millis(10)).unwrap();
+        let mut pacer = Pacer::start("T", 10).unwrap();
         let first = pacer.tick().await.unwrap();
         // Busy for several intervals: the next tick is the latest due one, not the one after `first`.
         std::thread::sleep(Duration::from_millis(65));
@@ -112,7 +113,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_due_time_passed_over_is_not_returned() {
-        let mut pacer = Pacer::start("T", Duration::from_millis(10)).unwrap();
+        let mut pacer = Pacer::start("T", 10).unwrap();
         let first = pacer.tick().await.unwrap();
         std::thread::sleep(Duration::from_millis(25));
         // `first + 20` fell due while asleep; passed over, the next is one still to come.
