@@ -287,6 +287,11 @@ pub async fn eventually<T, F: std::future::Future<Output = Option<T>>>(
     }
 }
 
+/// A time as the API writes it (RFC 3339), in ms since the Unix epoch.
+pub fn ms(text: &Value) -> i64 {
+    chrono::DateTime::parse_from_rfc3339(text.as_str().unwrap()).unwrap().timestamp_millis()
+}
+
 /// A direct connection to a test database, for looking where the API does not (or cannot,
 /// because its server is stopped).
 pub async fn raw_connection(database_url: &str) -> sqlx::AnyConnection {

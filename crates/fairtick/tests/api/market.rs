@@ -9,7 +9,9 @@ use reqwest::StatusCode;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::helpers::{DATA_KEY_HEX, TestApp, body, error_of, eventually, raw_connection};
+use crate::helpers::{
+    DATA_KEY_HEX, TICK_INTERVAL_MS, TestApp, body, error_of, eventually, ms, raw_connection,
+};
 
 async fn json(app: &TestApp, path: &str) -> Value {
     let response = app.get(path, None).await;
@@ -125,6 +127,17 @@ async fn every_epoch_is_committed_before_its_ticks_revealed_after_and_verifies()
             epoch["startedAt"].as_str().unwrap() <= first_tick_ts.as_str(),
             "committed before the first tick"
         );
+        // Ticks fall due on whole multiples of the interval and are stamped with that time;
+        // only a first tick announced while its epoch was stored is moved to the epoch's start.
+        let started_at = ms(&epoch["startedAt"]);
+        for (n, tick) in detail["ticks"].as_array().unwrap().iter().enumerate() {
+            let ts = ms(&tick["ts"]);
+            assert!(
+                ts % i64::from(TICK_INTERVAL_MS) == 0 || (n == 0 && ts == started_at),
+                "tick {} at {ts} is off the {TICK_INTERVAL_MS} ms schedule",
+                tick["seq"]
+            );
+        }
     }
     // Each epoch starts from the last price of the one before it.
     for pair in ended.windows(2) {

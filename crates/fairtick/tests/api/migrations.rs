@@ -87,8 +87,15 @@ async fn postings_written_before_they_were_unique_by_transaction_are_kept_and_st
             (101, 11, 4000, Some(4000))
         ]
     );
-    assert!(execute(&mut conn, "UPDATE postings SET amount = 1 WHERE transaction_id = 101").await.is_err());
-    assert!(execute(&mut conn, "DELETE FROM postings WHERE transaction_id = 101").await.is_err());
+    for change in [
+        "UPDATE postings SET amount = 1 WHERE transaction_id = 101",
+        "DELETE FROM postings WHERE transaction_id = 101",
+    ] {
+        let refused = execute(&mut conn, change).await.expect_err(change).to_string();
+        assert!(refused.contains("append-only"), "{change}: {refused}");
+    }
     let twice = "INSERT INTO postings (transaction_id, account_id, amount) VALUES (101, 10, 1)";
-    assert!(execute(&mut conn, twice).await.is_err(), "a second posting of one transaction to one account");
+    let refused =
+        execute(&mut conn, twice).await.expect_err("a second posting of one transaction to one account");
+    assert!(refused.to_string().to_lowercase().contains("unique"), "{refused}");
 }

@@ -10,7 +10,7 @@ use futures::future::join_all;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, body, error_of, eventually, raw_connection, spawn_process};
+use crate::helpers::{TestApp, body, error_of, eventually, ms, raw_connection, spawn_process};
 
 fn open_body(symbol: &str, direction: &str, amount: &str, duration: u32) -> Value {
     json!({"symbol": symbol, "direction": direction, "amount": amount, "duration": duration})
@@ -36,10 +36,6 @@ async fn ended(app: &TestApp, token: &str, id: i64, within: Duration) -> Value {
         (trade["status"] != "active").then_some(trade)
     })
     .await
-}
-
-fn ms(text: &Value) -> i64 {
-    chrono::DateTime::parse_from_rfc3339(text.as_str().unwrap()).unwrap().timestamp_millis()
 }
 
 /// Re-derives a settled trade's entry, exit and result from the market's stored ticks.
