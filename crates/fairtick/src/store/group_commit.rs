@@ -239,26 +239,30 @@ impl GroupCommit {
     }
 }
 
-/// A writer task on the pool: the receiver is shared, one writer gathers at a time.
+/// A writer task on the pool. The receiver is shared, and a writer keeps it from gathering
+/// until its batch's statements have run, letting go only for the commit: so the next batch
+/// gathers what queued meanwhile, and runs its statements while this one waits for its flush.
+/// Letting go right after gathering made every other batch one or two requests, taken by the
+/// idle writer as soon as they came, at the full cost of a transaction each.
 async fn write_batches(store: Store, receiver: Arc<Mutex<mpsc::Receiver<Job>>>) {
     let mut held = None;
     loop {
-        let batch = {
-            let mut receiver = receiver.lock().await;
-            let first = match held.take() {
+        let mut turn = receiver.lock().await;
+        let first = match held.take() {
+            Some(job) => job,
+            None => match turn.recv().await {
                 Some(job) => job,
-                None => match receiver.recv().await {
-                    Some(job) => job,
-                    None => return,
-                },
-            };
-            Turn::gather(first, &mut receiver, &mut held)
+                None => return,
+            },
         };
-        match batch {
+        match Turn::gather(first, &mut turn, &mut held) {
             Turn::Batch(batch) => {
-                batch.write(async |requests| store.write_batch_pooled(requests).await).await
+                batch.write(async |requests| store.write_batch_pooled(requests, turn).await).await
             }
-            Turn::Work(work) => store.do_work(None, work).await,
+            Turn::Work(work) => {
+                drop(turn);
+                store.do_work(None, work).await
+            }
         }
     }
 }
@@ -325,7 +329,7 @@ impl Store {
     /// Commits `request` with whatever else is queued, and answers once it is durable.
     pub(crate) async fn submit(&self, request: WriteRequest) -> StoreResult<WriteOutcome> {
         let Some(group) = &self.group_commit else {
-            let mut results = self.write_batch_pooled(std::slice::from_ref(&request)).await?;
+            let mut results = self.write_batch_pooled(std::slice::from_ref(&request), ()).await?;
             return results.pop().unwrap_or_else(|| Err(StoreError::BatchFailed("no answer".into())));
         };
         let (reply, answer) = oneshot::channel();
@@ -337,24 +341,30 @@ impl Store {
     /// answers once it is durable. Returns one result per request, in order; `Err` when the
     /// transaction itself failed, in which case nothing of the batch was committed.
     pub async fn write_batch(&self, requests: &[WriteRequest]) -> BatchResult {
-        let Some(group) = &self.group_commit else { return self.write_batch_pooled(requests).await };
+        let Some(group) = &self.group_commit else { return self.write_batch_pooled(requests, ()).await };
         let (reply, answer) = oneshot::channel();
         let job = Job::Whole { requests: requests.to_vec(), reply };
         group.queue.send(job).await.map_err(|_| writer_stopped())?;
         answer.await.map_err(|_| writer_stopped())?
     }
 
-    /// A batch in a transaction of the pool.
-    async fn write_batch_pooled(&self, requests: &[WriteRequest]) -> BatchResult {
-        let written = self.write_batch_pooled_once(requests, true).await;
+    /// A batch in a transaction of the pool; `turn` is dropped once its statements have run,
+    /// before the commit.
+    async fn write_batch_pooled<T>(&self, requests: &[WriteRequest], turn: T) -> BatchResult {
+        let written = self.write_batch_pooled_once(requests, true, turn).await;
         if !bulk_failed(&written) {
             return written;
         }
-        self.write_batch_pooled_once(requests, false).await
+        self.write_batch_pooled_once(requests, false, ()).await
     }
 
-    async fn write_batch_pooled_once(&self, requests: &[WriteRequest], together: bool) -> BatchResult {
-        self.in_transaction(None, async |tx| self.write_batch_in(tx, requests, together).await).await
+    async fn write_batch_pooled_once<T>(
+        &self,
+        requests: &[WriteRequest],
+        together: bool,
+        turn: T,
+    ) -> BatchResult {
+        self.in_pool_transaction(async |tx| self.write_batch_in(tx, requests, together).await, turn).await
     }
 
     /// Settlement's work, made by `work` with the channel its answer goes to: on the SQLite
@@ -400,8 +410,19 @@ impl Store {
         if let Some(conn) = conn {
             return self.on_thread(conn, true, write).await;
         }
+        self.in_pool_transaction(write, ()).await
+    }
+
+    /// `write` in a transaction of the pool, committed; `turn` is dropped once `write` is done,
+    /// before the commit waits for its flush.
+    async fn in_pool_transaction<T, G>(
+        &self,
+        write: impl AsyncFnOnce(&mut BatchTx<'_>) -> StoreResult<T>,
+        turn: G,
+    ) -> StoreResult<T> {
         let mut w = self.begin_write().await?;
         let written = write(&mut (&mut w).into()).await?;
+        drop(turn);
         w.tx.commit().await?;
         Ok(written)
     }
