@@ -23,6 +23,15 @@ use super::{Backend, Store, StoreError, StoreResult};
 /// [`super::binds`] for how the lists are passed).
 pub(crate) const CHUNK: usize = 500;
 
+/// Whether taking an account's lock waits for a transaction that holds it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Locking {
+    Wait,
+    /// Passes over the accounts another transaction holds (PostgreSQL's `SKIP LOCKED`; SQLite
+    /// has one writer, which holds them all): their users are left out.
+    SkipHeld,
+}
+
 /// The accounts of a batch's users, locked and read once, with balances kept current as the
 /// batch's transfers are applied in memory.
 #[derive(Clone)]
@@ -75,6 +84,11 @@ pub(crate) struct CheckedTransfer {
 }
 
 impl LockedAccounts {
+    /// Whether both of `user`'s accounts were locked, not left out by [`Locking::SkipHeld`].
+    pub(crate) fn holds(&self, user: UserId) -> bool {
+        [AccountKind::Cash, AccountKind::InPlay].iter().all(|&kind| self.accounts.contains_key(&(user, kind)))
+    }
+
     pub(crate) fn cash(&self, user: UserId) -> Money {
         self.balance(user, AccountKind::Cash)
     }
@@ -143,13 +157,18 @@ impl Store {
         &self,
         tx: &mut BatchTx<'_>,
         users: &[UserId],
+        locking: Locking,
     ) -> StoreResult<LockedAccounts> {
+        let skip = match (locking, self.backend) {
+            (Locking::SkipHeld, Backend::Postgres) => " SKIP LOCKED",
+            _ => "",
+        };
         let mut accounts = HashMap::new();
         for chunk in users.chunks(CHUNK) {
             let mut binds = self.binds();
             let ids: Vec<Param> = chunk.iter().map(|user| Param::from(user.0)).collect();
             let sql = format!(
-                "SELECT id, user_id, kind, balance FROM accounts WHERE {} ORDER BY user_id, id{}",
+                "SELECT id, user_id, kind, balance FROM accounts WHERE {} ORDER BY user_id, id{}{skip}",
                 binds.any_of("user_id", SqlType::Int, &ids),
                 self.for_update()
             );

@@ -22,7 +22,7 @@ use fairtick_core::UserId;
 use fairtick_core::wallet::{WalletLimits, WalletOp};
 use tokio::sync::{Mutex, mpsc, oneshot};
 
-use super::bulk::LockedAccounts;
+use super::bulk::{LockedAccounts, Locking};
 use super::dual::{BatchTx, Prepared};
 use super::ledger::{Remembered, WalletOutcome};
 use super::trades::{Finish, NewTrade, OpenOutcome, TradeRecord, TradeSpot};
@@ -90,6 +90,16 @@ struct Queued {
 
 /// The answer to a whole batch: one result per request, or the batch's failure.
 type BatchResult = StoreResult<Vec<StoreResult<WriteOutcome>>>;
+
+/// What a batch's transaction did: [`BatchResult`], where a request left out (another
+/// transaction held its user's accounts, see [`Locking::SkipHeld`]) has `None` and wrote nothing.
+type Written = StoreResult<Vec<Option<StoreResult<WriteOutcome>>>>;
+
+/// A batch's answers, where none was to be left out.
+fn answered(written: Written) -> BatchResult {
+    let answers = written?.into_iter();
+    Ok(answers.map(|a| a.unwrap_or_else(|| Err(StoreError::BatchFailed("no answer".into())))).collect())
+}
 
 /// Settlement's writes, each with where its answer goes once committed. On SQLite they go to
 /// the writer thread too, so that they take their turn between batches instead of holding the
@@ -167,8 +177,9 @@ impl Turn {
 }
 
 impl Batch {
-    /// Commits the batch with `commit` and answers every request.
-    async fn write(self, commit: impl AsyncFnOnce(&[WriteRequest]) -> BatchResult) {
+    /// Commits the batch with `commit` and answers every request, except those it left out:
+    /// they are returned, still to be written.
+    async fn write(self, commit: impl AsyncFnOnce(&[WriteRequest]) -> Written) -> Option<Batch> {
         let size = self.requests.len();
         metrics::histogram!("group_commit_batch_size").record(size as f64);
         let started = std::time::Instant::now();
@@ -177,12 +188,22 @@ impl Batch {
         metrics::histogram!("group_commit_seconds").record(started.elapsed().as_secs_f64());
         match (self.replies, written) {
             (Replies::Whole(reply), written) => {
-                let _ = reply.send(written);
+                let _ = reply.send(answered(written));
             }
             (Replies::Each(replies), Ok(results)) => {
-                for (reply, result) in replies.into_iter().zip(results) {
-                    // A requester that went away still had its request committed; nothing to tell.
-                    let _ = reply.send(result);
+                let mut left = Batch { requests: Vec::new(), replies: Replies::Each(Vec::new()) };
+                for ((request, reply), result) in self.requests.into_iter().zip(replies).zip(results) {
+                    match result {
+                        // A requester that went away still had its request committed; nothing to tell.
+                        Some(result) => {
+                            let _ = reply.send(result);
+                        }
+                        None => left.push(request, reply),
+                    }
+                }
+                if !left.requests.is_empty() {
+                    metrics::counter!("group_commit_left_total").increment(left.requests.len() as u64);
+                    return Some(left);
                 }
             }
             (Replies::Each(replies), Err(error)) => {
@@ -192,6 +213,14 @@ impl Batch {
                     let _ = reply.send(Err(StoreError::BatchFailed(message.clone())));
                 }
             }
+        }
+        None
+    }
+
+    fn push(&mut self, request: WriteRequest, reply: oneshot::Sender<StoreResult<WriteOutcome>>) {
+        self.requests.push(request);
+        if let Replies::Each(replies) = &mut self.replies {
+            replies.push(reply);
         }
     }
 }
@@ -244,6 +273,11 @@ impl GroupCommit {
 /// gathers what queued meanwhile, and runs its statements while this one waits for its flush.
 /// Letting go right after gathering made every other batch one or two requests, taken by the
 /// idle writer as soon as they came, at the full cost of a transaction each.
+///
+/// While it keeps the queue a batch never waits for a lock: the requests of users whose
+/// accounts another transaction holds (settlement ending their trades) are left out, and this
+/// writer commits them next, waiting for those locks, while the other one goes on. Waiting
+/// with the queue held stopped every opening behind one user's.
 async fn write_batches(store: Store, receiver: Arc<Mutex<mpsc::Receiver<Job>>>) {
     let mut held = None;
     loop {
@@ -257,7 +291,13 @@ async fn write_batches(store: Store, receiver: Arc<Mutex<mpsc::Receiver<Job>>>) 
         };
         match Turn::gather(first, &mut turn, &mut held) {
             Turn::Batch(batch) => {
-                batch.write(async |requests| store.write_batch_pooled(requests, turn).await).await
+                let left = batch
+                    .write(async |requests| store.write_batch_pooled(requests, Locking::SkipHeld, turn).await)
+                    .await;
+                if let Some(left) = left {
+                    left.write(async |requests| store.write_batch_pooled(requests, Locking::Wait, ()).await)
+                        .await;
+                }
             }
             Turn::Work(work) => {
                 drop(turn);
@@ -307,20 +347,25 @@ impl Store {
     async fn take_turn(&self, conn: &mut rusqlite::Connection, turn: Turn) {
         match turn {
             Turn::Batch(batch) => {
+                // SQLite's one writer holds every account: nothing is left out.
                 batch
                     .write(async |requests| {
                         // A batch's bulk statements recur for each batch size, so they stay
                         // prepared; the rare retry one request at a time does not.
                         let written = self
-                            .on_thread(conn, true, async |tx| self.write_batch_in(tx, requests, true).await)
+                            .on_thread(conn, true, async |tx| {
+                                self.write_batch_in(tx, requests, true, Locking::Wait).await
+                            })
                             .await;
                         if !bulk_failed(&written) {
                             return written;
                         }
-                        self.on_thread(conn, false, async |tx| self.write_batch_in(tx, requests, false).await)
-                            .await
+                        self.on_thread(conn, false, async |tx| {
+                            self.write_batch_in(tx, requests, false, Locking::Wait).await
+                        })
+                        .await
                     })
-                    .await
+                    .await;
             }
             Turn::Work(work) => self.do_work(Some(conn), work).await,
         }
@@ -329,7 +374,8 @@ impl Store {
     /// Commits `request` with whatever else is queued, and answers once it is durable.
     pub(crate) async fn submit(&self, request: WriteRequest) -> StoreResult<WriteOutcome> {
         let Some(group) = &self.group_commit else {
-            let mut results = self.write_batch_pooled(std::slice::from_ref(&request), ()).await?;
+            let written = self.write_batch_pooled(std::slice::from_ref(&request), Locking::Wait, ()).await;
+            let mut results = answered(written)?;
             return results.pop().unwrap_or_else(|| Err(StoreError::BatchFailed("no answer".into())));
         };
         let (reply, answer) = oneshot::channel();
@@ -341,7 +387,9 @@ impl Store {
     /// answers once it is durable. Returns one result per request, in order; `Err` when the
     /// transaction itself failed, in which case nothing of the batch was committed.
     pub async fn write_batch(&self, requests: &[WriteRequest]) -> BatchResult {
-        let Some(group) = &self.group_commit else { return self.write_batch_pooled(requests, ()).await };
+        let Some(group) = &self.group_commit else {
+            return answered(self.write_batch_pooled(requests, Locking::Wait, ()).await);
+        };
         let (reply, answer) = oneshot::channel();
         let job = Job::Whole { requests: requests.to_vec(), reply };
         group.queue.send(job).await.map_err(|_| writer_stopped())?;
@@ -350,21 +398,14 @@ impl Store {
 
     /// A batch in a transaction of the pool; `turn` is dropped once its statements have run,
     /// before the commit.
-    async fn write_batch_pooled<T>(&self, requests: &[WriteRequest], turn: T) -> BatchResult {
-        let written = self.write_batch_pooled_once(requests, true, turn).await;
+    async fn write_batch_pooled<T>(&self, requests: &[WriteRequest], locking: Locking, turn: T) -> Written {
+        let written = self
+            .in_pool_transaction(async |tx| self.write_batch_in(tx, requests, true, locking).await, turn)
+            .await;
         if !bulk_failed(&written) {
             return written;
         }
-        self.write_batch_pooled_once(requests, false, ()).await
-    }
-
-    async fn write_batch_pooled_once<T>(
-        &self,
-        requests: &[WriteRequest],
-        together: bool,
-        turn: T,
-    ) -> BatchResult {
-        self.in_pool_transaction(async |tx| self.write_batch_in(tx, requests, together).await, turn).await
+        self.in_pool_transaction(async |tx| self.write_batch_in(tx, requests, false, locking).await, ()).await
     }
 
     /// Settlement's work, made by `work` with the channel its answer goes to: on the SQLite
@@ -459,20 +500,25 @@ impl Store {
     /// as every other money-moving transaction and two batches can never deadlock.
     /// With `together`, the plain trade openings are written in bulk, and a failure of that
     /// write is [`StoreError::BulkFailed`]: the transaction is to be rolled back and the batch
-    /// run again without it.
+    /// run again without it. With [`Locking::SkipHeld`], the requests of users whose accounts
+    /// it could not lock at once are left out.
     async fn write_batch_in(
         &self,
         tx: &mut BatchTx<'_>,
         requests: &[WriteRequest],
         together: bool,
-    ) -> BatchResult {
+        locking: Locking,
+    ) -> Written {
         let mut order: Vec<usize> = (0..requests.len()).collect();
         order.sort_by_key(|&i| requests[i].user());
         let mut results: Vec<Option<StoreResult<WriteOutcome>>> = requests.iter().map(|_| None).collect();
         // Every account of the batch, locked up front in user order and read once.
         let mut users: Vec<UserId> = order.iter().map(|&i| requests[i].user()).collect();
         users.dedup();
-        let mut accounts = self.lock_accounts(tx, &users).await?;
+        let mut accounts = self.lock_accounts(tx, &users, locking).await?;
+        if locking == Locking::SkipHeld {
+            order.retain(|&i| accounts.holds(requests[i].user()));
+        }
         let (bulk, one_by_one): (Vec<usize>, Vec<usize>) = order
             .into_iter()
             .partition(|&i| together && matches!(&requests[i], WriteRequest::OpenTrade { key: None, .. }));
@@ -486,10 +532,7 @@ impl Store {
         for i in one_by_one {
             results[i] = Some(self.write_one(tx, &requests[i]).await?);
         }
-        Ok(results
-            .into_iter()
-            .map(|r| r.unwrap_or_else(|| Err(StoreError::BatchFailed("no answer".into()))))
-            .collect())
+        Ok(results)
     }
 
     /// The plain trade openings of a batch, in bulk.
@@ -584,7 +627,7 @@ async fn execute(tx: &mut BatchTx<'_>, statement: &str) -> StoreResult<()> {
 /// bulk write failed, and with it the whole transaction, which was rolled back. (A rollback and
 /// a retry when a write fails cost less than a savepoint around every bulk write: two round
 /// trips in every batch.)
-fn bulk_failed(written: &BatchResult) -> bool {
+fn bulk_failed(written: &Written) -> bool {
     match written {
         Err(StoreError::BulkFailed(error)) => {
             tracing::warn!(%error, "a bulk write failed; retrying its batch one request at a time");

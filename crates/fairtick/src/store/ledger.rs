@@ -14,6 +14,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use sqlx::AnyConnection;
 
+use super::bulk::Locking;
 use super::dual::{BatchTx, Prepared};
 use super::group_commit::{WriteOutcome, WriteRequest};
 use super::{Store, StoreError, StoreResult, time_from_ms};
@@ -162,7 +163,7 @@ impl Store {
                 None => {}
             }
         }
-        let mut accounts = self.lock_accounts(tx, &[user]).await?;
+        let mut accounts = self.lock_accounts(tx, &[user], Locking::Wait).await?;
         let deposited = tx
             .fetch_optional::<(i64,)>(DEPOSITED_SINCE, &[user.0.into(), a_day_before(now).into()])
             .await?

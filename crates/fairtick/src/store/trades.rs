@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use super::binds::Binds;
 use super::binds::SqlType::{Int, Text};
-use super::bulk::{CHUNK, LockedAccounts, NewRows};
+use super::bulk::{CHUNK, LockedAccounts, Locking, NewRows};
 use super::dual::{BatchTx, DualRow, Param};
 use super::group_commit::Work;
 use super::group_commit::{WriteOutcome, WriteRequest};
@@ -321,7 +321,7 @@ impl Store {
                 None => {}
             }
         }
-        let mut accounts = self.lock_accounts(tx, &[user]).await?;
+        let mut accounts = self.lock_accounts(tx, &[user], Locking::Wait).await?;
         let outcome = self
             .open_trades_in(tx, &mut accounts, &[(user, new, now)])
             .await?
@@ -509,7 +509,7 @@ impl Store {
         ordered.sort_by_key(|f| (f.user_id, f.trade_id));
         let mut users: Vec<UserId> = ordered.iter().map(|f| f.user_id).collect();
         users.dedup();
-        let mut accounts = self.lock_accounts(tx, &users).await?;
+        let mut accounts = self.lock_accounts(tx, &users, Locking::Wait).await?;
         let mut still_active = self.end_settled_trades(tx, &ordered, now).await?;
         for finish in ordered.iter().filter(|f| !matches!(f.ending, Ending::Settled { .. })) {
             if let Some(trade) = self.end_trade(tx, finish, now).await? {

@@ -8,6 +8,7 @@ use chrono::{DateTime, Utc};
 use fairtick_core::ledger::Transfer;
 use fairtick_core::{Email, Money, Role, UserId, UserStatus};
 
+use super::bulk::Locking;
 use super::dual::{DualRow, Prepared};
 use super::{Backend, Store, StoreError, StoreResult, is_unique_violation, time_from_ms};
 
@@ -165,7 +166,7 @@ impl Store {
             .bind(id)
             .execute(&mut *w.tx)
             .await?;
-        let mut accounts = self.lock_accounts(&mut (&mut w).into(), &[UserId(id)]).await?;
+        let mut accounts = self.lock_accounts(&mut (&mut w).into(), &[UserId(id)], Locking::Wait).await?;
         let credit = accounts
             .apply(self, UserId(id), welcome, None, now)?
             .map_err(|refused| StoreError::Corrupt(format!("welcome credit refused: {refused}")))?;

@@ -384,3 +384,43 @@ async fn turnover_counts_on_the_day_a_trade_was_accepted() {
     assert_eq!(turnover(today - 29).await, new.stake, "only the trade accepted within the window");
     assert_eq!(turnover(today - 45).await, Money::parse("5.00").unwrap(), "both, over 46 days");
 }
+
+/// On PostgreSQL a batch never waits for an account another transaction holds (settlement
+/// ending that user's trades holds them until it commits): the requests of that user wait
+/// alone, and the other users' trades are opened meanwhile.
+#[tokio::test]
+async fn a_trade_whose_accounts_are_held_elsewhere_waits_alone() {
+    if std::env::var("TEST_DATABASE_URL").is_err() {
+        eprintln!("skipped: row locks held by another transaction need PostgreSQL (TEST_DATABASE_URL)");
+        return;
+    }
+    let app = TestApp::spawn().await;
+    let people = users(&app, &["held", "free"]).await;
+    let ((held_token, held), (free_token, _)) = (people[0].clone(), people[1].clone());
+    let mut holder = raw_connection(&app.database_url).await;
+    sqlx::query("BEGIN").execute(&mut holder).await.unwrap();
+    let locked = sqlx::query(&format!("SELECT id FROM accounts WHERE user_id = {} FOR UPDATE", held.0))
+        .fetch_all(&mut holder)
+        .await
+        .unwrap();
+    assert_eq!(locked.len(), 2, "a user has a cash and an in-play account");
+
+    let request = json!({"symbol": "SIMV25", "direction": "up", "amount": "10.00", "duration": 5});
+    let waiting = app.client.post(app.url("/api/flash-trade/create")).bearer_auth(&held_token).json(&request);
+    let waiting = tokio::spawn(waiting.send());
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let free = tokio::time::timeout(
+        Duration::from_secs(10),
+        app.post_json("/api/flash-trade/create", Some(&free_token), &request),
+    )
+    .await
+    .expect("a trade of a user whose accounts nobody holds is not held up");
+    assert_eq!(free.status(), StatusCode::CREATED);
+    assert!(!waiting.is_finished(), "the held user's trade waits for the lock");
+
+    sqlx::query("COMMIT").execute(&mut holder).await.unwrap();
+    let response = tokio::time::timeout(Duration::from_secs(10), waiting).await.expect("answered");
+    assert_eq!(response.unwrap().unwrap().status(), StatusCode::CREATED);
+    assert_eq!(app.store.trade_counts(held).await.unwrap().active, 1);
+    assert!(app.store.audit().await.unwrap().is_clean());
+}
