@@ -109,12 +109,13 @@ pub(crate) enum Work {
     /// Entry ticks: (trade id, entry, expiry); answers the ids of the trades entered. See
     /// [`Store::set_entries`].
     Entries { entries: Vec<(i64, TradeSpot, i64)>, reply: oneshot::Sender<StoreResult<Vec<i64>>> },
-    /// Endings; answers the trades ended, as the writes returned them. See
-    /// [`Store::finish_trades`].
+    /// Endings; answers the trades ended, as the writes returned them, and the endings left
+    /// out, by [`Store::finish_trades_in`] with `locking`. See [`Store::finish_trades`].
     Finish {
         finishes: Vec<Finish>,
         now: DateTime<Utc>,
-        reply: oneshot::Sender<StoreResult<Vec<TradeRecord>>>,
+        locking: Locking,
+        reply: oneshot::Sender<StoreResult<(Vec<TradeRecord>, Vec<Finish>)>>,
     },
 }
 
@@ -432,10 +433,12 @@ impl Store {
                     self.in_transaction(conn, async |tx| self.set_entries_in(tx, &entries).await).await,
                 );
             }
-            Work::Finish { finishes, now, reply } => {
+            Work::Finish { finishes, now, locking, reply } => {
                 let _ = reply.send(
-                    self.in_transaction(conn, async |tx| self.finish_trades_in(tx, &finishes, now).await)
-                        .await,
+                    self.in_transaction(conn, async |tx| {
+                        self.finish_trades_in(tx, &finishes, now, locking).await
+                    })
+                    .await,
                 );
             }
         }

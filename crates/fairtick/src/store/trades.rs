@@ -492,24 +492,38 @@ impl Store {
         if finishes.is_empty() {
             return Ok(Vec::new());
         }
-        self.write_on_writer(|reply| Work::Finish { finishes: finishes.to_vec(), now, reply }).await
+        // The trades of users whose accounts an opening batch holds are ended right after the
+        // others, waiting for those locks: the openings take what is free and never wait, and
+        // a settlement that waited for them lost to every batch that took a lock ahead of it.
+        let finish = |finishes: Vec<Finish>, locking| {
+            self.write_on_writer(move |reply| Work::Finish { finishes, now, locking, reply })
+        };
+        let (mut ended, left) = finish(finishes.to_vec(), Locking::SkipHeld).await?;
+        if !left.is_empty() {
+            ended.extend(finish(left, Locking::Wait).await?.0);
+            ended.sort_by_key(|t| t.id);
+        }
+        Ok(ended)
     }
 
     /// [`Store::finish_trades`] inside `tx`; returns the trades it ended, as they now are, in id
-    /// order.
+    /// order, and the endings it left out (see [`Locking::SkipHeld`]).
     pub(crate) async fn finish_trades_in(
         &self,
         tx: &mut BatchTx<'_>,
         finishes: &[Finish],
         now: DateTime<Utc>,
-    ) -> StoreResult<Vec<TradeRecord>> {
+        locking: Locking,
+    ) -> StoreResult<(Vec<TradeRecord>, Vec<Finish>)> {
         // One global order (user, then trade) for the locks a batch takes, so that batches on
         // two nodes cannot deadlock each other: the accounts first, all at once.
         let mut ordered: Vec<&Finish> = finishes.iter().collect();
         ordered.sort_by_key(|f| (f.user_id, f.trade_id));
         let mut users: Vec<UserId> = ordered.iter().map(|f| f.user_id).collect();
         users.dedup();
-        let mut accounts = self.lock_accounts(tx, &users, Locking::Wait).await?;
+        let mut accounts = self.lock_accounts(tx, &users, locking).await?;
+        let (ordered, left): (Vec<&Finish>, Vec<&Finish>) =
+            ordered.into_iter().partition(|f| locking == Locking::Wait || accounts.holds(f.user_id));
         let mut still_active = self.end_settled_trades(tx, &ordered, now).await?;
         for finish in ordered.iter().filter(|f| !matches!(f.ending, Ending::Settled { .. })) {
             if let Some(trade) = self.end_trade(tx, finish, now).await? {
@@ -530,7 +544,7 @@ impl Store {
         self.write_transfers(tx, &transfers).await?;
         self.add_turnover_in(tx, &ended).await?;
         ended.sort_by_key(|t| t.id);
-        Ok(ended)
+        Ok((ended, left.into_iter().cloned().collect()))
     }
 
     /// Marks the settled endings among `finishes` in bulk, inside `w`. Returns the trades that

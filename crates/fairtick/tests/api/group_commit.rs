@@ -424,3 +424,64 @@ async fn a_trade_whose_accounts_are_held_elsewhere_waits_alone() {
     assert_eq!(app.store.trade_counts(held).await.unwrap().active, 1);
     assert!(app.store.audit().await.unwrap().is_clean());
 }
+
+/// On PostgreSQL settlement does not wait for an account an opening holds either: it ends the
+/// other users' trades first, then the held user's once the lock is let go.
+#[tokio::test]
+async fn settlement_ends_the_trades_of_free_accounts_before_those_held_elsewhere() {
+    use fairtick::store::{Ending, Finish, TradeSpot};
+    use fairtick_core::price::Price;
+    use fairtick_core::trade::{self, TradeResult, TradeStatus};
+
+    if std::env::var("TEST_DATABASE_URL").is_err() {
+        eprintln!("skipped: row locks held by another transaction need PostgreSQL (TEST_DATABASE_URL)");
+        return;
+    }
+    let app = TestApp::spawn().await;
+    let people = users(&app, &["held", "free"]).await;
+    let (held, free) = (people[0].1, people[1].1);
+    let new = NewTrade { symbol: "NOFEED".into(), duration_ms: 3_600_000, ..trade("1.00", 8_500) };
+    let open = |user| WriteRequest::OpenTrade { user, trade: new.clone(), key: None, now: Utc::now() };
+    let written = app.store.write_batch(&[open(held), open(free)]).await.unwrap();
+    let (held_trade, free_trade) = (opened(&written[0]), opened(&written[1]));
+    let spot =
+        |seq: i64| TradeSpot { seq, ts: seq * 1_000, price: Price::parse("100.00").unwrap(), epoch_id: 0 };
+    let entries =
+        [(held_trade, spot(1), 1_000 + new.duration_ms), (free_trade, spot(1), 1_000 + new.duration_ms)];
+    assert_eq!(app.store.set_entries(&entries).await.unwrap().len(), 2);
+    let finish = |trade_id, user_id| Finish {
+        trade_id,
+        user_id,
+        ending: Ending::Settled { exit: spot(2), result: TradeResult::Lose },
+        transfer: trade::settlement_transfer(TradeResult::Lose, new.stake, new.payout_rate_bp).unwrap(),
+        payout: trade::returned(TradeResult::Lose, new.stake, new.payout_rate_bp),
+    };
+
+    let mut holder = raw_connection(&app.database_url).await;
+    sqlx::query("BEGIN").execute(&mut holder).await.unwrap();
+    sqlx::query(&format!("SELECT id FROM accounts WHERE user_id = {} FOR UPDATE", held.0))
+        .fetch_all(&mut holder)
+        .await
+        .unwrap();
+    let settling = {
+        let (store, finishes) = (app.store.clone(), vec![finish(held_trade, held), finish(free_trade, free)]);
+        tokio::spawn(async move { store.finish_trades(&finishes, Utc::now()).await })
+    };
+    let status = |id| {
+        let store = app.store.clone();
+        async move { store.trade(id).await.unwrap().unwrap().status }
+    };
+    // The free user's trade is ended while the other's accounts are held.
+    eventually(Duration::from_secs(10), || async {
+        (status(free_trade).await == TradeStatus::Settled).then_some(())
+    })
+    .await;
+    assert_eq!(status(held_trade).await, TradeStatus::Active);
+    assert!(!settling.is_finished());
+
+    sqlx::query("COMMIT").execute(&mut holder).await.unwrap();
+    let ended = tokio::time::timeout(Duration::from_secs(10), settling).await.expect("answered");
+    let ids: Vec<i64> = ended.unwrap().unwrap().iter().map(|t| t.id).collect();
+    assert_eq!(ids, [held_trade, free_trade], "both come back, in id order");
+    assert!(app.store.audit().await.unwrap().is_clean());
+}
