@@ -218,6 +218,15 @@ impl Batch {
         None
     }
 
+    /// How the batch locks on the pool: a batch given whole is committed as given, nothing
+    /// left out.
+    fn locking(&self) -> Locking {
+        match self.replies {
+            Replies::Each(_) => Locking::SkipHeld,
+            Replies::Whole(_) => Locking::Wait,
+        }
+    }
+
     fn push(&mut self, request: WriteRequest, reply: oneshot::Sender<StoreResult<WriteOutcome>>) {
         self.requests.push(request);
         if let Replies::Each(replies) = &mut self.replies {
@@ -292,8 +301,9 @@ async fn write_batches(store: Store, receiver: Arc<Mutex<mpsc::Receiver<Job>>>) 
         };
         match Turn::gather(first, &mut turn, &mut held) {
             Turn::Batch(batch) => {
+                let locking = batch.locking();
                 let left = batch
-                    .write(async |requests| store.write_batch_pooled(requests, Locking::SkipHeld, turn).await)
+                    .write(async |requests| store.write_batch_pooled(requests, locking, turn).await)
                     .await;
                 if let Some(left) = left {
                     left.write(async |requests| store.write_batch_pooled(requests, Locking::Wait, ()).await)

@@ -385,25 +385,38 @@ async fn turnover_counts_on_the_day_a_trade_was_accepted() {
     assert_eq!(turnover(today - 45).await, Money::parse("5.00").unwrap(), "both, over 46 days");
 }
 
+/// On PostgreSQL, a server with two users; `None` on SQLite, whose one writer holds every
+/// account, so that no transaction can hold one user's alone.
+async fn two_users_on_postgres() -> Option<(TestApp, Vec<(String, UserId)>)> {
+    if std::env::var("TEST_DATABASE_URL").is_err() {
+        eprintln!("skipped: row locks held by another transaction need PostgreSQL (TEST_DATABASE_URL)");
+        return None;
+    }
+    let app = TestApp::spawn().await;
+    let people = users(&app, &["held", "free"]).await;
+    Some((app, people))
+}
+
+/// A transaction of the test's own holding `user`'s accounts until it is committed.
+async fn hold_accounts(app: &TestApp, user: UserId) -> sqlx::AnyConnection {
+    let mut holder = raw_connection(&app.database_url).await;
+    sqlx::query("BEGIN").execute(&mut holder).await.unwrap();
+    let locked = sqlx::query(&format!("SELECT id FROM accounts WHERE user_id = {} FOR UPDATE", user.0))
+        .fetch_all(&mut holder)
+        .await
+        .unwrap();
+    assert_eq!(locked.len(), 2, "a user has a cash and an in-play account");
+    holder
+}
+
 /// On PostgreSQL a batch never waits for an account another transaction holds (settlement
 /// ending that user's trades holds them until it commits): the requests of that user wait
 /// alone, and the other users' trades are opened meanwhile.
 #[tokio::test]
 async fn a_trade_whose_accounts_are_held_elsewhere_waits_alone() {
-    if std::env::var("TEST_DATABASE_URL").is_err() {
-        eprintln!("skipped: row locks held by another transaction need PostgreSQL (TEST_DATABASE_URL)");
-        return;
-    }
-    let app = TestApp::spawn().await;
-    let people = users(&app, &["held", "free"]).await;
+    let Some((app, people)) = two_users_on_postgres().await else { return };
     let ((held_token, held), (free_token, _)) = (people[0].clone(), people[1].clone());
-    let mut holder = raw_connection(&app.database_url).await;
-    sqlx::query("BEGIN").execute(&mut holder).await.unwrap();
-    let locked = sqlx::query(&format!("SELECT id FROM accounts WHERE user_id = {} FOR UPDATE", held.0))
-        .fetch_all(&mut holder)
-        .await
-        .unwrap();
-    assert_eq!(locked.len(), 2, "a user has a cash and an in-play account");
+    let mut holder = hold_accounts(&app, held).await;
 
     let request = json!({"symbol": "SIMV25", "direction": "up", "amount": "10.00", "duration": 5});
     let waiting = app.client.post(app.url("/api/flash-trade/create")).bearer_auth(&held_token).json(&request);
@@ -433,12 +446,7 @@ async fn settlement_ends_the_trades_of_free_accounts_before_those_held_elsewhere
     use fairtick_core::price::Price;
     use fairtick_core::trade::{self, TradeResult, TradeStatus};
 
-    if std::env::var("TEST_DATABASE_URL").is_err() {
-        eprintln!("skipped: row locks held by another transaction need PostgreSQL (TEST_DATABASE_URL)");
-        return;
-    }
-    let app = TestApp::spawn().await;
-    let people = users(&app, &["held", "free"]).await;
+    let Some((app, people)) = two_users_on_postgres().await else { return };
     let (held, free) = (people[0].1, people[1].1);
     let new = NewTrade { symbol: "NOFEED".into(), duration_ms: 3_600_000, ..trade("1.00", 8_500) };
     let open = |user| WriteRequest::OpenTrade { user, trade: new.clone(), key: None, now: Utc::now() };
@@ -457,12 +465,7 @@ async fn settlement_ends_the_trades_of_free_accounts_before_those_held_elsewhere
         payout: trade::returned(TradeResult::Lose, new.stake, new.payout_rate_bp),
     };
 
-    let mut holder = raw_connection(&app.database_url).await;
-    sqlx::query("BEGIN").execute(&mut holder).await.unwrap();
-    sqlx::query(&format!("SELECT id FROM accounts WHERE user_id = {} FOR UPDATE", held.0))
-        .fetch_all(&mut holder)
-        .await
-        .unwrap();
+    let mut holder = hold_accounts(&app, held).await;
     let settling = {
         let (store, finishes) = (app.store.clone(), vec![finish(held_trade, held), finish(free_trade, free)]);
         tokio::spawn(async move { store.finish_trades(&finishes, Utc::now()).await })
