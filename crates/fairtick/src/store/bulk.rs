@@ -38,6 +38,8 @@ pub(crate) enum Locking {
 pub(crate) struct LockedAccounts {
     /// (user, kind) → (account id, balance in cents).
     accounts: HashMap<(UserId, AccountKind), (i64, i64)>,
+    /// How they were locked: with [`Locking::Wait`] every user's are held.
+    locking: Locking,
 }
 
 /// Rows to insert: `head` (`INSERT INTO table (columns)`), the columns' SQL types, and each
@@ -84,9 +86,12 @@ pub(crate) struct CheckedTransfer {
 }
 
 impl LockedAccounts {
-    /// Whether both of `user`'s accounts were locked, not left out by [`Locking::SkipHeld`].
+    /// Whether `user`'s accounts are held here, not left out by [`Locking::SkipHeld`].
     pub(crate) fn holds(&self, user: UserId) -> bool {
-        [AccountKind::Cash, AccountKind::InPlay].iter().all(|&kind| self.accounts.contains_key(&(user, kind)))
+        self.locking == Locking::Wait
+            || [AccountKind::Cash, AccountKind::InPlay]
+                .iter()
+                .all(|&kind| self.accounts.contains_key(&(user, kind)))
     }
 
     pub(crate) fn cash(&self, user: UserId) -> Money {
@@ -182,7 +187,7 @@ impl Store {
                 accounts.insert((UserId(user), kind), (id, balance));
             }
         }
-        Ok(LockedAccounts { accounts })
+        Ok(LockedAccounts { accounts, locking })
     }
 
     /// Inserts rows of `columns` values each, in chunks, and returns the ids of the inserted

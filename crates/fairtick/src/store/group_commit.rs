@@ -529,9 +529,7 @@ impl Store {
         let mut users: Vec<UserId> = order.iter().map(|&i| requests[i].user()).collect();
         users.dedup();
         let mut accounts = self.lock_accounts(tx, &users, locking).await?;
-        if locking == Locking::SkipHeld {
-            order.retain(|&i| accounts.holds(requests[i].user()));
-        }
+        order.retain(|&i| accounts.holds(requests[i].user()));
         let (bulk, one_by_one): (Vec<usize>, Vec<usize>) = order
             .into_iter()
             .partition(|&i| together && matches!(&requests[i], WriteRequest::OpenTrade { key: None, .. }));

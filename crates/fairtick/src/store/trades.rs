@@ -523,7 +523,7 @@ impl Store {
         users.dedup();
         let mut accounts = self.lock_accounts(tx, &users, locking).await?;
         let (ordered, left): (Vec<&Finish>, Vec<&Finish>) =
-            ordered.into_iter().partition(|f| locking == Locking::Wait || accounts.holds(f.user_id));
+            ordered.into_iter().partition(|f| accounts.holds(f.user_id));
         let mut still_active = self.end_settled_trades(tx, &ordered, now).await?;
         for finish in ordered.iter().filter(|f| !matches!(f.ending, Ending::Settled { .. })) {
             if let Some(trade) = self.end_trade(tx, finish, now).await? {
