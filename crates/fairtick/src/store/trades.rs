@@ -18,7 +18,7 @@ use super::dual::{BatchTx, DualRow, Param};
 use super::group_commit::Work;
 use super::group_commit::{WriteOutcome, WriteRequest};
 use super::ledger::Remembered;
-use super::{IdempotencyKey, Store, StoreError, StoreResult};
+use super::{Backend, IdempotencyKey, Store, StoreError, StoreResult};
 
 /// A tick a trade refers to, with the epoch that produced it (for its proof).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -429,6 +429,19 @@ impl Store {
         .fetch_all(&self.pool)
         .await?;
         records(rows)
+    }
+
+    /// How many of settlement's transactions may run at once. One on SQLite, whose one writer
+    /// would run them back to back ahead of the openings queued behind them. On PostgreSQL each
+    /// has a connection and its users' row locks of its own; one at a time, settlement waited on
+    /// its own round trips and commits and fell seconds behind 64 creating clients. Eight
+    /// settled a burst faster still, but took more of the database's CPU from the openings
+    /// (docs/performance.md, fifteenth session).
+    pub fn settlement_writes_at_once(&self) -> usize {
+        match self.backend() {
+            Backend::Sqlite => 1,
+            Backend::Postgres => 4,
+        }
     }
 
     /// Records the entry ticks of active trades, each once, in one transaction. Returns the ids

@@ -9,7 +9,8 @@
 //! a while does not make settlement miss events (each miss cost a full read: 0.5–0.8 s with
 //! 40,000 open trades). Each step reads only the ticks since the oldest open trade of each
 //! market, applies `fairtick_core::trade::progress`, ends the decided (or voided) trades and
-//! then records the new entries, in transactions of [`WRITE_CHUNK`] trades. A stale index
+//! then records the new entries, in transactions of [`WRITE_CHUNK`] trades (several at once
+//! where the store allows, see [`crate::store::Store::settlement_writes_at_once`]). A stale index
 //! costs nothing but time: the store only ends a trade that is still active, so with several
 //! nodes each trade still ends once.
 
@@ -19,6 +20,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use fairtick_core::ledger::TransactionKind;
 use fairtick_core::trade::{self, Progress, Spot, TradeStatus};
+use futures::{Stream, StreamExt, stream};
 use tokio::sync::broadcast::{self, error::RecvError};
 use tokio::sync::{Mutex, mpsc};
 use tokio_util::sync::CancellationToken;
@@ -37,9 +39,10 @@ const IDLE_STEP: Duration = Duration::from_secs(1);
 const FULL_RESCAN: Duration = Duration::from_secs(10);
 /// The VIP level's window: today (UTC) and the days before it, this many in all.
 const VIP_WINDOW_DAYS: i64 = 30;
-/// Trades entered or ended per transaction. Settlement shares the database's one writer with
+/// Trades entered or ended per transaction. On SQLite settlement shares the one writer with
 /// trade creation: in small transactions it takes turns with the creators' batches instead of
-/// making them wait for a whole step's writes.
+/// making them wait for a whole step's writes. On PostgreSQL a transaction holds its users'
+/// accounts until it commits, and an opening of theirs waits for it.
 const WRITE_CHUNK: usize = 64;
 
 /// What one step did.
@@ -262,13 +265,22 @@ impl Settlement {
         let ending: HashSet<i64> = finishes.iter().map(|f| f.trade_id).collect();
         let (entries_of_ending, entries): (Vec<_>, Vec<_>) =
             entries.into_iter().partition(|(id, ..)| ending.contains(id));
-        for chunk in entries_of_ending.chunks(WRITE_CHUNK) {
-            store.set_entries(chunk).await?;
+        let at_once = store.settlement_writes_at_once();
+        let mut entered_first = in_chunks(&entries_of_ending, at_once, |chunk| store.set_entries(chunk));
+        while let Some((_, entered)) = entered_first.next().await {
+            entered?;
         }
         let mut users = Vec::new();
-        for chunk in finishes.chunks(WRITE_CHUNK) {
-            // Stamped when they end, not when the step began: a step may start before its deciding tick.
-            for trade in store.finish_trades(chunk, Utc::now()).await? {
+        // Stamped when they end (the future starts when its chunk's turn comes), not when the
+        // step began: a step may start before its deciding tick.
+        let mut ended_chunks =
+            in_chunks(
+                &finishes,
+                at_once,
+                |chunk| async move { store.finish_trades(chunk, Utc::now()).await },
+            );
+        while let Some((chunk, ended)) = ended_chunks.next().await {
+            for trade in ended? {
                 match trade.status {
                     TradeStatus::Void => report.voided += 1,
                     _ => report.settled += 1,
@@ -288,8 +300,9 @@ impl Settlement {
                 open.trades.remove(&finish.trade_id);
             }
         }
-        for chunk in entries.chunks(WRITE_CHUNK) {
-            let entered: HashSet<i64> = store.set_entries(chunk).await?.into_iter().collect();
+        let mut entered_chunks = in_chunks(&entries, at_once, |chunk| store.set_entries(chunk));
+        while let Some((chunk, entered)) = entered_chunks.next().await {
+            let entered: HashSet<i64> = entered?.into_iter().collect();
             for (id, entry, expires_at) in chunk {
                 let Some(trade) = open.trades.get_mut(id) else { continue };
                 // Known from here on, whether this node or another recorded it.
@@ -327,6 +340,24 @@ impl Settlement {
         store.set_vip_levels(&changes).await?;
         Ok(())
     }
+}
+
+/// `write` of each [`WRITE_CHUNK`] of `items`, up to `at_once` running together, each with its
+/// chunk, in order. The writes are made before the stream: one that makes them as it goes holds
+/// the closure across its awaits, and the compiler then cannot prove the step's future `Send`.
+fn in_chunks<'a, T, W: Future>(
+    items: &'a [T],
+    at_once: usize,
+    write: impl Fn(&'a [T]) -> W,
+) -> impl Stream<Item = (&'a [T], W::Output)> {
+    let writes: Vec<_> = items
+        .chunks(WRITE_CHUNK)
+        .map(|chunk| {
+            let written = write(chunk);
+            async move { (chunk, written.await) }
+        })
+        .collect();
+    stream::iter(writes).buffered(at_once)
 }
 
 /// Passes the bus's trade events on to settlement until either side is gone. Unbounded: what
