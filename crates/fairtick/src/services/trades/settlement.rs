@@ -28,7 +28,7 @@ use tokio_util::sync::CancellationToken;
 use super::Trades;
 use crate::services::Result;
 use crate::services::events::Event;
-use crate::store::{Ending, Finish, TickRecord, TradeRecord, TradeSpot, utc_day};
+use crate::store::{Ending, Finish, StoreError, StoreResult, TickRecord, TradeRecord, TradeSpot, utc_day};
 
 /// Most ticks read for one market in one step: the longest duration plus the grace period at
 /// the fastest tick rate fits many times over.
@@ -273,14 +273,14 @@ impl Settlement {
         let mut users = Vec::new();
         // Stamped when they end (the future starts when its chunk's turn comes), not when the
         // step began: a step may start before its deciding tick.
-        let mut ended_chunks =
-            in_chunks(
-                &finishes,
-                at_once,
-                |chunk| async move { store.finish_trades(chunk, Utc::now()).await },
-            );
+        let end = |chunk| async move { store.finish_trades(chunk, Utc::now()).await };
+        let mut ended_chunks = in_chunks(&finishes, at_once, end);
+        // A chunk that failed does not stop those beside it, which may have committed: they are
+        // still announced, and the step fails once they all have answered.
+        let mut failed = None;
         while let Some((chunk, ended)) = ended_chunks.next().await {
-            for trade in ended? {
+            let Some(ended) = kept(ended, &mut failed) else { continue };
+            for trade in ended {
                 match trade.status {
                     TradeStatus::Void => report.voided += 1,
                     _ => report.settled += 1,
@@ -300,9 +300,13 @@ impl Settlement {
                 open.trades.remove(&finish.trade_id);
             }
         }
+        if let Some(error) = failed {
+            return Err(error.into());
+        }
         let mut entered_chunks = in_chunks(&entries, at_once, |chunk| store.set_entries(chunk));
         while let Some((chunk, entered)) = entered_chunks.next().await {
-            let entered: HashSet<i64> = entered?.into_iter().collect();
+            let Some(entered) = kept(entered, &mut failed) else { continue };
+            let entered: HashSet<i64> = entered.into_iter().collect();
             for (id, entry, expires_at) in chunk {
                 let Some(trade) = open.trades.get_mut(id) else { continue };
                 // Known from here on, whether this node or another recorded it.
@@ -315,6 +319,9 @@ impl Settlement {
             }
         }
         drop(open);
+        if let Some(error) = failed {
+            return Err(error.into());
+        }
         users.sort();
         users.dedup();
         self.update_vip_levels(&users, now).await?;
@@ -360,6 +367,11 @@ fn in_chunks<'a, T, W: Future>(
     stream::iter(writes).buffered(at_once)
 }
 
+/// `result`'s value, or `None` with its error kept in `failed` unless an earlier one is.
+fn kept<T>(result: StoreResult<T>, failed: &mut Option<StoreError>) -> Option<T> {
+    result.map_err(|error| failed.get_or_insert(error)).ok()
+}
+
 /// Passes the bus's trade events on to settlement until either side is gone. Unbounded: what
 /// queues is what settlement's next step reads, and it reads everything.
 async fn listen(mut events: broadcast::Receiver<Event>, hear: mpsc::UnboundedSender<Heard>) {
@@ -401,6 +413,17 @@ mod tests {
 
     use super::*;
     use crate::store::NewTrade;
+
+    #[test]
+    fn a_step_keeps_the_first_failure_of_its_chunks_and_the_values_of_the_others() {
+        let mut failed = None;
+        assert_eq!(kept(Ok(1), &mut failed), Some(1));
+        assert!(failed.is_none());
+        assert_eq!(kept::<i32>(Err(StoreError::Corrupt("first".into())), &mut failed), None);
+        assert_eq!(kept(Ok(3), &mut failed), Some(3));
+        assert_eq!(kept::<i32>(Err(StoreError::Corrupt("second".into())), &mut failed), None);
+        assert!(matches!(failed, Some(StoreError::Corrupt(ref which)) if which == "first"), "{failed:?}");
+    }
 
     fn trade(id: i64) -> TradeRecord {
         let new = NewTrade {
