@@ -35,7 +35,9 @@ pub use ledger::{IdempotencyKey, StatementQuery, StatementRow, WalletOutcome, Wa
 pub use market::{Candle, EpochRecord, NewEpoch, TickRecord};
 pub use postgres::Leadership;
 pub use sessions::{DEFAULT_TTL_MS as DEFAULT_SESSION_TTL_MS, USERS_CHANNEL};
-pub use trades::{Ending, Finish, NewTrade, OpenOutcome, TradeCounts, TradeQuery, TradeRecord, TradeSpot};
+pub use trades::{
+    Ending, Endings, Finish, NewTrade, OpenOutcome, TradeCounts, TradeQuery, TradeRecord, TradeSpot,
+};
 pub use turnover::utc_day;
 pub use users::{NewUser, SessionUser, UserRecord};
 

@@ -122,6 +122,29 @@ pub struct Finish {
     pub payout: Money,
 }
 
+/// What [`Store::finish_trades`] ended, and the error that stopped it, if one did. Its endings
+/// take up to two transactions (the users whose accounts another transaction holds come in the
+/// second), and the first may have committed when the second fails: the trades it ended must
+/// still be announced.
+#[derive(Debug)]
+#[must_use]
+pub struct Endings {
+    /// The trades this call ended, as they now are, in id order.
+    pub ended: Vec<TradeRecord>,
+    pub failed: Option<StoreError>,
+}
+
+impl Endings {
+    /// The trades ended, or the error alone. Loses nothing where every ending is of one user:
+    /// those share one transaction, so none of them ended if it failed.
+    pub fn into_result(self) -> StoreResult<Vec<TradeRecord>> {
+        match self.failed {
+            None => Ok(self.ended),
+            Some(error) => Err(error),
+        }
+    }
+}
+
 /// Filters and cursor of a trade history page, newest first.
 #[derive(Clone, Debug, Default)]
 pub struct TradeQuery {
@@ -493,17 +516,13 @@ impl Store {
         Ok(entered)
     }
 
-    /// Ends trades in one transaction (one commit for a whole batch). Each trade ends only if it
-    /// is still active: a trade already ended elsewhere is skipped and moves no money. Returns
-    /// the trades this call ended.
+    /// Ends trades in one transaction (one commit for a whole batch), or two where another
+    /// transaction holds some of their users' accounts. Each trade ends only if it is still
+    /// active: a trade already ended elsewhere is skipped and moves no money.
     #[tracing::instrument(skip_all, fields(batch = finishes.len()))]
-    pub async fn finish_trades(
-        &self,
-        finishes: &[Finish],
-        now: DateTime<Utc>,
-    ) -> StoreResult<Vec<TradeRecord>> {
+    pub async fn finish_trades(&self, finishes: &[Finish], now: DateTime<Utc>) -> Endings {
         if finishes.is_empty() {
-            return Ok(Vec::new());
+            return Endings { ended: Vec::new(), failed: None };
         }
         // The trades of users whose accounts an opening batch holds are ended right after the
         // others, waiting for those locks: the openings take what is free and never wait, and
@@ -511,12 +530,19 @@ impl Store {
         let finish = |finishes: Vec<Finish>, locking| {
             self.write_on_writer(move |reply| Work::Finish { finishes, now, locking, reply })
         };
-        let (mut ended, left) = finish(finishes.to_vec(), Locking::SkipHeld).await?;
+        let (mut ended, left) = match finish(finishes.to_vec(), Locking::SkipHeld).await {
+            Ok(done) => done,
+            Err(error) => return Endings { ended: Vec::new(), failed: Some(error) },
+        };
+        let mut failed = None;
         if !left.is_empty() {
-            ended.extend(finish(left, Locking::Wait).await?.0);
+            match finish(left, Locking::Wait).await {
+                Ok((more, _)) => ended.extend(more),
+                Err(error) => failed = Some(error),
+            }
             ended.sort_by_key(|t| t.id);
         }
-        Ok(ended)
+        Endings { ended, failed }
     }
 
     /// [`Store::finish_trades`] inside `tx`; returns the trades it ended, as they now are, in id

@@ -8,15 +8,19 @@ use std::time::Duration;
 
 use chrono::Utc;
 use fairtick::store::{
-    IdempotencyKey, NewTrade, OpenOutcome, StoreError, WalletOutcome, WriteOutcome, WriteRequest, utc_day,
+    Ending, Endings, Finish, IdempotencyKey, NewTrade, OpenOutcome, StoreError, TradeSpot, WalletOutcome,
+    WriteOutcome, WriteRequest, utc_day,
 };
-use fairtick_core::trade::Direction;
+use fairtick_core::price::Price;
+use fairtick_core::trade::{self, Direction, TradeResult, TradeStatus};
 use fairtick_core::wallet::{WalletLimits, WalletOp};
 use fairtick_core::{Money, UserId};
 use reqwest::StatusCode;
 use serde_json::json;
+use sqlx::AnyConnection;
+use tokio::task::JoinHandle;
 
-use crate::helpers::{TestApp, body, eventually, raw_connection, spawn_process};
+use crate::helpers::{TestApp, body, break_the_ending_of, eventually, raw_connection, spawn_process};
 
 fn trade(stake: &str, payout_rate_bp: u32) -> NewTrade {
     NewTrade {
@@ -223,10 +227,6 @@ async fn kill_9_in_the_middle_of_batches_loses_no_acknowledged_trade() {
 /// against its user's accounts, its stake and its payout.
 #[tokio::test]
 async fn a_batch_of_many_users_and_stakes_books_every_posting_on_its_own_transaction() {
-    use fairtick::store::{Ending, Finish, TradeSpot};
-    use fairtick_core::price::Price;
-    use fairtick_core::trade::{self, TradeResult};
-
     let app = TestApp::spawn().await;
     let people = users(&app, &["ann", "bob", "cyd", "dan", "eve"]).await;
     let new = |cents: i64| NewTrade {
@@ -267,7 +267,7 @@ async fn a_batch_of_many_users_and_stakes_books_every_posting_on_its_own_transac
             }
         })
         .collect();
-    assert_eq!(app.store.finish_trades(&finishes, Utc::now()).await.unwrap().len(), ids.len());
+    assert_eq!(app.store.finish_trades(&finishes, Utc::now()).await.into_result().unwrap().len(), ids.len());
     let audit = app.store.audit().await.unwrap();
     assert!(audit.is_clean(), "after the endings: {:?}", audit.violations);
     assert_eq!(
@@ -282,10 +282,7 @@ async fn a_batch_of_many_users_and_stakes_books_every_posting_on_its_own_transac
 /// money) once. On a symbol with no feed and an hour long, settlement itself leaves them alone.
 #[tokio::test]
 async fn entries_and_endings_apply_once_and_only_to_trades_still_active() {
-    use fairtick::store::{Ending, Finish, TradeSpot};
     use fairtick_core::ledger::TransactionKind;
-    use fairtick_core::price::Price;
-    use fairtick_core::trade::{self, TradeResult, TradeStatus};
 
     let app = TestApp::spawn().await;
     let user = users(&app, &["lister"]).await[0].1;
@@ -310,10 +307,11 @@ async fn entries_and_endings_apply_once_and_only_to_trades_still_active() {
         transfer: trade::settlement_transfer(TradeResult::Win, new.stake, new.payout_rate_bp).unwrap(),
         payout: trade::returned(TradeResult::Win, new.stake, new.payout_rate_bp),
     };
-    let first = app.store.finish_trades(&[finish(ids[0]), finish(ids[1])], Utc::now()).await.unwrap();
+    let first =
+        app.store.finish_trades(&[finish(ids[0]), finish(ids[1])], Utc::now()).await.into_result().unwrap();
     assert_eq!(first.iter().map(|t| t.id).collect::<Vec<_>>(), ids[..2]);
     let all: Vec<Finish> = ids.iter().map(|&id| finish(id)).collect();
-    let second = app.store.finish_trades(&all, Utc::now()).await.unwrap();
+    let second = app.store.finish_trades(&all, Utc::now()).await.into_result().unwrap();
     assert_eq!(
         second.iter().map(|t| t.id).collect::<Vec<_>>(),
         ids[2..],
@@ -330,12 +328,15 @@ async fn entries_and_endings_apply_once_and_only_to_trades_still_active() {
         transfer: trade::release_transfer(TransactionKind::Refund, new.stake, new.stake).unwrap(),
         payout: new.stake,
     };
-    let ended = app.store.finish_trades(&[void()], Utc::now()).await.unwrap();
+    let ended = app.store.finish_trades(&[void()], Utc::now()).await.into_result().unwrap();
     assert_eq!(ended.len(), 1);
     let (status, reason, payout) = (ended[0].status, ended[0].void_reason.as_deref(), ended[0].payout);
     assert_eq!((status, reason, payout), (TradeStatus::Void, Some("no tick"), Some(new.stake)));
     assert!(ended[0].settled_at.is_some());
-    assert!(app.store.finish_trades(&[void()], Utc::now()).await.unwrap().is_empty(), "voided once");
+    assert!(
+        app.store.finish_trades(&[void()], Utc::now()).await.into_result().unwrap().is_empty(),
+        "voided once"
+    );
 
     // Yesterday as well, in case the test ran over midnight.
     let from = utc_day(Utc::now().timestamp_millis()) - 1;
@@ -354,9 +355,7 @@ async fn entries_and_endings_apply_once_and_only_to_trades_still_active() {
 #[tokio::test]
 async fn turnover_counts_on_the_day_a_trade_was_accepted() {
     use chrono::Duration as Days;
-    use fairtick::store::{Ending, Finish};
     use fairtick_core::ledger::TransactionKind;
-    use fairtick_core::trade;
 
     let app = TestApp::spawn().await;
     let user = users(&app, &["turner"]).await[0].1;
@@ -380,7 +379,7 @@ async fn turnover_counts_on_the_day_a_trade_was_accepted() {
     let turnover = async |first_day: i64| app.store.turnovers(&[user], first_day).await.unwrap()[0].1;
     assert_eq!(turnover(today - 45).await, Money::ZERO, "nothing counts before it ends");
 
-    app.store.finish_trades(&[sold(ids[0]), sold(ids[1])], Utc::now()).await.unwrap();
+    app.store.finish_trades(&[sold(ids[0]), sold(ids[1])], Utc::now()).await.into_result().unwrap();
     assert_eq!(turnover(today - 29).await, new.stake, "only the trade accepted within the window");
     assert_eq!(turnover(today - 45).await, Money::parse("5.00").unwrap(), "both, over 46 days");
 }
@@ -438,15 +437,10 @@ async fn a_trade_whose_accounts_are_held_elsewhere_waits_alone() {
     assert!(app.store.audit().await.unwrap().is_clean());
 }
 
-/// On PostgreSQL settlement does not wait for an account an opening holds either: it ends the
-/// other users' trades first, then the held user's once the lock is let go.
-#[tokio::test]
-async fn settlement_ends_the_trades_of_free_accounts_before_those_held_elsewhere() {
-    use fairtick::store::{Ending, Finish, TradeSpot};
-    use fairtick_core::price::Price;
-    use fairtick_core::trade::{self, TradeResult, TradeStatus};
-
-    let Some((app, people)) = two_users_on_postgres().await else { return };
+/// On PostgreSQL, a server with two users (held, then free), each with one entered trade on a
+/// market with no feed (which settlement leaves alone), and the endings that lose them.
+async fn two_entered_trades_on_postgres() -> Option<(TestApp, UserId, [Finish; 2])> {
+    let (app, people) = two_users_on_postgres().await?;
     let (held, free) = (people[0].1, people[1].1);
     let new = NewTrade { symbol: "NOFEED".into(), duration_ms: 3_600_000, ..trade("1.00", 8_500) };
     let open = |user| WriteRequest::OpenTrade { user, trade: new.clone(), key: None, now: Utc::now() };
@@ -464,27 +458,64 @@ async fn settlement_ends_the_trades_of_free_accounts_before_those_held_elsewhere
         transfer: trade::settlement_transfer(TradeResult::Lose, new.stake, new.payout_rate_bp).unwrap(),
         payout: trade::returned(TradeResult::Lose, new.stake, new.payout_rate_bp),
     };
+    Some((app, held, [finish(held_trade, held), finish(free_trade, free)]))
+}
 
-    let mut holder = hold_accounts(&app, held).await;
-    let settling = {
-        let (store, finishes) = (app.store.clone(), vec![finish(held_trade, held), finish(free_trade, free)]);
-        tokio::spawn(async move { store.finish_trades(&finishes, Utc::now()).await })
-    };
+/// Ends both trades of [`two_entered_trades_on_postgres`] while a transaction of the test's
+/// own holds the first one's accounts; returns once the free one has ended, with the ending
+/// still waiting for the held one, and the holder to let go.
+async fn ending_while_held(
+    app: &TestApp,
+    held: UserId,
+    finishes: [Finish; 2],
+) -> (JoinHandle<Endings>, AnyConnection) {
+    let (held_trade, free_trade) = (finishes[0].trade_id, finishes[1].trade_id);
+    let holder = hold_accounts(app, held).await;
+    let store = app.store.clone();
+    let settling = tokio::spawn(async move { store.finish_trades(&finishes, Utc::now()).await });
     let status = |id| {
         let store = app.store.clone();
         async move { store.trade(id).await.unwrap().unwrap().status }
     };
-    // The free user's trade is ended while the other's accounts are held.
     eventually(Duration::from_secs(10), || async {
         (status(free_trade).await == TradeStatus::Settled).then_some(())
     })
     .await;
     assert_eq!(status(held_trade).await, TradeStatus::Active);
     assert!(!settling.is_finished());
+    (settling, holder)
+}
+
+/// On PostgreSQL settlement does not wait for an account an opening holds either: it ends the
+/// other users' trades first, then the held user's once the lock is let go.
+#[tokio::test]
+async fn settlement_ends_the_trades_of_free_accounts_before_those_held_elsewhere() {
+    let Some((app, held, finishes)) = two_entered_trades_on_postgres().await else { return };
+    let ids = finishes.each_ref().map(|f| f.trade_id);
+    let (settling, mut holder) = ending_while_held(&app, held, finishes).await;
 
     sqlx::query("COMMIT").execute(&mut holder).await.unwrap();
     let ended = tokio::time::timeout(Duration::from_secs(10), settling).await.expect("answered");
-    let ids: Vec<i64> = ended.unwrap().unwrap().iter().map(|t| t.id).collect();
-    assert_eq!(ids, [held_trade, free_trade], "both come back, in id order");
+    let ended: Vec<i64> = ended.unwrap().into_result().unwrap().iter().map(|t| t.id).collect();
+    assert_eq!(ended, ids, "both come back, in id order");
+    assert!(app.store.audit().await.unwrap().is_clean());
+}
+
+/// When the ending of the held user's trades fails after the free users' have committed, the
+/// trades that did end come back beside the error: settlement must announce them, and a plain
+/// error would have lost them.
+#[tokio::test]
+async fn endings_committed_before_a_failure_come_back_with_the_error() {
+    let Some((app, held, finishes)) = two_entered_trades_on_postgres().await else { return };
+    let (held_trade, free_trade) = (finishes[0].trade_id, finishes[1].trade_id);
+    break_the_ending_of(&app, held_trade).await;
+    let (settling, mut holder) = ending_while_held(&app, held, finishes).await;
+
+    sqlx::query("COMMIT").execute(&mut holder).await.unwrap();
+    let endings = tokio::time::timeout(Duration::from_secs(10), settling).await.expect("answered").unwrap();
+    assert_eq!(endings.ended.iter().map(|t| t.id).collect::<Vec<_>>(), [free_trade]);
+    let failed = endings.failed.expect("the held trade's ending failed");
+    assert!(failed.to_string().contains("injected fault"), "{failed}");
+    assert_eq!(app.store.trade(held_trade).await.unwrap().unwrap().status, TradeStatus::Active);
     assert!(app.store.audit().await.unwrap().is_clean());
 }

@@ -333,3 +333,39 @@ pub async fn spawn_process(app: &TestApp) -> (tokio::process::Child, String) {
     .await;
     (process, base)
 }
+
+/// A fault put into `app`'s database: from now on the update that ends trade `id` fails, as a
+/// lost connection or a full disk would make it, until [`heal_the_ending`].
+pub async fn break_the_ending_of(app: &TestApp, id: i64) {
+    let statements = if app.database_url.starts_with("postgres") {
+        vec![
+            "CREATE FUNCTION injected_fault() RETURNS trigger LANGUAGE plpgsql \
+             AS $$ BEGIN RAISE EXCEPTION 'injected fault'; END $$"
+                .to_owned(),
+            format!(
+                "CREATE TRIGGER injected_fault BEFORE UPDATE ON trades FOR EACH ROW \
+                 WHEN (OLD.id = {id} AND NEW.status <> 'active') EXECUTE FUNCTION injected_fault()"
+            ),
+        ]
+    } else {
+        vec![format!(
+            "CREATE TRIGGER injected_fault BEFORE UPDATE ON trades FOR EACH ROW \
+             WHEN OLD.id = {id} AND NEW.status <> 'active' BEGIN SELECT RAISE(ABORT, 'injected fault'); END"
+        )]
+    };
+    let mut conn = raw_connection(&app.database_url).await;
+    for statement in statements {
+        sqlx::query(&statement).execute(&mut conn).await.expect("the fault is put in");
+    }
+}
+
+/// Takes out the fault of [`break_the_ending_of`].
+pub async fn heal_the_ending(app: &TestApp) {
+    let statement = if app.database_url.starts_with("postgres") {
+        "DROP TRIGGER injected_fault ON trades"
+    } else {
+        "DROP TRIGGER injected_fault"
+    };
+    let mut conn = raw_connection(&app.database_url).await;
+    sqlx::query(statement).execute(&mut conn).await.expect("the fault is taken out");
+}

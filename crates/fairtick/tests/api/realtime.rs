@@ -11,9 +11,14 @@ use tokio_tungstenite::tungstenite::{self, Message};
 
 use crate::helpers::{PASSWORD, TestApp, body, error_of, eventually, raw_connection};
 
-type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+pub(crate) type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
-async fn connect(app: &TestApp, query: &str, cookie: Option<&str>) -> Result<Socket, tungstenite::Error> {
+pub(crate) async fn connect(
+    app: &TestApp,
+    query: &str,
+    cookie: Option<&str>,
+) -> Result<Socket, tungstenite::Error> {
     let mut request =
         format!("{}/ws{query}", app.base.replace("http://", "ws://")).into_client_request().unwrap();
     if let Some(token) = cookie {

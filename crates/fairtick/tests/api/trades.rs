@@ -1,16 +1,25 @@
 //! Flash trades over HTTP: quotes, opening, settlement by the rules from the recorded ticks,
 //! selling back, receipts, history, the record, VIP levels, crashes and concurrency.
 
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
+use fairtick::services::trades::settlement::WRITE_CHUNK;
 use fairtick_core::price::Price;
 use fairtick_core::trade::{Direction, Progress, Spot, Terms, progress};
 use fairtick_core::{Money, UserId};
+use futures::StreamExt;
 use futures::future::join_all;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::Message;
 
-use crate::helpers::{TestApp, body, error_of, eventually, ms, raw_connection, spawn_process};
+use crate::helpers::{
+    TestApp, body, break_the_ending_of, error_of, eventually, heal_the_ending, ms, raw_connection,
+    spawn_process,
+};
+use crate::realtime::{Socket, connect};
 
 fn open_body(symbol: &str, direction: &str, amount: &str, duration: u32) -> Value {
     json!({"symbol": symbol, "direction": direction, "amount": amount, "duration": duration})
@@ -482,6 +491,80 @@ async fn a_thousand_trades_expiring_together_are_all_settled_by_the_rules() {
     assert!(report.is_clean(), "{:?}", report.violations);
     assert_eq!(report.trades, 1000);
     eprintln!("1000 trades: the last settled {latest_lag} ms after its expiry (measured, not asserted)");
+}
+
+/// Passes on the id of every trade `socket` hears has ended.
+async fn endings_heard(mut socket: Socket, heard: mpsc::UnboundedSender<i64>) {
+    while let Some(Ok(message)) = socket.next().await {
+        let Message::Text(text) = message else { continue };
+        let message: Value = serde_json::from_str(&text).unwrap();
+        let trade = &message["data"]["trade"];
+        if message["type"] == "trade_update" && trade["status"] != "active" {
+            let _ = heard.send(trade["id"].as_i64().unwrap());
+        }
+    }
+}
+
+/// Reads `heard` into `counts` until every trade of `ids` has been heard of, for at most 10 s.
+async fn hear_all(
+    heard: &mut mpsc::UnboundedReceiver<i64>,
+    counts: &mut HashMap<i64, usize>,
+    ids: &HashSet<i64>,
+) {
+    let all = async {
+        while !ids.iter().all(|id| counts.contains_key(id)) {
+            *counts.entry(heard.recv().await.unwrap()).or_default() += 1;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), all).await.expect("every ended trade is announced");
+}
+
+/// A trade whose ending fails in the database (a fault put in for it alone) holds back only
+/// the trades written in its transaction: the others end and are announced meanwhile, and once
+/// the fault is gone the held-back ones end too, each announced once. The failing trade is the
+/// oldest, so it leads the first chunk of every step.
+#[tokio::test]
+async fn a_trade_whose_ending_fails_holds_back_only_the_trades_written_with_it() {
+    let app = TestApp::spawn().await;
+    let token = app.signed_up("fault@example.com").await;
+    let request = open_body("SIMV25", "up", "10", 1);
+    let failing = open(&app, &token, &request).await["id"].as_i64().unwrap();
+    break_the_ending_of(&app, failing).await;
+    let socket = connect(&app, &format!("?token={token}"), None).await.unwrap();
+    let (hear, mut heard) = mpsc::unbounded_channel();
+    tokio::spawn(endings_heard(socket, hear));
+    let opened = join_all((0..3 * WRITE_CHUNK).map(|_| open(&app, &token, &request))).await;
+    let others: Vec<i64> = opened.iter().map(|t| t["id"].as_i64().unwrap()).collect();
+
+    let ended_meanwhile = eventually(Duration::from_secs(30), || async {
+        let page = body(app.get("/api/flash-trade/history?limit=200", Some(&token)).await).await;
+        let ended: HashSet<i64> = page["trades"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|t| t["status"] != "active")
+            .map(|t| t["id"].as_i64().unwrap())
+            .collect();
+        (ended.len() >= others.len() - (WRITE_CHUNK - 1)).then_some(ended)
+    })
+    .await;
+    assert!(!ended_meanwhile.contains(&failing), "its ending fails");
+    let mut counts = HashMap::new();
+    hear_all(&mut heard, &mut counts, &ended_meanwhile).await;
+    assert_eq!(trade(&app, &token, failing).await["status"], "active");
+
+    heal_the_ending(&app).await;
+    let failed_once = ended(&app, &token, failing, Duration::from_secs(30)).await;
+    assert_settled_by_the_rules(&app, &failed_once).await;
+    for id in &others {
+        assert_eq!(ended(&app, &token, *id, Duration::from_secs(30)).await["status"], "settled");
+    }
+    let all: HashSet<i64> = others.iter().copied().chain([failing]).collect();
+    hear_all(&mut heard, &mut counts, &all).await;
+    assert!(counts.values().all(|&n| n == 1), "each announced once: {counts:?}");
+    let report = app.store.audit().await.unwrap();
+    assert!(report.is_clean(), "{:?}", report.violations);
+    assert_eq!(report.trades, all.len() as i64);
 }
 
 #[tokio::test]

@@ -449,7 +449,7 @@ impl Trades {
             transfer,
             payout: bid,
         };
-        let mut ended = self.store.finish_trades(&[finish], now).await?;
+        let mut ended = self.store.finish_trades(&[finish], now).await.into_result()?;
         let Some(sold) = ended.pop() else {
             return Err(Error::Conflict {
                 code: "trade_not_active",

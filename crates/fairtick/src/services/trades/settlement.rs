@@ -43,7 +43,7 @@ const VIP_WINDOW_DAYS: i64 = 30;
 /// trade creation: in small transactions it takes turns with the creators' batches instead of
 /// making them wait for a whole step's writes. On PostgreSQL a transaction holds its users'
 /// accounts until it commits, and an opening of theirs waits for it.
-const WRITE_CHUNK: usize = 64;
+pub const WRITE_CHUNK: usize = 64;
 
 /// What one step did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -275,12 +275,16 @@ impl Settlement {
         // step began: a step may start before its deciding tick.
         let end = |chunk| async move { store.finish_trades(chunk, Utc::now()).await };
         let mut ended_chunks = in_chunks(&finishes, at_once, end);
-        // A chunk that failed does not stop those beside it, which may have committed: they are
-        // still announced, and the step fails once they all have answered.
+        // A chunk that failed does not stop those beside it, which may have committed, and may
+        // itself have ended some trades before it failed: they are all still announced, and the
+        // step fails once every chunk has answered.
         let mut failed = None;
-        while let Some((chunk, ended)) = ended_chunks.next().await {
-            let Some(ended) = kept(ended, &mut failed) else { continue };
-            for trade in ended {
+        while let Some((chunk, endings)) = ended_chunks.next().await {
+            let whole = endings.failed.is_none();
+            if let Some(error) = endings.failed {
+                failed.get_or_insert(error);
+            }
+            for trade in endings.ended {
                 match trade.status {
                     TradeStatus::Void => report.voided += 1,
                     _ => report.settled += 1,
@@ -293,11 +297,14 @@ impl Settlement {
                     metrics::histogram!("settlement_lag_seconds").record(lag_ms as f64 / 1000.0);
                 }
                 users.push(trade.user_id);
+                open.trades.remove(&trade.id);
                 self.trades.publish(trade);
             }
-            for finish in chunk {
-                // Ended here or elsewhere: either way no longer open.
-                open.trades.remove(&finish.trade_id);
+            if whole {
+                for finish in chunk {
+                    // Ended here or elsewhere: either way no longer open.
+                    open.trades.remove(&finish.trade_id);
+                }
             }
         }
         if let Some(error) = failed {
