@@ -46,6 +46,7 @@ export function initLive() {
     if (Date.now() - lastPoll >= POLL_MS) loadLive();
   });
   realtime.addEventListener('adminTrade', ({ detail }) => upsert(detail));
+  realtime.addEventListener('resync', () => loadLive());
   loadLive();
   realtime.start();
   addEventListener('pagehide', () => realtime.stop());

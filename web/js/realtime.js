@@ -142,7 +142,16 @@ export class Realtime extends EventTarget {
       case 'notification':
         this.emit('notification', data);
         break;
+      case 'resync':
+        // The server may have missed events for us: what the page shows is read again.
+        this.emit('resync', data);
+        break;
       case 'error':
+        if (data.code === 'seq_ahead') {
+          // Our ticks are not from this server's history (its database was reset): start over.
+          for (const market of this.markets.values()) market.lastSeq = null;
+          this.send('subscribe', { symbols: [...this.markets.keys()] });
+        }
         this.emit('servererror', data);
         break;
       default:

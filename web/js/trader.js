@@ -852,6 +852,8 @@ function wireRealtime(rt) {
     }
   });
   rt.addEventListener('balance', ({ detail }) => renderBalance(detail));
+  // Trades that ended while events were missed leave the open list here, each announced.
+  rt.addEventListener('resync', () => refreshActive());
   rt.addEventListener('notification', ({ detail }) => {
     toast({
       level: ['info', 'success', 'warning', 'error'].includes(detail.level) ? detail.level : 'info',

@@ -130,9 +130,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let throwaway = SecretString::from(hex::encode(rand::random::<[u8; 32]>()));
             let tokens = Tokens::new(&throwaway, Duration::from_secs(60));
             let defaults = TradingSettings { wallet: wallet.limits()?, ..TradingSettings::default() };
-            let settings = Settings::load(store.clone(), defaults, EventBus::new(store.clone())).await?;
+            let events = EventBus::new(store.clone());
+            let settings = Settings::load(store.clone(), defaults, events.clone()).await?;
             let data_key = crate::config::data_key(&storage.data_dir)?;
-            let accounts = Accounts::new(store.clone(), Passwords::new(1).await?, tokens, settings, data_key);
+            let passwords = Passwords::new(1).await?;
+            let accounts = Accounts::new(store.clone(), passwords, tokens, settings, data_key, events);
             let registration = Registration { email, password, first_name, last_name, role };
             let user =
                 accounts.register(registration, Utc::now()).await.map_err(|e| anyhow::anyhow!("{e}"))?;

@@ -59,6 +59,7 @@ impl Application {
                 tokens,
                 settings.clone(),
                 config.data_key.clone(),
+                events.clone(),
             ),
             wallet: Wallet::new(store.clone(), settings.clone(), events.clone()),
             settings,

@@ -6,6 +6,7 @@ use fairtick_core::account::{check_password, parse_name};
 use fairtick_core::wallet::{WalletState, signup_credit};
 use fairtick_core::{Email, Role, UserStatus};
 
+use super::events::{Event, EventBus, SignOff};
 use super::passwords::{Passwords, Verification};
 use super::sealing::DataKey;
 use super::settings::Settings;
@@ -46,6 +47,8 @@ pub struct Accounts {
     tokens: Tokens,
     settings: Settings,
     data_key: DataKey,
+    /// Tells the realtime hubs when a session ends.
+    events: EventBus,
 }
 
 impl Accounts {
@@ -55,8 +58,9 @@ impl Accounts {
         tokens: Tokens,
         settings: Settings,
         data_key: DataKey,
+        events: EventBus,
     ) -> Accounts {
-        Accounts { store, passwords, tokens, settings, data_key }
+        Accounts { store, passwords, tokens, settings, data_key, events }
     }
 
     pub fn tokens(&self) -> &Tokens {
@@ -135,9 +139,11 @@ impl Accounts {
         Ok(Session { token, claims, profile: Profile { user, wallet } })
     }
 
-    /// Refuses this token from now on.
+    /// Refuses this token from now on, and ends the user's live connections: those signed in
+    /// with it must not outlive it, and the others' clients sign in again with their own.
     pub async fn logout(&self, claims: &Claims, now: DateTime<Utc>) -> Result<()> {
         self.store.revoke_token(claims.user(), &claims.jti, claims.expires_at(), now).await?;
+        self.events.publish(Event::SignedOff(claims.user(), SignOff::LoggedOut));
         Ok(())
     }
 

@@ -7,7 +7,7 @@ use fairtick_core::UserId;
 use fairtick_core::account::UserStatus;
 use fairtick_core::admin::{Refusal, UserChange};
 
-use super::events::{Event, EventBus};
+use super::events::{Event, EventBus, SignOff};
 use super::paging;
 use super::{Error, Result};
 use crate::store::{
@@ -71,7 +71,7 @@ impl Admin {
     }
 
     /// Changes a user's role, status or limits under the rules of `fairtick_core::admin`; a
-    /// suspension also ends the user's live connections on every node.
+    /// suspension or a new role also ends the user's live connections on every node.
     pub async fn change_user(
         &self,
         actor: &Actor,
@@ -85,7 +85,9 @@ impl Admin {
             Some(Ok(user)) => user,
         };
         if change.status == Some(UserStatus::Suspended) {
-            self.events.publish(Event::Suspended(id));
+            self.events.publish(Event::SignedOff(id, SignOff::Suspended));
+        } else if change.role.is_some() {
+            self.events.publish(Event::SignedOff(id, SignOff::RoleChanged));
         }
         Ok(updated)
     }

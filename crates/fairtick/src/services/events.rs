@@ -30,6 +30,28 @@ pub struct Notice {
     pub message: String,
 }
 
+/// Why a user's live connections end.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SignOff {
+    Suspended,
+    /// A new role: an admin's connections would otherwise keep getting every user's trades.
+    RoleChanged,
+    /// One of the user's sessions was closed; the others' clients reconnect and sign in again.
+    LoggedOut,
+}
+
+impl SignOff {
+    /// The close reason the client is given.
+    pub fn reason(self) -> &'static str {
+        match self {
+            SignOff::Suspended => "account suspended",
+            SignOff::RoleChanged => "role changed: sign in again",
+            SignOff::LoggedOut => "signed out: sign in again",
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 pub enum Event {
     /// A trade was opened, entered or ended.
@@ -40,8 +62,8 @@ pub enum Event {
     Notice(Notice),
     /// A notification for one user.
     UserNotice(UserId, Notice),
-    /// The account was suspended: its live connections must end.
-    Suspended(UserId),
+    /// What the user's connections were signed in with no longer holds: they must end.
+    SignedOff(UserId, SignOff),
     /// The trading terms changed: every node reloads them.
     SettingsChanged,
     /// Live state may have been missed (e.g. a listener reconnected): resend it.
@@ -56,7 +78,7 @@ enum Wire {
     Balance { node: String, user: i64 },
     Notice { node: String, notice: Notice },
     UserNotice { node: String, user: i64, notice: Notice },
-    Suspended { node: String, user: i64 },
+    SignedOff { node: String, user: i64, why: SignOff },
     Settings { node: String },
     Tick { node: String, symbol: String, seq: i64, ts: i64, price: i64, epoch: i64 },
 }
@@ -103,7 +125,9 @@ impl EventBus {
             Event::UserNotice(user, notice) => {
                 Some(Wire::UserNotice { node: self.node.to_string(), user: user.0, notice: notice.clone() })
             }
-            Event::Suspended(user) => Some(Wire::Suspended { node: self.node.to_string(), user: user.0 }),
+            Event::SignedOff(user, why) => {
+                Some(Wire::SignedOff { node: self.node.to_string(), user: user.0, why: *why })
+            }
             Event::SettingsChanged => Some(Wire::Settings { node: self.node.to_string() }),
             Event::Resync => None,
         };
@@ -149,11 +173,18 @@ impl EventBus {
                     first = false;
                     loop {
                         tokio::select! {
-                            received = listener.recv() => match received {
-                                Ok(notification) if notification.channel() == USERS_CHANNEL => {
+                            // Not `recv`: it reconnects by itself and never says so, and what was
+                            // sent meanwhile would be missed without a resync.
+                            received = listener.try_recv() => match received {
+                                Ok(Some(notification)) if notification.channel() == USERS_CHANNEL => {
                                     self.store.hear_user_changed(notification.payload());
                                 }
-                                Ok(notification) => self.receive(notification.payload(), &markets).await,
+                                Ok(Some(notification)) => self.receive(notification.payload(), &markets).await,
+                                Ok(None) => {
+                                    tracing::warn!("the event listener lost its connection and is back");
+                                    self.store.forget_all_sessions();
+                                    let _ = self.local.send(Event::Resync);
+                                }
                                 Err(error) => {
                                     tracing::warn!(%error, "the event listener lost its connection");
                                     self.store.forget_all_sessions();
@@ -184,7 +215,7 @@ impl EventBus {
             | Wire::Balance { node, .. }
             | Wire::Notice { node, .. }
             | Wire::UserNotice { node, .. }
-            | Wire::Suspended { node, .. }
+            | Wire::SignedOff { node, .. }
             | Wire::Settings { node }
             | Wire::Tick { node, .. }
                 if from_self(&node) =>
@@ -199,7 +230,7 @@ impl EventBus {
             Wire::Balance { user, .. } => Event::Balance(UserId(user)),
             Wire::Notice { notice, .. } => Event::Notice(notice),
             Wire::UserNotice { user, notice, .. } => Event::UserNotice(UserId(user), notice),
-            Wire::Suspended { user, .. } => Event::Suspended(UserId(user)),
+            Wire::SignedOff { user, why, .. } => Event::SignedOff(UserId(user), why),
             Wire::Settings { .. } => Event::SettingsChanged,
             Wire::Tick { symbol, seq, ts, price, epoch, .. } => {
                 let Ok(price) = fairtick_core::price::Price::from_units(price) else { return };

@@ -9,6 +9,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use crate::helpers::{PASSWORD, TestApp, body, error_of, eventually, raw_connection};
+use crate::realtime::{closing_of, connect, next_of};
 
 /// Registers `email` and gives it `role` directly in the database (how the first superadmin
 /// is made with `fairtick user create`).
@@ -140,8 +141,7 @@ async fn a_suspension_cuts_the_live_session_and_the_live_websocket() {
     let admin = with_role(&app, "mod@example.com", "admin").await;
     let user = app.signed_up("cut@example.com").await;
     let id = app.user_id(&user).await;
-    let url = format!("{}/ws?token={user}", app.base.replace("http://", "ws://"));
-    let (mut socket, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    let mut socket = connect(&app, &format!("?token={user}"), None).await.unwrap();
 
     let suspended = call(
         &app,
@@ -155,20 +155,30 @@ async fn a_suspension_cuts_the_live_session_and_the_live_websocket() {
     assert_eq!(body(suspended).await["user"]["status"], "suspended");
     let (status, code, _) = error_of(app.me(&user).await).await;
     assert_eq!((status, code.as_str()), (StatusCode::FORBIDDEN, "account_suspended"));
-    let reason = tokio::time::timeout(Duration::from_secs(5), async {
-        loop {
-            match socket.next().await {
-                Some(Ok(tokio_tungstenite::tungstenite::Message::Close(frame))) => {
-                    return frame.map(|f| f.reason.to_string());
-                }
-                None | Some(Err(_)) => return None,
-                Some(Ok(_)) => {}
-            }
-        }
-    })
-    .await
-    .expect("the socket is closed");
-    assert_eq!(reason.as_deref(), Some("account suspended"));
+    assert_eq!(closing_of(&mut socket).await, Some((1008, "account suspended".into())));
+}
+
+#[tokio::test]
+async fn a_new_role_closes_the_users_sockets_so_an_old_admin_stops_getting_everyones_trades() {
+    let app = TestApp::spawn().await;
+    let root = with_role(&app, "root-roles@example.com", "superadmin").await;
+    let admin = with_role(&app, "demoted@example.com", "admin").await;
+    let id = app.user_id(&admin).await;
+    let mut socket = connect(&app, &format!("?token={admin}"), None).await.unwrap();
+    let authenticated = next_of(&mut socket, "authenticated").await;
+    assert_eq!(authenticated["role"], "admin");
+
+    let demoted =
+        call(&app, Method::PATCH, &format!("/api/admin/users/{id}"), &root, Some(json!({"role": "user"})))
+            .await;
+    assert_eq!(demoted.status(), StatusCode::OK);
+    assert_eq!(closing_of(&mut socket).await, Some((1008, "role changed: sign in again".into())));
+    let mut again = connect(&app, &format!("?token={admin}"), None).await.unwrap();
+    assert_eq!(
+        next_of(&mut again, "authenticated").await["role"],
+        "user",
+        "signed in again with the new role"
+    );
 }
 
 #[tokio::test]

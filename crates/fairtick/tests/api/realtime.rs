@@ -32,7 +32,7 @@ async fn send(socket: &mut Socket, message: Value) {
 }
 
 /// The next message of `kind` (others are skipped), within five seconds.
-async fn next_of(socket: &mut Socket, kind: &str) -> Value {
+pub(crate) async fn next_of(socket: &mut Socket, kind: &str) -> Value {
     let wait = async {
         loop {
             match socket.next().await {
@@ -50,6 +50,23 @@ async fn next_of(socket: &mut Socket, kind: &str) -> Value {
     tokio::time::timeout(Duration::from_secs(5), wait)
         .await
         .unwrap_or_else(|_| panic!("no {kind} within 5 s"))
+}
+
+/// The close code and reason `socket` ends with (skipping what comes before), within five
+/// seconds; `None` if it ended without a close frame.
+pub(crate) async fn closing_of(socket: &mut Socket) -> Option<(u16, String)> {
+    let closed = async {
+        loop {
+            match socket.next().await {
+                Some(Ok(Message::Close(frame))) => {
+                    return frame.map(|f| (u16::from(f.code), f.reason.to_string()));
+                }
+                None | Some(Err(_)) => return None,
+                Some(Ok(_)) => {}
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(5), closed).await.expect("the socket is closed within 5 s")
 }
 
 /// The next message of `kind` satisfying `test`.
@@ -245,6 +262,14 @@ async fn bad_messages_get_an_error_with_a_code_not_a_dropped_connection() {
             "invalid_data",
         ),
         ("{\"type\": \"auth\", \"data\": {}}", "invalid_data"),
+        (
+            "{\"type\": \"subscribe\", \"data\": {\"symbols\": [\"SIMV25\"], \"fromSeq\": {\"SIMV25\": -1}}}",
+            "invalid_data",
+        ),
+        (
+            "{\"type\": \"subscribe\", \"data\": {\"symbols\": [\"SIMV25\"], \"fromSeq\": {\"SIMV25\": 999999999999}}}",
+            "seq_ahead",
+        ),
     ] {
         socket.send(Message::text(message)).await.unwrap();
         let error = next_of(&mut socket, "error").await;
@@ -263,16 +288,25 @@ async fn bad_messages_get_an_error_with_a_code_not_a_dropped_connection() {
     assert_eq!(next_of(&mut socket, "error").await["code"], "rate_limited");
     let huge = format!("{{\"type\": \"ping\", \"data\": \"{}\"}}", "x".repeat(64 * 1024));
     let _ = socket.send(Message::text(huge)).await;
-    let ended = tokio::time::timeout(Duration::from_secs(5), async {
-        loop {
-            match socket.next().await {
-                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return,
-                Some(Ok(_)) => {}
-            }
-        }
-    })
-    .await;
-    assert!(ended.is_ok(), "a message over the size limit ends the connection");
+    next_matching(&mut socket, "error", |e| e["code"] == "message_too_large").await;
+    assert_eq!(closing_of(&mut socket).await, Some((1009, "message too large".into())));
+}
+
+#[tokio::test]
+async fn signing_out_closes_the_users_sockets_with_a_reason() {
+    let app = TestApp::spawn().await;
+    let token = app.signed_up("leaving@example.com").await;
+    let mut socket = connect(&app, &format!("?token={token}"), None).await.unwrap();
+    next_of(&mut socket, "balance_update").await;
+    let mut anonymous = connect(&app, "", None).await.unwrap();
+
+    let response = app.client.post(app.url("/api/auth/logout")).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+    assert_eq!(closing_of(&mut socket).await, Some((1008, "signed out: sign in again".into())));
+    let refused = connect(&app, &format!("?token={token}"), None).await;
+    assert!(refused.is_err(), "the token is refused from now on");
+    send(&mut anonymous, json!({"type": "ping"})).await;
+    next_of(&mut anonymous, "pong").await;
 }
 
 #[tokio::test]
@@ -340,6 +374,37 @@ async fn with_two_nodes_a_trade_on_node_a_reaches_a_socket_on_node_b() {
     assert_eq!(balance["inPlay"], "10.00");
     next_matching(&mut on_b, "trade_update", |d| d["trade"]["id"] == id && d["trade"]["status"] == "settled")
         .await;
+}
+
+/// The events a node hears from the others come over one `LISTEN` connection. When it drops,
+/// what was sent meanwhile is lost: the node's clients are told so and sent their state again,
+/// and events cross nodes again once it is back.
+#[tokio::test]
+async fn a_node_whose_listener_lost_its_connection_resynchronises_its_clients() {
+    let Some((a, b)) = TestApp::two_nodes().await else { return };
+    let token = a.signed_up("resync@example.com").await;
+    let request = json!({"symbol": "SIMV25", "direction": "up", "amount": "10", "duration": 10});
+    let open = body(a.post_json("/api/flash-trade/create", Some(&token), &request).await).await;
+    let open_id = open["trade"]["id"].as_i64().unwrap();
+    let mut on_b = connect(&b, &format!("?token={token}"), None).await.unwrap();
+    next_of(&mut on_b, "balance_update").await;
+
+    let mut conn = raw_connection(&a.database_url).await;
+    let cut: Vec<(bool,)> = sqlx::query_as(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE datname = current_database() AND query LIKE 'LISTEN%'",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(cut, [(true,), (true,)], "one listener per node");
+    next_of(&mut on_b, "resync").await;
+    assert_eq!(next_of(&mut on_b, "balance_update").await["inPlay"], "10.00");
+    next_matching(&mut on_b, "trade_update", |d| d["trade"]["id"] == open_id).await;
+
+    let opened = body(a.post_json("/api/flash-trade/create", Some(&token), &request).await).await;
+    let id = opened["trade"]["id"].as_i64().unwrap();
+    next_matching(&mut on_b, "trade_update", |d| d["trade"]["id"] == id).await;
 }
 
 #[tokio::test]

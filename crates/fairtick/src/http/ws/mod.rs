@@ -9,6 +9,7 @@
 mod upgrade;
 
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,9 +23,9 @@ use serde_json::{Value, json};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_tungstenite::WebSocketStream;
-use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
 use self::upgrade::WebSocketRequest;
 use super::AppState;
@@ -50,6 +51,8 @@ const MESSAGES_PER_SECOND: u32 = 20;
 const MAX_STRIKES: u32 = 50;
 /// Ticks replayed at most for one `fromSeq` catch-up.
 pub const MAX_REPLAY: u32 = 1_000;
+/// Replayed ticks written out before the next are queued (about 13 KB).
+const REPLAY_PART: usize = 100;
 const HEARTBEAT: Duration = Duration::from_secs(15);
 /// A peer silent for this long (no message, no pong) is dead.
 const SILENCE: Duration = Duration::from_secs(45);
@@ -162,6 +165,14 @@ async fn connection(socket: TcpStream, early: Vec<u8>, state: AppState, claims: 
                     }
                     // Pings are answered by tungstenite itself; a pong only shows the peer lives.
                     Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
+                    Some(Err(WsError::Capacity(_))) => {
+                        outlet.send(&error_frame(
+                            "message_too_large",
+                            format!("messages are at most {MAX_MESSAGE_BYTES} bytes"),
+                        ));
+                        break "message too large";
+                    }
+                    Some(Err(WsError::Protocol(_) | WsError::Utf8(_))) => break "protocol error",
                     Some(Ok(Message::Close(_))) | Some(Err(_)) | None => break "client went away",
                 }
             }
@@ -186,6 +197,8 @@ async fn connection(socket: TcpStream, early: Vec<u8>, state: AppState, claims: 
         "slow consumer" => CloseCode::Again,
         "client went away" => CloseCode::Normal,
         "server shutting down" => CloseCode::Away,
+        "message too large" => CloseCode::Size,
+        "protocol error" => CloseCode::Protocol,
         _ => CloseCode::Policy,
     };
     outlet.send_last(&close_frame(code, reason));
@@ -305,39 +318,83 @@ impl Session {
                 format!("at most {MAX_SUBSCRIPTIONS} markets per connection"),
             ));
         }
+        let mut catch_up = Vec::with_capacity(from_seq.len());
+        for (symbol, &after) in &from_seq {
+            catch_up.push((symbol, after, self.latest_seq(symbol, after).await?));
+        }
         for symbol in &symbols {
-            let subscription = self
-                .subscriptions
-                .entry(symbol.clone())
-                .or_insert_with(|| self.state.hub.watch(symbol, self.outlet.clone()));
-            if let Some(after) = from_seq.get(symbol) {
+            let after = from_seq.get(symbol).copied();
+            match self.subscriptions.entry(symbol.clone()) {
                 // Held from before the read: a tick produced after it waits for the catch-up,
                 // one produced before it is in the read.
-                subscription.subscriber().hold(*after);
+                Entry::Occupied(watching) => {
+                    if let Some(after) = after {
+                        watching.get().subscriber().hold(after);
+                    }
+                }
+                // Held from its first tick on, so that no live tick can pass the catch-up.
+                Entry::Vacant(fresh) => {
+                    fresh.insert(self.state.hub.watch(symbol, self.outlet.clone(), after));
+                }
             }
         }
-        for (symbol, after) in &from_seq {
-            self.replay(symbol, *after).await;
+        for (symbol, after, latest) in catch_up {
+            self.replay(symbol, after, latest).await;
         }
         self.outlet.send(&frame("subscribed", json!({ "symbols": symbols })));
         Ok(())
     }
 
-    /// Sends the ticks of `symbol` after `after` (at most [`MAX_REPLAY`]), then goes live.
-    async fn replay(&mut self, symbol: &str, after: i64) {
-        let ticks = self.state.markets.ticks(symbol, None, None, Some(after), Some(MAX_REPLAY)).await;
+    /// The seq of `symbol`'s latest tick, checking that `after` (a `fromSeq`) is one of its.
+    async fn latest_seq(&self, symbol: &str, after: i64) -> Result<i64, WireFrame> {
+        let latest = self
+            .state
+            .store
+            .last_tick(symbol)
+            .await
+            .map_err(|e| error_frame("replay_failed", e.to_string()))?
+            .map_or(0, |tick| tick.seq);
+        if after < 0 {
+            return Err(error_frame("invalid_data", format!("fromSeq {after} for {symbol:?} is negative")));
+        }
+        if after > latest {
+            // Seqs from another history (a database started over): the client must start over.
+            return Err(error_frame(
+                "seq_ahead",
+                format!("fromSeq {after} for {symbol:?} is past its latest tick, {latest}"),
+            ));
+        }
+        Ok(latest)
+    }
+
+    /// Sends the ticks of `symbol` after `after`, at most the newest [`MAX_REPLAY`] of them
+    /// (a `replay_truncated` message says where they start when more were missed), then goes
+    /// live. Sent a part at a time, each written out before the next: a long catch-up is not
+    /// a slow consumer.
+    async fn replay(&mut self, symbol: &str, after: i64, latest: i64) {
+        let from = after.max(latest - i64::from(MAX_REPLAY));
+        if from > after {
+            let data = json!({ "symbol": symbol, "fromSeq": after, "firstSeq": from + 1 });
+            self.outlet.send(&frame("replay_truncated", data));
+        }
+        let ticks = self.state.markets.ticks(symbol, None, None, Some(from), Some(MAX_REPLAY)).await;
         let Some(subscription) = self.subscriptions.get(symbol) else { return };
         match ticks {
             Ok(ticks) => {
-                for tick in ticks {
-                    let tick = Tick {
-                        symbol: Arc::from(tick.symbol.as_str()),
-                        seq: tick.seq,
-                        ts: tick.ts,
-                        price: tick.price,
-                        epoch_id: tick.epoch_id,
-                    };
-                    subscription.subscriber().replay(&price_frame(&tick));
+                for part in ticks.chunks(REPLAY_PART) {
+                    for tick in part {
+                        let tick = Tick {
+                            symbol: Arc::from(tick.symbol.as_str()),
+                            seq: tick.seq,
+                            ts: tick.ts,
+                            price: tick.price,
+                            epoch_id: tick.epoch_id,
+                        };
+                        subscription.subscriber().replay(&price_frame(&tick));
+                    }
+                    if !self.outlet.drained(WRITE_TIMEOUT).await {
+                        break;
+                    }
                 }
             }
             Err(e) => self.outlet.send(&error_frame("replay_failed", e.to_string())),

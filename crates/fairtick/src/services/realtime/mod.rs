@@ -18,6 +18,7 @@ use fairtick_core::UserId;
 use fairtick_core::wallet::WalletState;
 use parking_lot::Mutex;
 use serde::Serialize;
+use serde_json::json;
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
@@ -163,9 +164,10 @@ impl Hub {
     }
 
     /// Sends the ticks of `symbol` to `outlet` from now on (the caller checked that the
-    /// market exists).
-    pub fn watch(&self, symbol: &str, outlet: Arc<Outlet>) -> Subscription {
-        self.prices.subscribe(symbol, outlet)
+    /// market exists); with `catching_up_after`, held back until the ticks after that seq are
+    /// replayed (see [`prices::Subscriber::release`]).
+    pub fn watch(&self, symbol: &str, outlet: Arc<Outlet>, catching_up_after: Option<i64>) -> Subscription {
+        self.prices.subscribe(symbol, outlet, catching_up_after)
     }
 
     pub fn open_connections(&self) -> usize {
@@ -271,37 +273,35 @@ impl Hub {
                 }
             }
         }));
-        let (hub, mut received, stop, events_store) =
-            (self.clone(), events.subscribe(), cancel.clone(), store.clone());
+        // Events and live bids in one task, so that what a user is sent keeps the order of the
+        // commits: a bid read before a trade ended is sent before the ending, never after it.
+        let (hub, mut received, stop) = (self.clone(), events.subscribe(), cancel);
         tasks.push(tokio::spawn(async move {
+            let mut bids = tokio::time::interval(BID_INTERVAL);
+            // After a slow round, the next waits its full second rather than following at once.
+            bids.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 let event = tokio::select! {
                     event = received.recv() => event,
+                    _ = bids.tick() => {
+                        hub.refresh_bids(&trades).await;
+                        continue;
+                    }
                     () = stop.cancelled() => return,
                 };
                 match event {
-                    Ok(event) => hub.deliver(&events_store, event).await,
+                    Ok(event) => hub.deliver(&store, &trades, event).await,
                     Err(broadcast::error::RecvError::Lagged(_)) => {
-                        hub.deliver(&events_store, Event::Resync).await
+                        hub.deliver(&store, &trades, Event::Resync).await
                     }
                     Err(broadcast::error::RecvError::Closed) => return,
-                }
-            }
-        }));
-        let (hub, stop) = (self.clone(), cancel);
-        tasks.push(tokio::spawn(async move {
-            let mut every = tokio::time::interval(BID_INTERVAL);
-            loop {
-                tokio::select! {
-                    _ = every.tick() => hub.refresh_bids(&trades).await,
-                    () = stop.cancelled() => return,
                 }
             }
         }));
         tasks
     }
 
-    async fn deliver(&self, store: &Store, event: Event) {
+    async fn deliver(&self, store: &Store, trades: &Trades, event: Event) {
         match event {
             Event::Trade(trade) => {
                 self.to_admins(|| trade_frame("admin_trade_update", &trade, None));
@@ -317,11 +317,26 @@ impl Hub {
             Event::Balance(user) => self.send_balance(store, user).await,
             Event::Notice(notice) => self.to_everyone(&frame("notification", notice)),
             Event::UserNotice(user, notice) => self.to_user(user, || frame("notification", notice)),
-            Event::Suspended(user) => self.close_user(user, "account suspended"),
+            Event::SignedOff(user, why) => self.close_user(user, why.reason()),
             Event::SettingsChanged => {}
             Event::Resync => {
-                for user in self.connected_users() {
+                // Events may have been missed: each user is told so, then sent their state
+                // again, the balance and every open trade. A trade a client still shows as open
+                // but that is not among them has ended; the API tells how.
+                let users = self.connected_users();
+                for &user in &users {
+                    self.to_user(user, || {
+                        frame("resync", json!({ "reason": "events may have been missed" }))
+                    });
                     self.send_balance(store, user).await;
+                }
+                match trades.open_with_bids(&users.into_iter().collect()).await {
+                    Ok(open) => {
+                        for (trade, bid) in open {
+                            self.to_user(trade.user_id, || trade_frame("trade_update", &trade, bid));
+                        }
+                    }
+                    Err(error) => tracing::warn!(%error, "reading the open trades to resend"),
                 }
             }
         }

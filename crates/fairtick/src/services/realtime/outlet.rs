@@ -9,6 +9,7 @@ use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
+use std::time::Duration;
 
 use bytes::Bytes;
 use parking_lot::Mutex;
@@ -144,6 +145,21 @@ impl Outlet {
         }
         pending.stalled_since = None;
         Ok(true)
+    }
+
+    /// Waits until nothing is left to write, for at most `within`: `false` if something still
+    /// is (or the socket failed).
+    pub async fn drained(&self, within: Duration) -> bool {
+        let drain = async {
+            loop {
+                match self.flush() {
+                    Ok(true) => return true,
+                    Ok(false) if self.writable().await.is_ok() => {}
+                    _ => return false,
+                }
+            }
+        };
+        tokio::time::timeout(within, drain).await.unwrap_or(false)
     }
 
     /// Writes a last frame after whatever is pending, regardless of a close already asked for.

@@ -109,12 +109,22 @@ impl Drop for Subscription {
 }
 
 impl PriceSubscribers {
-    /// Adds `outlet` to the watchers of `symbol` (the caller checked that the market exists).
-    pub fn subscribe(self: &Arc<Self>, symbol: &str, outlet: Arc<Outlet>) -> Subscription {
+    /// Adds `outlet` to the watchers of `symbol` (the caller checked that the market exists),
+    /// held from the start when it is `catching_up_after` a seq (see [`Subscriber::hold`]).
+    pub fn subscribe(
+        self: &Arc<Self>,
+        symbol: &str,
+        outlet: Arc<Outlet>,
+        catching_up_after: Option<i64>,
+    ) -> Subscription {
+        let delivery = Delivery {
+            last_seq: catching_up_after.unwrap_or(0),
+            held: catching_up_after.map(|_| Vec::new()),
+        };
         let subscriber = Arc::new(Subscriber {
             id: self.next_id.fetch_add(1, Ordering::Relaxed),
             outlet,
-            delivery: Mutex::new(Delivery { last_seq: 0, held: None }),
+            delivery: Mutex::new(delivery),
         });
         let symbol: Arc<str> = Arc::from(symbol);
         let mut by_market = self.by_market.write();
@@ -157,9 +167,8 @@ mod tests {
         let mut client = tokio::net::TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
         let outlet = Outlet::new(listener.accept().await.unwrap().0);
         let all = Arc::new(PriceSubscribers::default());
-        let subscription = all.subscribe("M", outlet.clone());
+        let subscription = all.subscribe("M", outlet.clone(), Some(3));
         let subscriber = subscription.subscriber();
-        subscriber.hold(3);
         // Live ticks 7 and 8 arrive while ticks 2 to 7 are read back from the store.
         all.publish(tick(7)).await;
         all.publish(tick(8)).await;

@@ -396,30 +396,43 @@ impl Trades {
         .map_err(|e| Error::Internal(format!("bid: {e}")))
     }
 
-    /// The live bids of every sellable open trade of `users`, from one read of the open trades
-    /// and one read of each market's last tick: what the realtime hub pushes every second.
+    /// The live bids of every sellable open trade of `users`: what the realtime hub pushes
+    /// every second.
     pub async fn live_bids(
         &self,
         users: &std::collections::HashSet<UserId>,
     ) -> Result<Vec<(TradeRecord, Money)>> {
+        let open = self.open_with_bids(users).await?;
+        Ok(open.into_iter().filter_map(|(trade, bid)| Some((trade, bid?))).collect())
+    }
+
+    /// Every open trade of `users`, with its live bid where it has one (from its entry on),
+    /// from one read of the open trades and one read of each market's last tick.
+    pub async fn open_with_bids(
+        &self,
+        users: &std::collections::HashSet<UserId>,
+    ) -> Result<Vec<(TradeRecord, Option<Money>)>> {
         if users.is_empty() {
             return Ok(Vec::new());
         }
         let mut last_ticks = std::collections::HashMap::new();
-        let mut bids = Vec::new();
+        let mut open = Vec::new();
         for trade in self.store.active_trades().await?.into_iter().filter(|t| users.contains(&t.user_id)) {
-            let (Some(entry), Some(expires_at)) = (trade.entry, trade.expires_at) else { continue };
-            let Some(params) = self.params(&trade.symbol)? else { continue };
-            if !last_ticks.contains_key(&trade.symbol) {
-                let last = self.store.last_tick(&trade.symbol).await?;
-                last_ticks.insert(trade.symbol.clone(), last);
+            let mut bid = None;
+            if let (Some(entry), Some(expires_at), Some(params)) =
+                (trade.entry, trade.expires_at, self.params(&trade.symbol)?)
+            {
+                if !last_ticks.contains_key(&trade.symbol) {
+                    let last = self.store.last_tick(&trade.symbol).await?;
+                    last_ticks.insert(trade.symbol.clone(), last);
+                }
+                if let Some(Some(last)) = last_ticks.get(&trade.symbol) {
+                    bid = self.bid_at(&trade, &params, entry.price, expires_at, last).ok();
+                }
             }
-            let Some(Some(last)) = last_ticks.get(&trade.symbol) else { continue };
-            if let Ok(bid) = self.bid_at(&trade, &params, entry.price, expires_at, last) {
-                bids.push((trade, bid));
-            }
+            open.push((trade, bid));
         }
-        Ok(bids)
+        Ok(open)
     }
 
     /// Sells an active trade back at the current bid, if it is at least `min_value`.
