@@ -74,13 +74,43 @@ pub enum Event {
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 enum Wire {
-    Trade { node: String, id: i64 },
-    Balance { node: String, user: i64 },
-    Notice { node: String, notice: Notice },
-    UserNotice { node: String, user: i64, notice: Notice },
-    SignedOff { node: String, user: i64, why: SignOff },
-    Settings { node: String },
-    Tick { node: String, symbol: String, seq: i64, ts: i64, price: i64, epoch: i64 },
+    Trade {
+        node: String,
+        id: i64,
+    },
+    Balance {
+        node: String,
+        user: i64,
+    },
+    Notice {
+        node: String,
+        notice: Notice,
+    },
+    UserNotice {
+        node: String,
+        user: i64,
+        notice: Notice,
+    },
+    SignedOff {
+        node: String,
+        user: i64,
+        why: SignOff,
+    },
+    Settings {
+        node: String,
+    },
+    Tick {
+        node: String,
+        symbol: String,
+        seq: i64,
+        ts: i64,
+        price: i64,
+        epoch: i64,
+    },
+    /// Notifications of `node` were lost (a `NOTIFY` failed): the others resync their clients.
+    Lost {
+        node: String,
+    },
 }
 
 /// Notifications sent in one statement at most.
@@ -104,7 +134,7 @@ impl EventBus {
         let node: String = hex::encode(rand::random::<[u8; 8]>());
         let outgoing = (store.backend() == Backend::Postgres).then(|| {
             let (outgoing, queued) = mpsc::unbounded_channel();
-            tokio::spawn(send_notifications(store.clone(), queued));
+            tokio::spawn(send_notifications(store.clone(), queued, node.clone()));
             outgoing
         });
         EventBus { local, store, node: node.into(), outgoing }
@@ -218,6 +248,7 @@ impl EventBus {
             | Wire::SignedOff { node, .. }
             | Wire::Settings { node }
             | Wire::Tick { node, .. }
+            | Wire::Lost { node }
                 if from_self(&node) =>
             {
                 return;
@@ -232,6 +263,7 @@ impl EventBus {
             Wire::UserNotice { user, notice, .. } => Event::UserNotice(UserId(user), notice),
             Wire::SignedOff { user, why, .. } => Event::SignedOff(UserId(user), why),
             Wire::Settings { .. } => Event::SettingsChanged,
+            Wire::Lost { .. } => Event::Resync,
             Wire::Tick { symbol, seq, ts, price, epoch, .. } => {
                 let Ok(price) = fairtick_core::price::Price::from_units(price) else { return };
                 markets.inject(Tick { symbol: symbol.into(), seq, ts, price, epoch_id: epoch });
@@ -243,12 +275,22 @@ impl EventBus {
 }
 
 /// Sends the queued notifications, as many at a time as have queued, until the bus is gone.
-async fn send_notifications(store: Store, mut queued: mpsc::UnboundedReceiver<String>) {
+/// After a batch that could not be sent, the next one starts by saying so.
+async fn send_notifications(store: Store, mut queued: mpsc::UnboundedReceiver<String>, node: String) {
     let mut batch = Vec::new();
+    let mut lost = false;
     while queued.recv_many(&mut batch, NOTIFY_BATCH).await > 0 {
-        if let Err(error) = store.notify(CHANNEL, &batch).await {
-            tracing::warn!(%error, count = batch.len(), "could not notify the other nodes");
+        if lost {
+            let wire = Wire::Lost { node: node.clone() };
+            batch.insert(0, serde_json::to_string(&wire).expect("events serialise"));
         }
+        lost = match store.notify(CHANNEL, &batch).await {
+            Ok(()) => false,
+            Err(error) => {
+                tracing::warn!(%error, count = batch.len(), "could not notify the other nodes");
+                true
+            }
+        };
         batch.clear();
     }
 }
