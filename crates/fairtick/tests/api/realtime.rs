@@ -9,6 +9,9 @@ use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::{self, Message};
 
+use fairtick::http::ws::MAX_REPLAY;
+use fairtick::services::market::catalog;
+
 use crate::helpers::{PASSWORD, TestApp, body, error_of, eventually, raw_connection};
 
 pub(crate) type Socket =
@@ -201,6 +204,33 @@ async fn a_reconnecting_client_catches_up_from_the_seq_it_last_saw() {
             "missed ticks replayed in order, then live, no gap"
         );
         expected += 1;
+    }
+}
+
+/// A catch-up is bounded: a client that missed more ticks than the bound gets the newest of
+/// them, told first where they start (the rest are on the REST API), then live ticks, in order.
+#[tokio::test]
+async fn a_catch_up_past_its_bound_sends_the_newest_ticks_and_says_where_they_start() {
+    let app = TestApp::spawn_with(|config| config.markets = catalog::default_markets(5).unwrap()).await;
+    let bound = i64::from(MAX_REPLAY);
+    let seen = eventually(Duration::from_secs(30), || async {
+        let ticks = body(app.get("/api/market/ticks?symbol=SIMV100&limit=1", None).await).await;
+        ticks["ticks"][0]["seq"].as_i64().filter(|seq| *seq > bound + 100)
+    })
+    .await;
+    let mut socket = connect(&app, "", None).await.unwrap();
+    send(
+        &mut socket,
+        json!({"type": "subscribe", "data": {"symbols": ["SIMV100"], "fromSeq": {"SIMV100": 5}}}),
+    )
+    .await;
+    let truncated = next_of(&mut socket, "replay_truncated").await;
+    assert_eq!((truncated["symbol"].as_str(), truncated["fromSeq"].as_i64()), (Some("SIMV100"), Some(5)));
+    let first = truncated["firstSeq"].as_i64().unwrap();
+    assert!(first > seen - bound, "the newest {bound} only, the latest being {seen} or more: {truncated}");
+    for expected in first..first + bound + 20 {
+        let tick = next_of(&mut socket, "price_update").await;
+        assert_eq!(tick["seq"].as_i64().unwrap(), expected, "in order, then live, no gap");
     }
 }
 
