@@ -44,6 +44,15 @@ async function boot() {
   } catch (error) {
     if (error instanceof ApiError && error.status === 404) {
       say('The admin API is not available yet on this server.');
+    } else if (error instanceof ApiError && error.code === 'totp_required') {
+      // Admins must turn on two-factor sign-in first: only that card is shown until they have.
+      say('Administrators must use two-factor sign-in here: set it up below, and the page opens.');
+      for (const card of $('#admin-panels').querySelectorAll('section.card')) {
+        card.hidden = !card.contains($('#totp-title'));
+      }
+      $('#admin-panels').hidden = false;
+      initTotp(user);
+      document.addEventListener('admin:changed', () => location.reload());
     } else {
       say(`The admin API answered: ${error.message}`, 'error');
     }

@@ -63,12 +63,20 @@ export async function api(method, path, options = {}) {
   }
   if (!response.ok) {
     const error = body?.error;
-    throw new ApiError(
+    const failure = new ApiError(
       response.status,
       error?.code ?? 'http_' + response.status,
       error?.message ?? `The server answered ${response.status}.`,
       error?.field,
     );
+    // A session that ended (expired, signed out elsewhere, suspended) is the page's business,
+    // not the one call's: the page hears it once, whichever call found out. Calls under
+    // /api/auth/ answer for themselves (a wrong password, nobody signed in yet).
+    const ended = response.status === 401 || failure.code === 'account_suspended';
+    if (ended && !url.pathname.startsWith('/api/auth/')) {
+      globalThis.dispatchEvent(new CustomEvent('fairtick:session-ended', { detail: failure }));
+    }
+    throw failure;
   }
   return body;
 }

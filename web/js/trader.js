@@ -93,11 +93,23 @@ function wireAuth() {
     const body = { email: String(data.get('email')).trim(), password: String(data.get('password')) };
     if (!body.email) return showError(login, new ApiError(400, 'validation_error', 'Enter your email.', 'email'));
     if (!body.password) return showError(login, new ApiError(400, 'validation_error', 'Enter your password.', 'password'));
+    const totp = $('#login-totp-field');
+    if (!totp.hidden) {
+      body.totpCode = String(data.get('totpCode') ?? '').replace(/\s+/g, '');
+      if (!/^\d{6}$/.test(body.totpCode)) {
+        return showError(login, new ApiError(400, 'validation_error', 'Type the 6 digits your app shows.', 'totpCode'));
+      }
+    }
     try {
       const { user } = await busy(event.submitter, () => post('/api/auth/login', body));
       $('#auth').hidden = true;
       await startDesk(user);
     } catch (error) {
+      if (error instanceof ApiError && error.code === 'totp_required') {
+        // Two-factor sign-in is on for this account: the same form asks for the code.
+        totp.hidden = false;
+        return showError(login, new ApiError(error.status, error.code, error.message, 'totpCode'));
+      }
       showError(login, error);
     }
   });
@@ -157,7 +169,9 @@ async function startDesk(user) {
   // Bids move with every tick. The socket pushes them about once a second; without it, poll.
   setInterval(() => {
     const live = state.realtime.state === 'live';
-    if (state.active.size > 0 && (!live || Date.now() - state.lastActiveAt > 5000)) refreshActive();
+    const since = Date.now() - state.lastActiveAt;
+    // Without the socket, a trade opened in another tab shows within five seconds.
+    if (live ? state.active.size > 0 && since > 5000 : state.active.size > 0 || since > 5000) refreshActive();
   }, 1000);
 }
 
@@ -315,11 +329,16 @@ async function refreshQuote() {
   const amount = $('#amount').value.trim();
   const duration = $('#duration').value;
   const seq = ++state.quoteSeq;
-  setBuyEnabled(false);
-  if (!state.symbol || !duration) return;
-  for (const slot of [$('#amount-error'), $('#duration-error')]) slot.textContent = '';
-  $('#amount').removeAttribute('aria-invalid');
+  if (!state.symbol || !duration) return setBuyEnabled(false);
+  // A refresh of the same ticket keeps what the last trade was refused for on screen.
+  const ticket = `${state.symbol}|${amount}|${duration}`;
+  if (ticket !== state.quotedTicket) {
+    state.quotedTicket = ticket;
+    for (const slot of [$('#amount-error'), $('#duration-error')]) slot.textContent = '';
+    $('#amount').removeAttribute('aria-invalid');
+  }
   if (!isAmount(amount)) {
+    setBuyEnabled(false);
     renderQuote(null);
     showError(form, new ApiError(400, 'validation_error', 'Enter an amount such as 100 or 25.50.', 'amount'));
     return;
@@ -339,6 +358,7 @@ async function refreshQuote() {
     state.quoteTimer = setTimeout(refreshQuote, Math.min(validFor, 4000));
   } catch (error) {
     if (seq !== state.quoteSeq) return;
+    setBuyEnabled(false);
     renderQuote(null);
     if (error instanceof ApiError && error.field) {
       const slot = { amount: 'amount-error', duration: 'duration-error' }[error.field];
@@ -369,9 +389,10 @@ function renderQuote(quotes) {
     : 'Payout rate —. A tie refunds the stake.');
 }
 
+/** The buy buttons work with a quote, and never while a trade is being placed. */
 function setBuyEnabled(enabled) {
-  $('#buy-up').disabled = !enabled;
-  $('#buy-down').disabled = !enabled;
+  $('#buy-up').disabled = !enabled || state.placing;
+  $('#buy-down').disabled = !enabled || state.placing;
 }
 
 async function placeTrade(direction, button) {
@@ -379,7 +400,9 @@ async function placeTrade(direction, button) {
   clearErrors(form);
   const quote = state.quotes[direction];
   const amount = $('#amount').value.trim();
-  if (!quote || !isAmount(amount)) return;
+  if (!quote || !isAmount(amount) || state.placing) return;
+  state.placing = true;
+  setBuyEnabled(false);
   try {
     const { trade } = await busy(button, () => post('/api/flash-trade/create', {
       symbol: state.symbol,
@@ -401,7 +424,9 @@ async function placeTrade(direction, button) {
     if (error instanceof ApiError && error.status === 409) scheduleQuote(0);
     showError(form, onField(error, 'amount'));
   } finally {
+    state.placing = false;
     setBuyEnabled(Boolean(state.quotes.up));
+    if (document.activeElement === document.body) button?.focus();
   }
 }
 
@@ -434,6 +459,14 @@ async function finished(id, known) {
   try {
     trade ??= (await get(`/api/flash-trade/${id}`)).trade;
   } catch {
+    state.announced.delete(id);
+    return;
+  }
+  if (trade.status === 'active') {
+    // Missing from a list read before it was opened: it is open, and stays on the page.
+    state.announced.delete(id);
+    state.active.set(id, trade);
+    renderActive();
     return;
   }
   announce(trade);
@@ -828,6 +861,12 @@ function wireRealtime(rt) {
     node.dataset.state = detail;
     node.textContent = labels[detail] ?? detail;
     node.title = detail === 'live' ? 'Updates arrive over the WebSocket' : 'The WebSocket is not connected; the page polls the API and reconnects by itself';
+    // What changed while the socket was down is read again once it is back.
+    if (detail === 'live' && state.wasOffline) {
+      refreshActive();
+      refreshBalance();
+    }
+    state.wasOffline = detail === 'polling' || (state.wasOffline && detail !== 'live');
   });
   rt.addEventListener('tick', ({ detail: tick }) => {
     if (tick.symbol !== state.symbol) return;
@@ -865,17 +904,26 @@ function wireRealtime(rt) {
     if (/terms/i.test(detail.title ?? '')) loadTerms();
   });
   rt.addEventListener('servererror', ({ detail }) => {
-    if (detail?.code === 'unauthorized') signedOut();
+    if (detail?.code === 'unauthenticated') signedOut();
   });
   rt.addEventListener('poll', () => {
     if (Date.now() - state.lastBalanceAt > 2000) refreshBalance();
   });
 }
 
-function signedOut() {
+function signedOut(error) {
+  if (state.signedOut) return;
+  state.signedOut = true;
   state.realtime?.stop();
-  toast({ level: 'warning', title: 'Signed out', message: 'Your session ended. Log in again to continue.' });
+  const message = error?.code === 'account_suspended'
+    ? 'This account is suspended. Contact an administrator.'
+    : 'Your session ended. Log in again to continue.';
+  toast({ level: 'warning', title: 'Signed out', message });
   setTimeout(() => location.assign('/'), 1500);
 }
+
+addEventListener('fairtick:session-ended', ({ detail }) => {
+  if (state.user) signedOut(detail);
+});
 
 boot();

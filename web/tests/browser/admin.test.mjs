@@ -51,6 +51,8 @@ describe('the admin page in Chromium', { skip: skip ?? false, timeout: 900000 },
   let adminContext;
   let admin;
   let problems = [];
+  /** The admin's two-factor secret, once turned on. */
+  let adminSecret;
   let traderId;
 
   before(async () => {
@@ -220,6 +222,26 @@ describe('the admin page in Chromium', { skip: skip ?? false, timeout: 900000 },
     await admin.locator('#audit tbody tr').first().waitFor();
     const me = await admin.evaluate(async () => (await fetch('/api/auth/me')).json());
     assert.equal(me.user.totpEnabled, true);
+    adminSecret = secret;
+  });
+
+  test('with two-factor sign-in on, the login form asks for the code and signs in with it', { timeout: 60000 }, async () => {
+    const context = await browser.newContext({ viewport: DESKTOP });
+    const page = await context.newPage();
+    page.setDefaultTimeout(15000);
+    const loginProblems = watchForProblems(page);
+    await page.goto(`${server.url}/`);
+    await page.fill('#login-email', ADMIN);
+    await page.fill('#login-password', PASSWORD);
+    await page.locator('#login-form button[type=submit]').click();
+    await page.locator('#login-totp-error', { hasText: /authenticator/ }).waitFor();
+    await page.fill('#login-totp', totp(adminSecret));
+    await page.locator('#login-form button[type=submit]').click();
+    await page.locator('#admin-link:not([hidden])').waitFor();
+    const me = await page.evaluate(async () => (await fetch('/api/auth/me')).json());
+    assert.equal(me.user.email, ADMIN);
+    await context.close();
+    assert.deepEqual(loginProblems, [], 'no script errors on the login page');
   });
 
   test('the admin page works at phone width without sideways scrolling', { timeout: 60000 }, async () => {
