@@ -33,6 +33,8 @@ pub enum Refusal {
     LastSuperadmin,
     #[error("admins cannot suspend or demote themselves")]
     NotYourself,
+    #[error("only a superadmin may change an admin's own stake limit or trading suspension")]
+    OwnLimits,
     #[error("maxStake must be positive; send null to lift the limit")]
     InvalidMaxStake,
     #[error("nothing to change")]
@@ -64,6 +66,13 @@ pub fn check_user_change(
     let suspended = change.status == Some(UserStatus::Suspended) && target.status == UserStatus::Active;
     if target.is_self && (demoted || suspended) {
         return Err(Refusal::NotYourself);
+    }
+    // Else an admin a superadmin restricted could lift it again.
+    if target.is_self
+        && actor != Role::Superadmin
+        && (change.max_stake.is_some() || change.trading_suspended.is_some())
+    {
+        return Err(Refusal::OwnLimits);
     }
     if target.role == Role::Superadmin
         && target.status == UserStatus::Active
@@ -107,6 +116,27 @@ mod tests {
                 Err(Refusal::NotYourself),
             ),
             (Role::Admin, target(Role::User), &UserChange::default(), 1, Err(Refusal::Empty)),
+            (
+                Role::Admin,
+                Target { is_self: true, ..target(Role::Admin) },
+                &UserChange { trading_suspended: Some(false), ..UserChange::default() },
+                1,
+                Err(Refusal::OwnLimits),
+            ),
+            (
+                Role::Admin,
+                Target { is_self: true, ..target(Role::Admin) },
+                &UserChange { max_stake: Some(None), ..UserChange::default() },
+                1,
+                Err(Refusal::OwnLimits),
+            ),
+            (
+                Role::Superadmin,
+                Target { is_self: true, ..target(Role::Superadmin) },
+                &UserChange { max_stake: Some(None), ..UserChange::default() },
+                1,
+                Ok(()),
+            ),
         ] {
             assert_eq!(
                 check_user_change(actor, target, change, superadmins),

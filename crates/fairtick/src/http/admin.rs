@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use axum::extract::{FromRequestParts, Path, State};
+use axum::extract::{FromRequestParts, State};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use chrono::{DateTime, Duration, Utc};
@@ -19,7 +19,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::AppState;
 use super::dto::{AmountInput, RateInput, TransactionDto, UserDto, rate, timestamp};
 use super::error::{ApiError, ErrorBody};
-use super::extract::{ClientIp, Json, Query, signed_in};
+use super::extract::{ClientIp, Json, Path, Query, signed_in};
 use super::trades::TradeDto;
 use crate::services::accounts::Profile;
 use crate::services::paging;

@@ -3,11 +3,14 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::path::ErrorKind;
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{ConnectInfo, FromRequest, FromRequestParts};
 use axum::http::StatusCode;
+use axum::http::Uri;
 use axum::http::header;
 use axum::http::request::Parts;
+use serde::de::DeserializeOwned;
 
 use super::AppState;
 use super::error::ApiError;
@@ -79,10 +82,26 @@ fn field_error(detail: &str) -> ApiError {
     }
 }
 
-/// `axum::extract::Query` with our error body on rejection.
-#[derive(FromRequestParts)]
-#[from_request(via(axum::extract::Query), rejection(ApiError))]
+/// `axum::extract::Query` with our error body on rejection, where a parameter with an empty
+/// value is absent: `?from=&limit=` is what a form sends for its blank fields.
 pub struct Query<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let given = parts.uri.query().unwrap_or_default();
+        let kept: Vec<&str> = given
+            .split('&')
+            .filter(|pair| pair.split_once('=').is_some_and(|(_, value)| !value.is_empty()))
+            .collect();
+        let uri: Uri = format!("/?{}", kept.join("&")).parse().map_err(|_| {
+            ApiError::new(StatusCode::BAD_REQUEST, "validation_error", "the query string is not valid")
+        })?;
+        let axum::extract::Query(value) = axum::extract::Query::try_from_uri(&uri)?;
+        Ok(Query(value))
+    }
+}
 
 impl From<QueryRejection> for ApiError {
     fn from(rejection: QueryRejection) -> ApiError {
@@ -90,6 +109,32 @@ impl From<QueryRejection> for ApiError {
         field_error(
             text.split_once("Failed to deserialize query string: ").map_or(text.as_str(), |(_, rest)| rest),
         )
+    }
+}
+
+/// `axum::extract::Path` with our error body on rejection (`/api/flash-trade/abc`).
+#[derive(FromRequestParts)]
+#[from_request(via(axum::extract::Path), rejection(ApiError))]
+pub struct Path<T>(pub T);
+
+impl From<PathRejection> for ApiError {
+    fn from(rejection: PathRejection) -> ApiError {
+        if let PathRejection::FailedToDeserializePathParams(failed) = &rejection {
+            match failed.kind() {
+                ErrorKind::ParseErrorAtKey { key, value, .. } => {
+                    return ApiError::invalid(key.as_str(), format!("{value:?} is not a valid {key}"));
+                }
+                ErrorKind::ParseError { value, .. } => {
+                    return ApiError::new(
+                        StatusCode::BAD_REQUEST,
+                        "validation_error",
+                        format!("{value:?} in the path is not valid here"),
+                    );
+                }
+                _ => {}
+            }
+        }
+        ApiError::new(rejection.status(), "bad_request", rejection.body_text())
     }
 }
 

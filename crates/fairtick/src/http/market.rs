@@ -1,7 +1,7 @@
 //! `/api/market/*`: the markets, their tick and candle history, and their epochs with
 //! commitments and revealed seeds.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -9,7 +9,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::AppState;
 use super::dto::timestamp;
 use super::error::{ApiError, ErrorBody};
-use super::extract::{Json, Query};
+use super::extract::{Json, Path, Query};
 use crate::services::market::catalog::{MarketDefinition, MarketSource};
 use crate::store::{Candle, EpochRecord, TickRecord};
 

@@ -1,6 +1,6 @@
 //! `/api/flash-trade/*`: quote, open, sell back, read trades, receipts and the trader's record.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
@@ -11,7 +11,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::AppState;
 use super::dto::{AmountInput, RateInput, timestamp};
 use super::error::{ApiError, ErrorBody};
-use super::extract::{AuthAccount, AuthUser, IdempotencyKey, Json, Query};
+use super::extract::{AuthAccount, AuthUser, IdempotencyKey, Json, Path, Query};
 use crate::services::trades::receipts::Receipt;
 use crate::services::trades::{OpenRequest, TradeView, format_rate};
 use crate::store::{TradeQuery, TradeRecord, TradeSpot, time_from_ms};

@@ -124,7 +124,7 @@ impl Admin {
 
 fn refused(refusal: Refusal) -> Error {
     let code = match refusal {
-        Refusal::RoleNeedsSuperadmin | Refusal::AdminNeedsSuperadmin => {
+        Refusal::RoleNeedsSuperadmin | Refusal::AdminNeedsSuperadmin | Refusal::OwnLimits => {
             return Error::Forbidden { code: "superadmin_required", message: refusal.to_string() };
         }
         Refusal::InvalidMaxStake => {

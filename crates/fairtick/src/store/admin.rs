@@ -169,16 +169,20 @@ impl Store {
     ) -> StoreResult<Option<Result<UserRecord, Refusal>>> {
         let mut w = self.begin_write().await?;
         let lock = self.for_update();
+        // The active superadmins are locked first, in one order, then the target: two of them
+        // demoting each other at once cannot both count the other as still there.
+        let superadmins: Vec<(i64,)> = sqlx::query_as(&format!(
+            "SELECT id FROM users WHERE role = 'superadmin' AND status = 'active' ORDER BY id{lock}"
+        ))
+        .fetch_all(&mut *w.tx)
+        .await?;
+        let superadmins = superadmins.len() as i64;
         let row: Option<UserRow> =
             sqlx::query_as(&format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1{lock}"))
                 .bind(id.0)
                 .fetch_optional(&mut *w.tx)
                 .await?;
         let Some(before) = row.map(user_from_row).transpose()? else { return Ok(None) };
-        let (superadmins,): (i64,) =
-            sqlx::query_as("SELECT COUNT(*) FROM users WHERE role = 'superadmin' AND status = 'active'")
-                .fetch_one(&mut *w.tx)
-                .await?;
         let target = Target { role: before.role, status: before.status, is_self: actor.id == id };
         if let Err(refusal) = check_user_change(actor.role, target, change, superadmins) {
             return Ok(Some(Err(refusal)));

@@ -507,3 +507,53 @@ async fn admins_get_every_users_trades_and_users_only_their_own() {
     let first = next_of(&mut other, "trade_update").await;
     assert_eq!(first["trade"]["id"], own);
 }
+
+/// Where the terms require two-factor sign-in of admins, an admin without it gets no more of
+/// everyone's trades over the socket than over the admin API: only their own.
+#[tokio::test]
+async fn an_admin_without_two_factor_gets_only_their_own_trades_where_the_terms_require_it() {
+    let app = TestApp::spawn_with(|config| config.trading.require_admin_totp = true).await;
+    let trader = app.signed_up("trader2fa@example.com").await;
+    app.signed_up("no2fa@example.com").await;
+    let mut conn = raw_connection(&app.database_url).await;
+    sqlx::query("UPDATE users SET role = 'admin' WHERE email = 'no2fa@example.com'")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let admin =
+        body(app.login("no2fa@example.com", PASSWORD).await).await["token"].as_str().unwrap().to_owned();
+    let (status, code, _) = error_of(app.get("/api/admin/trades", Some(&admin)).await).await;
+    assert_eq!((status, code.as_str()), (StatusCode::FORBIDDEN, "totp_required"));
+    let mut watching = connect(&app, &format!("?token={admin}"), None).await.unwrap();
+    assert_eq!(next_of(&mut watching, "authenticated").await["role"], "admin");
+
+    let trade = json!({"symbol": "SIMV25", "direction": "down", "amount": "10", "duration": 5});
+    let opened = app.post_json("/api/flash-trade/create", Some(&trader), &trade).await;
+    assert_eq!(opened.status(), StatusCode::CREATED);
+    let own = body(app.post_json("/api/flash-trade/create", Some(&admin), &trade).await).await;
+    // Events reach a socket in the order they happened: the trader's would have come first.
+    let mut kinds = Vec::new();
+    let own_seen = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(Ok(message)) = watching.next().await {
+            let Message::Text(text) = message else { continue };
+            let message: Value = serde_json::from_str(&text).unwrap();
+            kinds.push(message["type"].as_str().unwrap_or_default().to_owned());
+            if message["type"] == "trade_update" && message["data"]["trade"]["id"] == own["trade"]["id"] {
+                return;
+            }
+        }
+    })
+    .await;
+    assert!(own_seen.is_ok(), "the admin's own trade arrives: {kinds:?}");
+    assert!(!kinds.iter().any(|kind| kind == "admin_trade_update"), "{kinds:?}");
+}
+
+/// A socket signed in with a token ends when the token does.
+#[tokio::test]
+async fn a_socket_signed_in_with_a_token_is_closed_when_it_expires() {
+    let app = TestApp::spawn_with(|config| config.token_ttl = Duration::from_secs(2)).await;
+    let token = app.signed_up("brief@example.com").await;
+    let mut socket = connect(&app, &format!("?token={token}"), None).await.unwrap();
+    next_of(&mut socket, "balance_update").await;
+    assert_eq!(closing_of(&mut socket).await, Some((1008, "session expired".into())));
+}

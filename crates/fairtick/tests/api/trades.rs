@@ -189,6 +189,18 @@ async fn bad_trade_requests_are_refused_with_the_field_and_move_nothing() {
             error_of(app.post_json("/api/flash-trade/create", Some(&token), &request).await).await;
         assert_eq!((status, got.as_deref()), (StatusCode::BAD_REQUEST, Some(field)), "{request}");
     }
+    for path in ["/api/flash-trade/abc", "/api/flash-trade/abc/receipt", "/api/market/epochs/1.5"] {
+        let (status, code, _) = error_of(app.get(path, Some(&token)).await).await;
+        assert_eq!((status, code.as_str()), (StatusCode::BAD_REQUEST, "validation_error"), "{path}");
+    }
+    // Blank filters, as a form sends them, are absent ones.
+    for path in [
+        "/api/flash-trade/history?symbol=&status=&cursor=&limit=",
+        "/api/wallet/transactions?type=&from=&to=&limit=",
+    ] {
+        let response = app.get(path, Some(&token)).await;
+        assert_eq!(response.status(), StatusCode::OK, "{path}");
+    }
     let changed = json!({"symbol": "SIMV25", "direction": "up", "amount": "100", "duration": 1, "expectedPayoutRate": 0.9});
     let (status, code, _) =
         error_of(app.post_json("/api/flash-trade/create", Some(&token), &changed).await).await;

@@ -38,6 +38,7 @@ use crate::services::realtime::{
     Outlet, Registration, WireFrame, balance_frame, frame, price_frame, trade_frame,
 };
 use crate::services::tokens::Claims;
+use crate::store::UserRecord;
 
 /// Bytes read from the socket at once.
 pub const BUFFER_BYTES: usize = 4 * 1024;
@@ -92,11 +93,11 @@ pub async fn upgrade(
     OfferedToken(token): OfferedToken,
     request: WebSocketRequest,
 ) -> Result<Response, ApiError> {
-    let claims = match token.as_deref() {
-        Some(token) => Some(state.accounts.authenticate(token).await?),
+    let signed_in = match token.as_deref() {
+        Some(token) => Some(state.accounts.signed_in(token).await?),
         None => None,
     };
-    Ok(request.accept(move |socket, early| connection(socket, early, state, claims)))
+    Ok(request.accept(move |socket, early| connection(socket, early, state, signed_in)))
 }
 
 #[derive(Deserialize)]
@@ -125,7 +126,12 @@ fn error_frame(code: &str, message: impl Into<String>) -> WireFrame {
     frame("error", json!({ "code": code, "message": message.into() }))
 }
 
-async fn connection(socket: TcpStream, early: Vec<u8>, state: AppState, claims: Option<Claims>) {
+async fn connection(
+    socket: TcpStream,
+    early: Vec<u8>,
+    state: AppState,
+    signed_in: Option<(Claims, UserRecord)>,
+) {
     // Each frame is written as one segment the moment it is ready: a feed, not a bulk stream.
     let _ = socket.set_nodelay(true);
     let outlet = Outlet::new(socket);
@@ -139,8 +145,8 @@ async fn connection(socket: TcpStream, early: Vec<u8>, state: AppState, claims: 
         WebSocketStream::from_partially_read(SocketIo(outlet.clone()), early, Role::Server, Some(config))
             .await;
     let mut session = Session::new(state, outlet.clone());
-    if let Some(claims) = claims {
-        session.authenticate(&claims).await;
+    if let Some((claims, user)) = signed_in {
+        session.authenticate(&claims, &user).await;
     }
     let mut heartbeat = tokio::time::interval_at(Instant::now() + HEARTBEAT, HEARTBEAT);
     let mut last_seen = Instant::now();
@@ -177,6 +183,10 @@ async fn connection(socket: TcpStream, early: Vec<u8>, state: AppState, claims: 
                 }
             }
             () = outlet.woken() => {}
+            // A socket signed in with a token ends with it.
+            () = tokio::time::sleep_until(session.expires.unwrap_or_else(Instant::now)), if session.expires.is_some() => {
+                break "session expired";
+            }
             writable = outlet.writable(), if stalled_since.is_some() => {
                 if writable.is_err() || outlet.flush().is_err() {
                     break "write failed";
@@ -219,6 +229,8 @@ struct Session {
     /// Market → subscription; dropping one stops its ticks.
     subscriptions: HashMap<String, Subscription>,
     registration: Option<Registration>,
+    /// When the token the connection signed in with expires.
+    expires: Option<Instant>,
     allowance: u32,
     window: Instant,
     strikes: u32,
@@ -231,6 +243,7 @@ impl Session {
             outlet,
             subscriptions: HashMap::new(),
             registration: None,
+            expires: None,
             allowance: MESSAGES_PER_SECOND,
             window: Instant::now(),
             strikes: 0,
@@ -290,13 +303,13 @@ impl Session {
             "auth" => {
                 let data: AuthData = serde_json::from_value(message.data)
                     .map_err(|e| error_frame("invalid_data", format!("auth: {e}")))?;
-                let claims = self
+                let (claims, user) = self
                     .state
                     .accounts
-                    .authenticate(&data.token)
+                    .signed_in(&data.token)
                     .await
                     .map_err(|e| error_frame("unauthenticated", e.to_string()))?;
-                self.authenticate(&claims).await;
+                self.authenticate(&claims, &user).await;
             }
             other => return Err(error_frame("unknown_type", format!("unknown message type {other:?}"))),
         }
@@ -402,10 +415,16 @@ impl Session {
         subscription.subscriber().release();
     }
 
-    /// Signs in (or again): registers for the user's events, then sends their state in full.
-    async fn authenticate(&mut self, claims: &Claims) {
+    /// Signs in (or again): registers for the user's events (an admin's also for everyone's
+    /// trades, once two-factor sign-in is on where the terms require it, as for the admin API),
+    /// then sends their state in full.
+    async fn authenticate(&mut self, claims: &Claims, user: &UserRecord) {
         let (state, outlet) = (&self.state, &self.outlet);
-        self.registration = Some(state.hub.register(claims.user(), claims.role.is_admin(), outlet.clone()));
+        let admin =
+            claims.role.is_admin() && (user.totp_enabled || !state.settings.current().require_admin_totp);
+        let left = (claims.expires_at() - Utc::now()).to_std().unwrap_or_default();
+        self.expires = Some(Instant::now() + left);
+        self.registration = Some(state.hub.register(claims.user(), admin, outlet.clone()));
         outlet.send(&frame("authenticated", json!({ "userId": claims.user_id, "role": claims.role })));
         if let Ok(wallet) = state.store.wallet_state(claims.user(), Utc::now()).await {
             outlet.send(&balance_frame(&wallet));
