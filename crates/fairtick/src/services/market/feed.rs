@@ -12,9 +12,9 @@ use chrono::Utc;
 use fairtick_core::fairness::{EpochSpec, Seed};
 use fairtick_core::price::Price;
 use rand::RngCore;
-use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
+use super::TickBus;
 use super::catalog::{MarketDefinition, MarketSource};
 use super::pacer::Pacer;
 use crate::services::events::EventBus;
@@ -56,7 +56,7 @@ pub async fn run(
     market: Arc<MarketDefinition>,
     store: Store,
     key: DataKey,
-    bus: broadcast::Sender<Tick>,
+    bus: TickBus,
     events: EventBus,
     settings: FeedSettings,
     cancel: CancellationToken,
@@ -104,7 +104,7 @@ struct Producer<'a> {
     market: &'a MarketDefinition,
     store: &'a Store,
     key: &'a DataKey,
-    bus: &'a broadcast::Sender<Tick>,
+    bus: &'a TickBus,
     events: &'a EventBus,
     settings: &'a FeedSettings,
 }
@@ -135,6 +135,7 @@ impl Producer<'_> {
                     ts: due.max(cursor.last_ts + 1).max(started_at),
                     price,
                 };
+                self.bus.about_to_show(&self.market.symbol, tick.ts);
                 self.store
                     .append_tick(&TickRecord {
                         symbol: self.market.symbol.clone(),
@@ -147,9 +148,8 @@ impl Producer<'_> {
                 cursor = Cursor { next_seq: tick.seq + 1, price, last_ts: tick.ts };
                 metrics::counter!("ticks_produced_total", "symbol" => self.market.symbol.clone())
                     .increment(1);
-                // Nobody listening is fine: the tick is stored.
                 self.events.publish_tick(&tick);
-                let _ = self.bus.send(tick);
+                self.bus.send(tick);
                 if (cursor.next_seq - epoch_start) % 64 == 0 {
                     leadership.check().await?;
                 }

@@ -4,8 +4,11 @@ pub mod catalog;
 pub mod feed;
 mod pacer;
 
+use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 
+use chrono::{DateTime, Utc};
 use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -39,7 +42,44 @@ pub const CANDLE_INTERVALS: [(&str, i64); 4] =
 pub struct Markets {
     store: Store,
     catalog: Arc<Vec<Arc<MarketDefinition>>>,
-    bus: broadcast::Sender<Tick>,
+    bus: TickBus,
+}
+
+/// Where this node's ticks go out, and the newest tick time each market has shown here.
+#[derive(Clone)]
+pub struct TickBus {
+    sender: broadcast::Sender<Tick>,
+    shown: Arc<HashMap<String, AtomicI64>>,
+}
+
+impl TickBus {
+    fn new(catalog: &[Arc<MarketDefinition>]) -> TickBus {
+        let (sender, _) = broadcast::channel(BUS_CAPACITY);
+        let shown = catalog.iter().map(|m| (m.symbol.clone(), AtomicI64::new(i64::MIN))).collect();
+        TickBus { sender, shown: Arc::new(shown) }
+    }
+
+    /// Called before a tick can be seen anywhere (before it is stored, or passed on from
+    /// another node): from then on no trade is accepted before its time.
+    pub fn about_to_show(&self, symbol: &str, ts: i64) {
+        if let Some(shown) = self.shown.get(symbol) {
+            shown.fetch_max(ts, Ordering::AcqRel);
+        }
+    }
+
+    pub fn send(&self, tick: Tick) {
+        // Nobody listening is fine.
+        let _ = self.sender.send(tick);
+    }
+
+    /// See [`Markets::accepted_at`].
+    fn accepted_at(&self, symbol: &str, now: DateTime<Utc>) -> DateTime<Utc> {
+        let shown = self.shown.get(symbol).map(|ts| ts.load(Ordering::Acquire));
+        match shown.and_then(DateTime::from_timestamp_millis) {
+            Some(shown) if shown > now => shown,
+            _ => now,
+        }
+    }
 }
 
 /// An epoch with the ticks stored for it, for verification.
@@ -51,8 +91,16 @@ pub struct EpochWithTicks {
 
 impl Markets {
     pub fn new(store: Store, catalog: Vec<MarketDefinition>) -> Markets {
-        let (bus, _) = broadcast::channel(BUS_CAPACITY);
-        Markets { store, catalog: Arc::new(catalog.into_iter().map(Arc::new).collect()), bus }
+        let catalog: Vec<Arc<MarketDefinition>> = catalog.into_iter().map(Arc::new).collect();
+        Markets { store, bus: TickBus::new(&catalog), catalog: Arc::new(catalog) }
+    }
+
+    /// When a trade on `symbol` asked for at `now` is accepted: `now`, or the time of the
+    /// market's newest tick if that is later (ticks count on from the last one when a clock
+    /// was set back, or run ahead on another node). Its entry, the first tick after, is then
+    /// one that nobody could have seen when the trade was asked for.
+    pub fn accepted_at(&self, symbol: &str, now: DateTime<Utc>) -> DateTime<Utc> {
+        self.bus.accepted_at(symbol, now)
     }
 
     pub fn catalog(&self) -> &[Arc<MarketDefinition>] {
@@ -67,12 +115,13 @@ impl Markets {
 
     /// Live ticks of every market produced on this node.
     pub fn subscribe(&self) -> broadcast::Receiver<Tick> {
-        self.bus.subscribe()
+        self.bus.sender.subscribe()
     }
 
     /// Publishes a tick another node produced to this node's listeners.
     pub fn inject(&self, tick: Tick) {
-        let _ = self.bus.send(tick);
+        self.bus.about_to_show(&tick.symbol, tick.ts);
+        self.bus.send(tick);
     }
 
     /// Starts one feed task per market.
@@ -163,5 +212,26 @@ fn check_window(from: Option<i64>, to: Option<i64>) -> Result<()> {
     match (from, to) {
         (Some(from), Some(to)) if from > to => Err(Error::invalid("from", "must not be after `to`")),
         _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_trade_is_accepted_before_a_tick_already_shown() {
+        let catalog = vec![Arc::new(catalog::default_markets(100).unwrap().remove(0))];
+        let bus = TickBus::new(&catalog);
+        let symbol = catalog[0].symbol.as_str();
+        let now = DateTime::from_timestamp_millis(1_000_000).unwrap();
+        assert_eq!(bus.accepted_at(symbol, now), now, "no tick shown yet");
+        bus.about_to_show(symbol, 999_000);
+        assert_eq!(bus.accepted_at(symbol, now), now, "ticks from before: the request's own time");
+        // A clock set back: the feed's ticks count on from the last one, ahead of the clock.
+        bus.about_to_show(symbol, 1_005_000);
+        bus.about_to_show(symbol, 1_001_000);
+        assert_eq!(bus.accepted_at(symbol, now).timestamp_millis(), 1_005_000, "the newest tick shown");
+        assert_eq!(bus.accepted_at("OTHER", now), now, "each market on its own");
     }
 }

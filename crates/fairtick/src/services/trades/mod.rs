@@ -281,6 +281,7 @@ impl Trades {
         now: DateTime<Utc>,
     ) -> Result<(TradeRecord, bool)> {
         self.markets.market(&request.symbol)?;
+        let now = self.markets.accepted_at(&request.symbol, now);
         self.check_terms(request.stake, request.duration_secs)?;
         self.check_open(&request.symbol)?;
         let rate = self.offered_rate(user, request.stake)?;
