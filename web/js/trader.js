@@ -297,7 +297,7 @@ async function loadTerms() {
     const { settings } = await get('/api/settings');
     if (Array.isArray(settings?.durations)) durations = settings.durations.map(Number);
     state.terms = settings;
-    const hint = settings?.minStake && settings?.maxStake ? `Stake, ${money(settings.minStake)}–${money(settings.maxStake)}` : 'Stake (VUSD)';
+    const hint = settings?.minStake && settings?.maxStake ? `Stake (VUSD), ${money(settings.minStake)}–${money(settings.maxStake)}` : 'Stake (VUSD)';
     setText('amount-label', hint);
   } catch {
     // An older server: fall back to the quote endpoint's message below.
@@ -534,7 +534,7 @@ function buildOpenTrade(trade) {
 
 function updateOpenTrade(node, trade) {
   const meta = node.querySelector('[data-role="meta"]');
-  const entry = trade.entry ? `entry ${price(trade.entry.price, 4)}` : 'waiting for the entry tick';
+  const entry = trade.entry ? `entry ${price(trade.entry.price)}` : 'waiting for the entry tick';
   const text = `${entry} · pays ${money(payoutOf(trade))} on a win`;
   if (meta.textContent !== text) meta.textContent = text;
   const sell = node.querySelector('button.sell');
@@ -750,8 +750,9 @@ function tradeRow(t) {
     el('td', {}, el('span', { class: `badge ${t.direction}`, text: t.direction === 'up' ? '▲ Up' : '▼ Down' })),
     el('td', { class: 'num r', text: money(t.amount) }),
     el('td', { class: 'num', text: durationLabel(t.duration) }),
-    el('td', { class: 'num r', text: t.entry ? price(t.entry.price, 4) : '—' }),
-    el('td', { class: 'num r', text: t.exit ? price(t.exit.price, 4) : '—' }),
+    // In full: a trade decided by the last digits must show them.
+    el('td', { class: 'num r', text: t.entry ? price(t.entry.price) : '—' }),
+    el('td', { class: 'num r', text: t.exit ? price(t.exit.price) : '—' }),
     el('td', {}, el('span', { class: `badge ${outcome}`, text: labels[outcome] ?? outcome })),
     el('td', { class: 'num r', text: t.payout ? money(t.payout) : '—' }),
     el('td', { class: `num r ${profitSign > 0 ? 'up' : profitSign < 0 ? 'down' : ''}`, text: t.profit ? money(t.profit, { sign: true }) : '—' }),

@@ -142,7 +142,7 @@ impl Settings {
             level: "info".to_owned(),
             title: "Trading terms changed".to_owned(),
             message: format!(
-                "Changed: {}. Open trades keep the terms they were accepted under.",
+                "Changed: {}. Open trades keep the payout rate they were accepted at; selling back follows the current terms.",
                 changed.join(", ")
             ),
         }));
