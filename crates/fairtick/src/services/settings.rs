@@ -69,13 +69,21 @@ impl Settings {
 
     /// Re-reads the newest version (another node may have changed it).
     pub async fn reload(&self) -> Result<()> {
-        let stored = match self.store.latest_settings().await? {
-            Some(value) => serde_json::from_value::<TradingSettings>(value)
-                .map_err(|e| Error::Internal(format!("stored settings: {e}")))?,
-            None => (*self.defaults).clone(),
-        };
-        *self.current.write() = Arc::new(stored);
+        let (_, stored) = self.latest().await?;
+        *self.current.write() = stored;
         Ok(())
+    }
+
+    /// The newest stored version and its id, or the defaults.
+    async fn latest(&self) -> Result<(Option<i64>, Arc<TradingSettings>)> {
+        Ok(match self.store.latest_settings().await? {
+            Some((id, value)) => {
+                let stored = serde_json::from_value::<TradingSettings>(value)
+                    .map_err(|e| Error::Internal(format!("stored settings: {e}")))?;
+                (Some(id), Arc::new(stored))
+            }
+            None => (None, self.defaults.clone()),
+        })
     }
 
     /// Applies a partial change: validated as a whole, stored as a new version with its audit
@@ -87,7 +95,9 @@ impl Settings {
         known_markets: &[String],
         now: DateTime<Utc>,
     ) -> Result<Arc<TradingSettings>> {
-        let before = self.current();
+        // Built on the newest stored version, not this node's copy, which another node's
+        // change may not have reached yet.
+        let (based_on, before) = self.latest().await?;
         let mut next = (*before).clone();
         let mut changed = Vec::new();
         macro_rules! apply {
@@ -134,7 +144,17 @@ impl Settings {
         }
         next.validate().map_err(|(field, why)| Error::Invalid { field, message: why })?;
         let to_json = |s: &TradingSettings| serde_json::to_value(s).expect("settings serialise");
-        self.store.save_settings(actor, &to_json(&before), &to_json(&next), &changed, now).await?;
+        let saved = self
+            .store
+            .save_settings(actor, based_on, &to_json(&before), &to_json(&next), &changed, now)
+            .await?;
+        if saved.is_none() {
+            return Err(Error::Conflict {
+                code: "settings_changed",
+                message: "the terms changed while this change was being made: read them again and retry"
+                    .into(),
+            });
+        }
         let next = Arc::new(next);
         *self.current.write() = next.clone();
         self.events.publish(Event::SettingsChanged);

@@ -8,7 +8,7 @@ use fairtick_core::{Money, Role, UserId, UserStatus};
 use serde_json::Value;
 
 use super::users::{USER_COLUMNS, UserRow, user_from_row};
-use super::{Store, StoreError, StoreResult, UserRecord, WriteTx, time_from_ms};
+use super::{Backend, Store, StoreError, StoreResult, UserRecord, WriteTx, time_from_ms};
 
 /// Who did something, from where.
 #[derive(Clone, Debug)]
@@ -228,28 +228,45 @@ impl Store {
         Ok(Some(Ok(after)))
     }
 
-    pub async fn latest_settings(&self) -> StoreResult<Option<Value>> {
-        let row: Option<(String,)> =
-            sqlx::query_as("SELECT settings FROM settings_versions ORDER BY id DESC LIMIT 1")
+    /// The newest version of the terms, with its id.
+    pub async fn latest_settings(&self) -> StoreResult<Option<(i64, Value)>> {
+        let row: Option<(i64, String)> =
+            sqlx::query_as("SELECT id, settings FROM settings_versions ORDER BY id DESC LIMIT 1")
                 .fetch_optional(&self.pool)
                 .await?;
-        row.map(|(text,)| {
-            serde_json::from_str(&text).map_err(|e| StoreError::Corrupt(format!("settings: {e}")))
+        row.map(|(id, text)| {
+            let value =
+                serde_json::from_str(&text).map_err(|e| StoreError::Corrupt(format!("settings: {e}")))?;
+            Ok((id, value))
         })
         .transpose()
     }
 
-    /// Stores a new version of the terms with its audit entry, in one transaction.
+    /// Stores a new version of the terms with its audit entry, in one transaction, if the
+    /// newest version is still `based_on` (`None`: there is none yet); `Ok(None)` if another
+    /// change came first, so that no change is built on terms it never saw.
     #[tracing::instrument(skip_all)]
     pub async fn save_settings(
         &self,
         actor: &Actor,
+        based_on: Option<i64>,
         before: &Value,
         after: &Value,
         changed: &[String],
         now: DateTime<Utc>,
-    ) -> StoreResult<i64> {
+    ) -> StoreResult<Option<i64>> {
         let mut w = self.begin_write().await?;
+        if self.backend() == Backend::Postgres {
+            // One change at a time; readers go on (SQLite's writers take turns anyway).
+            sqlx::query("LOCK TABLE settings_versions IN SHARE ROW EXCLUSIVE MODE")
+                .execute(&mut *w.tx)
+                .await?;
+        }
+        let (newest,): (Option<i64>,) =
+            sqlx::query_as("SELECT MAX(id) FROM settings_versions").fetch_one(&mut *w.tx).await?;
+        if newest != based_on {
+            return Ok(None);
+        }
         let (id,): (i64,) = sqlx::query_as(
             "INSERT INTO settings_versions (settings, changed, changed_by, changed_role, created_at) \
              VALUES ($1, $2, $3, $4, $5) RETURNING id",
@@ -270,7 +287,7 @@ impl Store {
         };
         self.append_audit(&mut w, actor, entry, now).await?;
         w.tx.commit().await?;
-        Ok(id)
+        Ok(Some(id))
     }
 
     pub async fn settings_history(

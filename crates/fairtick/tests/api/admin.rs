@@ -4,6 +4,8 @@
 
 use std::time::Duration;
 
+use chrono::Utc;
+
 use futures::StreamExt;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -257,6 +259,35 @@ async fn settings_are_validated_field_by_field_and_unknown_fields_are_refused() 
     }
     let history = body(app.get("/api/settings/history", None).await).await;
     assert_eq!(history["versions"], json!([]), "no refused change was stored");
+}
+
+/// A change of the terms is built on the newest stored version: one made on an older version
+/// (another admin, or another node, changed them meanwhile) is refused, not saved over it.
+#[tokio::test]
+async fn a_settings_change_built_on_an_older_version_is_refused() {
+    use fairtick::store::Actor;
+    use fairtick_core::Role;
+
+    let app = TestApp::spawn().await;
+    let admin = with_role(&app, "versions@example.com", "admin").await;
+    let id = fairtick_core::UserId(app.user_id(&admin).await);
+    let change = |body| call(&app, Method::POST, "/api/admin/settings", &admin, Some(body));
+    assert_eq!(change(json!({"payoutRate": 0.8})).await.status(), StatusCode::OK);
+    assert_eq!(change(json!({"minStake": "5"})).await.status(), StatusCode::OK);
+    let (newest, terms) = app.store.latest_settings().await.unwrap().expect("two versions");
+    let stored: fairtick_core::settings::TradingSettings = serde_json::from_value(terms.clone()).unwrap();
+    assert_eq!(
+        (stored.payout_rate_bp, stored.min_stake.to_string()),
+        (8_000, "5.00".into()),
+        "both changes kept"
+    );
+
+    let actor = Actor { id, role: Role::Admin, ip: None };
+    let changed = ["minStake".to_owned()];
+    let save =
+        |based_on| app.store.save_settings(&actor, Some(based_on), &terms, &terms, &changed, Utc::now());
+    assert_eq!(save(newest - 1).await.unwrap(), None, "built on the version before the newest");
+    assert_eq!(save(newest).await.unwrap(), Some(newest + 1));
 }
 
 #[tokio::test]
