@@ -454,14 +454,15 @@ pub async fn get_settings(State(state): State<AppState>, _admin: AdminUser) -> J
     Json(SettingsResponse { settings: SettingsDto::from(&*state.settings.current()) })
 }
 
-/// Change some of the trading terms. Applies to new trades only; every version is kept and
-/// public; connected users are notified.
+/// Change some of the trading terms. The payout rate applies to new trades only; every version
+/// is kept and public; connected users are notified.
 #[utoipa::path(post, path = "/api/admin/settings", tag = "admin", request_body = SettingsInput,
     responses(
         (status = 200, body = SettingsResponse),
         (status = 400, description = "A field is invalid or unknown", body = ErrorBody),
         (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody),
+        (status = 409, description = "`settings_changed`: another change came first; read the terms again", body = ErrorBody),
     ),
     security(("bearer" = [])))]
 pub async fn update_settings(

@@ -1,7 +1,8 @@
 //! The trading terms in force: the newest stored version (or the configured defaults), kept in
 //! memory on every node, changed only by an admin through [`Settings::update`], which stores a
 //! new version with its audit entry, announces the change to every connected user and tells
-//! the other nodes to reload. A change applies to trades accepted after it, never to open ones.
+//! the other nodes to reload. An open trade keeps the payout rate it was accepted at; selling
+//! back and the feed's grace period follow the terms in force.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
