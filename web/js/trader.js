@@ -24,6 +24,9 @@ const SYMBOL_KEY = 'fairtick.symbol';
 const state = {
   user: null,
   symbols: [],
+  /** Counts loads of the two lists, so that only the newest answer is shown. */
+  tradesSeq: 0,
+  txSeq: 0,
   symbol: null,
   market: null,
   durations: DEFAULT_DURATIONS,
@@ -708,16 +711,22 @@ async function loadTrades(reset) {
   const box = $('#trades-list');
   const more = $('#trades-more');
   const filters = Object.fromEntries(new FormData($('#trade-filters')));
+  // A next page needs a cursor (none while the list starts over); the newest load answers, an
+  // older one (other filters, a page of the list before) is dropped.
+  if (!reset && !state.tradesCursor) return;
+  const seq = ++state.tradesSeq;
   if (reset) state.tradesCursor = null;
   if (reset && !box.querySelector('table')) listState(box, 'loading');
   let page;
   try {
     page = await get('/api/flash-trade/history', { ...filters, limit: PAGE, cursor: state.tradesCursor });
   } catch (error) {
+    if (seq !== state.tradesSeq) return;
     listState(box, 'error', `Trade history could not be loaded: ${error.message}`);
     more.hidden = true;
     return;
   }
+  if (seq !== state.tradesSeq) return;
   if (reset && !filters.symbol && !filters.status && !filters.result) {
     state.recent = page.trades.filter((t) => t.status !== 'active').slice(0, 20);
     updateMarkers();
@@ -777,16 +786,20 @@ async function loadTransactions(reset) {
   const csv = new URL('/api/wallet/transactions.csv', location.origin);
   for (const [k, v] of Object.entries(query)) if (v) csv.searchParams.set(k, v);
   $('#csv-link').href = csv.pathname + csv.search;
+  if (!reset && !state.txCursor) return;
+  const seq = ++state.txSeq;
   if (reset) state.txCursor = null;
   if (reset && !box.querySelector('table')) listState(box, 'loading');
   let page;
   try {
     page = await get('/api/wallet/transactions', { ...query, limit: PAGE, cursor: state.txCursor });
   } catch (error) {
+    if (seq !== state.txSeq) return;
     listState(box, 'error', `Transactions could not be loaded: ${error.message}`);
     more.hidden = true;
     return;
   }
+  if (seq !== state.txSeq) return;
   let body = box.querySelector('tbody');
   if (reset || !body) {
     if (page.transactions.length === 0) {
