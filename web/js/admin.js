@@ -97,6 +97,11 @@ async function loadSettings() {
 async function saveSettings() {
   const form = $('#settings-form');
   clearErrors(form);
+  if (!current) {
+    // The terms in force never loaded: a change cannot be worked out against them.
+    showError(form, new ApiError(0, 'not_loaded', 'The current terms could not be loaded; reload the page and try again.'));
+    return;
+  }
   const patch = {};
   for (const name of ['payoutRate', 'minStake', 'maxStake', 'sellSpread']) {
     const value = $(`#s-${name}`).value.trim();
@@ -121,6 +126,15 @@ async function saveSettings() {
     document.dispatchEvent(new CustomEvent('admin:changed'));
     await loadSettings();
   } catch (error) {
+    if (error instanceof ApiError && error.code === 'settings_changed') {
+      // Another admin saved first: compare against their version; the fields keep these edits.
+      try {
+        current = (await get('/api/admin/settings')).settings;
+        loadHistory();
+      } catch {
+        /* the message below still stands */
+      }
+    }
     showError(form, error);
   }
 }
