@@ -509,10 +509,11 @@ async fn admins_get_every_users_trades_and_users_only_their_own() {
 }
 
 /// Where the terms require two-factor sign-in of admins, an admin without it gets no more of
-/// everyone's trades over the socket than over the admin API: only their own.
+/// everyone's trades over the socket than over the admin API: only their own, from the moment
+/// the requirement is turned on.
 #[tokio::test]
-async fn an_admin_without_two_factor_gets_only_their_own_trades_where_the_terms_require_it() {
-    let app = TestApp::spawn_with(|config| config.trading.require_admin_totp = true).await;
+async fn an_admin_without_two_factor_gets_only_their_own_trades_once_the_terms_require_it() {
+    let app = TestApp::spawn().await;
     let trader = app.signed_up("trader2fa@example.com").await;
     app.signed_up("no2fa@example.com").await;
     let mut conn = raw_connection(&app.database_url).await;
@@ -522,30 +523,45 @@ async fn an_admin_without_two_factor_gets_only_their_own_trades_where_the_terms_
         .unwrap();
     let admin =
         body(app.login("no2fa@example.com", PASSWORD).await).await["token"].as_str().unwrap().to_owned();
-    let (status, code, _) = error_of(app.get("/api/admin/trades", Some(&admin)).await).await;
-    assert_eq!((status, code.as_str()), (StatusCode::FORBIDDEN, "totp_required"));
     let mut watching = connect(&app, &format!("?token={admin}"), None).await.unwrap();
     assert_eq!(next_of(&mut watching, "authenticated").await["role"], "admin");
-
     let trade = json!({"symbol": "SIMV25", "direction": "down", "amount": "10", "duration": 5});
-    let opened = app.post_json("/api/flash-trade/create", Some(&trader), &trade).await;
-    assert_eq!(opened.status(), StatusCode::CREATED);
-    let own = body(app.post_json("/api/flash-trade/create", Some(&admin), &trade).await).await;
+    let open = |token: String| {
+        let (app, trade) = (&app, &trade);
+        async move {
+            body(app.post_json("/api/flash-trade/create", Some(&token), trade).await).await["trade"]["id"]
+                .clone()
+        }
+    };
+    let before = open(trader.clone()).await;
+    next_matching(&mut watching, "admin_trade_update", |d| d["trade"]["id"] == before).await;
+
+    let required = app
+        .client
+        .post(app.url("/api/admin/settings"))
+        .bearer_auth(&admin)
+        .json(&json!({"requireAdminTotp": true}));
+    assert_eq!(required.send().await.unwrap().status(), StatusCode::OK);
+    let (status, code, _) = error_of(app.get("/api/admin/trades", Some(&admin)).await).await;
+    assert_eq!((status, code.as_str()), (StatusCode::FORBIDDEN, "totp_required"));
+    let after = open(trader.clone()).await;
+    let own = open(admin.clone()).await;
     // Events reach a socket in the order they happened: the trader's would have come first.
-    let mut kinds = Vec::new();
+    let mut seen = Vec::new();
     let own_seen = tokio::time::timeout(Duration::from_secs(10), async {
         while let Some(Ok(message)) = watching.next().await {
             let Message::Text(text) = message else { continue };
             let message: Value = serde_json::from_str(&text).unwrap();
-            kinds.push(message["type"].as_str().unwrap_or_default().to_owned());
-            if message["type"] == "trade_update" && message["data"]["trade"]["id"] == own["trade"]["id"] {
+            let (kind, id) = (message["type"].as_str().unwrap_or_default(), &message["data"]["trade"]["id"]);
+            seen.push((kind.to_owned(), id.clone()));
+            if kind == "trade_update" && *id == own {
                 return;
             }
         }
     })
     .await;
-    assert!(own_seen.is_ok(), "the admin's own trade arrives: {kinds:?}");
-    assert!(!kinds.iter().any(|kind| kind == "admin_trade_update"), "{kinds:?}");
+    assert!(own_seen.is_ok(), "the admin's own trade arrives: {seen:?}");
+    assert!(!seen.iter().any(|(kind, id)| kind == "admin_trade_update" && *id == after), "{seen:?}");
 }
 
 /// A socket signed in with a token ends when the token does.

@@ -416,15 +416,14 @@ impl Session {
     }
 
     /// Signs in (or again): registers for the user's events (an admin's also for everyone's
-    /// trades, once two-factor sign-in is on where the terms require it, as for the admin API),
-    /// then sends their state in full.
+    /// trades, as the admin API allows), then sends their state in full.
     async fn authenticate(&mut self, claims: &Claims, user: &UserRecord) {
         let (state, outlet) = (&self.state, &self.outlet);
-        let admin =
-            claims.role.is_admin() && (user.totp_enabled || !state.settings.current().require_admin_totp);
         let left = (claims.expires_at() - Utc::now()).to_std().unwrap_or_default();
         self.expires = Some(Instant::now() + left);
-        self.registration = Some(state.hub.register(claims.user(), admin, outlet.clone()));
+        let registration =
+            state.hub.register(claims.user(), claims.role.is_admin(), user.totp_enabled, outlet.clone());
+        self.registration = Some(registration);
         outlet.send(&frame("authenticated", json!({ "userId": claims.user_id, "role": claims.role })));
         if let Ok(wallet) = state.store.wallet_state(claims.user(), Utc::now()).await {
             outlet.send(&balance_frame(&wallet));

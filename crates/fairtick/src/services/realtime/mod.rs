@@ -53,7 +53,9 @@ struct Connection {
 #[derive(Default)]
 struct Registry {
     by_user: HashMap<UserId, Vec<Connection>>,
-    admins: HashMap<u64, Arc<Outlet>>,
+    /// With whether the admin has two-factor sign-in on: where the terms require it, only those
+    /// who have it get everyone's trades, as only they may use the admin API.
+    admins: HashMap<u64, (Arc<Outlet>, bool)>,
 }
 
 /// The node's hub. Cheap to clone.
@@ -192,11 +194,11 @@ impl Hub {
     }
 
     /// Routes `user`'s events (and, for admins, everyone's trades) to `outlet`.
-    pub fn register(&self, user: UserId, admin: bool, outlet: Arc<Outlet>) -> Registration {
+    pub fn register(&self, user: UserId, admin: bool, two_factor: bool, outlet: Arc<Outlet>) -> Registration {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let mut registry = self.registry.lock();
         if admin {
-            registry.admins.insert(id, outlet.clone());
+            registry.admins.insert(id, (outlet.clone(), two_factor));
         }
         registry.by_user.entry(user).or_default().push(Connection { id, outlet });
         Registration { hub: self.clone(), user, id }
@@ -217,14 +219,18 @@ impl Hub {
     }
 
     /// Sends to every admin connection the frame `message` makes, made only if there is one.
-    fn to_admins(&self, message: impl FnOnce() -> WireFrame) {
+    /// The terms in force are read at each event, so a change of `requireAdminTotp` applies to
+    /// the next one.
+    fn to_admins(&self, two_factor_required: bool, message: impl FnOnce() -> WireFrame) {
         let registry = self.registry.lock();
         if registry.admins.is_empty() {
             return;
         }
         let message = message();
-        for outlet in registry.admins.values() {
-            outlet.send(&message);
+        for (outlet, two_factor) in registry.admins.values() {
+            if *two_factor || !two_factor_required {
+                outlet.send(&message);
+            }
         }
     }
 
@@ -304,7 +310,8 @@ impl Hub {
     async fn deliver(&self, store: &Store, trades: &Trades, event: Event) {
         match event {
             Event::Trade(trade) => {
-                self.to_admins(|| trade_frame("admin_trade_update", &trade, None));
+                let two_factor_required = trades.terms().require_admin_totp;
+                self.to_admins(two_factor_required, || trade_frame("admin_trade_update", &trade, None));
                 if !self.is_connected(trade.user_id) {
                     return;
                 }
@@ -408,9 +415,9 @@ mod tests {
             first.send(&big);
         }
         let _registrations = [
-            hub.register(UserId(7), false, first.clone()),
-            hub.register(UserId(7), false, second.clone()),
-            hub.register(UserId(8), false, other.clone()),
+            hub.register(UserId(7), false, false, first.clone()),
+            hub.register(UserId(7), false, false, second.clone()),
+            hub.register(UserId(8), false, false, other.clone()),
         ];
         hub.close_user(UserId(7), "account suspended");
         assert_eq!(first.closing(), Some("account suspended"));
