@@ -122,6 +122,19 @@ export async function checkReceipt(receipt, trustedKey, options = {}) {
       return push(step('ticks', 'failed', `the ticks are not consecutive at seq ${spots[i].seq}`));
     }
   }
+  // Each tick's epoch is listed (else nothing checks its price), and an epoch that follows
+  // another starts where it ended: at the next seq, from its last price (docs/fairness.md §4).
+  const epochOf = (tick) => body.epochs.find((e) => e.id === tick.epochId);
+  const orphan = spots.find((t) => !epochOf(t));
+  if (orphan) return push(step('ticks', 'failed', `seq ${orphan.seq}: its epoch ${orphan.epochId} is not in the receipt`));
+  for (let i = 1; i < spots.length; i++) {
+    const [last, first] = [spots[i - 1], spots[i]];
+    if (last.epochId === first.epochId) continue;
+    const next = epochOf(first);
+    if (Number(next.startTick) !== first.seq || parsePrice(next.startPrice) !== last.price) {
+      return push(step('ticks', 'failed', `epoch ${next.id} starts at seq ${next.startTick} from ${next.startPrice}, not where epoch ${last.epochId} ended (seq ${last.seq}, ${last.text})`));
+    }
+  }
   for (const epoch of body.epochs) {
     const mine = spots.filter((t) => t.epochId === epoch.id);
     if (!epoch.seed) {

@@ -108,6 +108,17 @@ test('each kind of tampering fails at the step that catches it', async () => {
     }],
     ['the seed, signed', 'commitment', async () => sign(key, { ...genuine, epochs: [{ ...genuine.epochs[0], seed: SEED.replace(/^3/, '4') }] })],
     ['a missing tick, signed', 'ticks', async () => sign(key, { ...genuine, ticks: genuine.ticks.filter((_, i) => i !== 3) })],
+    // The exit's price from an epoch the receipt does not list: nothing else would check it.
+    ['a tick of an unlisted epoch, signed', 'ticks', async () => {
+      const ticks = genuine.ticks.map((t) => (t.seq === 108 ? { ...t, epochId: 8, price: '2000.00000000' } : t));
+      return sign(key, { ...genuine, ticks });
+    }],
+    // A second epoch that does not start from the first one's last price.
+    ['an epoch that does not continue the last, signed', 'ticks', async () => {
+      const ticks = genuine.ticks.map((t) => (t.seq >= 108 ? { ...t, epochId: 8 } : t));
+      const next = { ...genuine.epochs[0], id: 8, startTick: 108, startPrice: '999.00000000' };
+      return sign(key, { ...genuine, ticks, epochs: [...genuine.epochs, next] });
+    }],
   ];
   for (const [what, step, make] of cases) {
     const { steps } = await checkReceipt(await make(), key.publicKey);

@@ -11,7 +11,7 @@ use fairtick_core::price::Price;
 use fairtick_core::trade::{Progress, Spot, Terms, progress, returned};
 
 use crate::http::market::EpochDetail;
-use crate::services::trades::receipts::{Receipt, ReceiptTick};
+use crate::services::trades::receipts::{Receipt, ReceiptEpoch, ReceiptTick};
 
 /// The verdict on one epoch.
 #[derive(Debug, PartialEq, Eq)]
@@ -106,6 +106,28 @@ pub fn check_epoch(detail: &EpochDetail, symbol: &str, epoch_id: i64) -> anyhow:
     })
 }
 
+/// Why the receipt's ticks are not all accounted for by its epochs, if they are not: each
+/// tick's epoch must be listed (else nothing checks its price), and an epoch that follows
+/// another must start where it ended, at the next seq and from its last price (§4).
+fn unchained(epochs: &[ReceiptEpoch], ticks: &[ReceiptTick]) -> Option<String> {
+    let epoch_of = |tick: &ReceiptTick| epochs.iter().find(|e| e.id == tick.epoch_id);
+    if let Some(tick) = ticks.iter().find(|t| epoch_of(t).is_none()) {
+        return Some(format!("seq {}: its epoch {} is not in the receipt", tick.seq, tick.epoch_id));
+    }
+    for pair in ticks.windows(2) {
+        let (last, first) = (&pair[0], &pair[1]);
+        let next = epoch_of(first)?;
+        let same_price = Price::parse(&next.start_price).ok() == Price::parse(&last.price).ok();
+        if last.epoch_id != first.epoch_id && (next.start_tick != first.seq || !same_price) {
+            return Some(format!(
+                "epoch {} starts at seq {} from {}, not where epoch {} ended (seq {}, {})",
+                next.id, next.start_tick, next.start_price, last.epoch_id, last.seq, last.price
+            ));
+        }
+    }
+    None
+}
+
 /// Checks a trade receipt: the signature (against `trusted_key` when given, else the key the
 /// receipt names), each tick against its epoch's revealed seed and commitment, the entry, exit
 /// and result by the rules, and the payout.
@@ -134,6 +156,10 @@ pub fn check_receipt(receipt: &Receipt, trusted_key: Option<&str>) -> anyhow::Re
     }
     if spots.windows(2).any(|w| w[1].seq != w[0].seq + 1 || w[1].ts <= w[0].ts) {
         steps.push(Step::fail("ticks", "the ticks are not consecutive"));
+        return Ok(steps);
+    }
+    if let Some(why) = unchained(&body.epochs, &body.ticks) {
+        steps.push(Step::fail("ticks", why));
         return Ok(steps);
     }
     for epoch in &body.epochs {
@@ -291,16 +317,49 @@ mod tests {
     /// A settled 2 s trade on ticks `first..=first + 4` of one epoch, accepted 1 ms before
     /// tick `first`, with its result and payout worked out by the rules.
     fn receipt(first: i64) -> (Receipt, String) {
-        let seed = Seed::from_bytes([7; 32]);
+        signed(&body(first, None))
+    }
+
+    fn epoch(id: i64, seed: &Seed, start_tick: i64, start_price: Price) -> ReceiptEpoch {
+        ReceiptEpoch {
+            id,
+            kind: "simulated".into(),
+            volatility_bp: 25,
+            tick_interval_ms: INTERVAL,
+            start_tick,
+            start_price: start_price.to_string(),
+            commitment: seed.commitment().to_string(),
+            seed: Some(seed.to_hex()),
+        }
+    }
+
+    /// The body of [`receipt`]; from seq `split` on, the ticks are those of a second epoch that
+    /// starts there, from the last price of the first.
+    fn body(first: i64, split: Option<i64>) -> ReceiptBody {
         let params = MarketParams::new("SIMV25", 25, 1_000).unwrap();
+        let seeds = [Seed::from_bytes([7; 32]), Seed::from_bytes([8; 32])];
         let start = Price::parse("1000").unwrap();
-        let prices = recompute_ticks(&params, &seed, 1, start, 5 + usize::try_from(first).unwrap());
-        let ticks: Vec<ReceiptTick> = (first..=first + 4)
+        let last = first + 4;
+        let ends = split.map_or(last, |s| s - 1);
+        let mut prices = recompute_ticks(&params, &seeds[0], 1, start, usize::try_from(ends).unwrap());
+        let mut epochs = vec![epoch(1, &seeds[0], 1, start)];
+        if let Some(split) = split {
+            let from = *prices.last().unwrap();
+            prices.extend(recompute_ticks(
+                &params,
+                &seeds[1],
+                2,
+                from,
+                usize::try_from(last - ends).unwrap(),
+            ));
+            epochs.push(epoch(2, &seeds[1], split, from));
+        }
+        let ticks: Vec<ReceiptTick> = (first..=last)
             .map(|seq| ReceiptTick {
                 seq,
                 ts: START_TS + seq * INTERVAL,
                 price: prices[usize::try_from(seq - 1).unwrap()].to_string(),
-                epoch_id: 1,
+                epoch_id: if split.is_some_and(|s| seq >= s) { 2 } else { 1 },
             })
             .collect();
         let terms = Terms {
@@ -317,7 +376,7 @@ mod tests {
         let Progress::Decided { entry, expires_at, exit, result } = progress(&terms, &spots) else {
             panic!("five ticks decide a 2 s trade");
         };
-        let body = ReceiptBody {
+        ReceiptBody {
             version: RECEIPT_VERSION,
             issued_at: START_TS + 10 * INTERVAL,
             trade: ReceiptTrade {
@@ -337,20 +396,14 @@ mod tests {
                 payout: Some(returned(result, terms.stake, terms.payout_rate_bp).to_string()),
                 void_reason: None,
             },
-            epochs: vec![ReceiptEpoch {
-                id: 1,
-                kind: "simulated".into(),
-                volatility_bp: 25,
-                tick_interval_ms: INTERVAL,
-                start_tick: 1,
-                start_price: start.to_string(),
-                commitment: seed.commitment().to_string(),
-                seed: Some(seed.to_hex()),
-            }],
+            epochs,
             ticks,
-        };
+        }
+    }
+
+    fn signed(body: &ReceiptBody) -> (Receipt, String) {
         let signer = ReceiptSigner::from_hex(&SecretString::from("ab".repeat(32))).unwrap();
-        (signer.sign(&body).unwrap(), signer.public_key_hex())
+        (signer.sign(body).unwrap(), signer.public_key_hex())
     }
 
     fn failed(steps: &[Step]) -> Vec<(&'static str, &str)> {
@@ -372,5 +425,31 @@ mod tests {
         let (receipt, key) = receipt(3);
         let steps = check_receipt(&receipt, Some(&key)).unwrap();
         assert_eq!(failed(&steps), vec![("entry", "the receipt lacks the tick at or before acceptance")]);
+    }
+
+    #[test]
+    fn a_trade_across_two_epochs_verifies_when_the_second_starts_where_the_first_ended() {
+        let (receipt, key) = signed(&body(1, Some(3)));
+        let steps = check_receipt(&receipt, Some(&key)).unwrap();
+        assert_eq!(failed(&steps), vec![]);
+    }
+
+    #[test]
+    fn ticks_outside_the_listed_epochs_or_an_epoch_that_does_not_continue_the_last_fail() {
+        let mut unlisted = body(1, Some(3));
+        unlisted.epochs.pop();
+        let steps = check_receipt(&signed(&unlisted).0, None).unwrap();
+        assert_eq!(failed(&steps), vec![("ticks", "seq 3: its epoch 2 is not in the receipt")]);
+
+        let mut moved = body(1, Some(3));
+        moved.epochs[1].start_price = "999.00000000".into();
+        let steps = check_receipt(&signed(&moved).0, None).unwrap();
+        let failures = failed(&steps);
+        assert_eq!(failures.len(), 1, "{failures:?}");
+        assert_eq!(failures[0].0, "ticks");
+        assert!(
+            failures[0].1.starts_with("epoch 2 starts at seq 3 from 999.00000000, not where epoch 1 ended"),
+            "{failures:?}"
+        );
     }
 }
