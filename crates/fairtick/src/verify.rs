@@ -128,8 +128,8 @@ fn unchained(epochs: &[ReceiptEpoch], ticks: &[ReceiptTick]) -> Option<String> {
     None
 }
 
-/// Checks a trade receipt: the signature (against `trusted_key` when given, else the key the
-/// receipt names), each tick against its epoch's revealed seed and commitment, the entry, exit
+/// Checks a trade receipt: the signature (against `trusted_key` when given, else only pending:
+/// valid for the key the receipt names), each tick against its epoch's revealed seed and commitment, the entry, exit
 /// and result by the rules, and the payout.
 pub fn check_receipt(receipt: &Receipt, trusted_key: Option<&str>) -> anyhow::Result<Vec<Step>> {
     let mut steps = Vec::new();
@@ -145,7 +145,18 @@ pub fn check_receipt(receipt: &Receipt, trusted_key: Option<&str>) -> anyhow::Re
             return Ok(steps);
         }
     };
-    steps.push(Step::ok("signature", format!("signed by {key}")));
+    // A receipt re-signed with another key is valid for that key: only a key the verifier
+    // trusts (the server's published one) makes the signature a proof.
+    steps.push(match trusted_key {
+        Some(_) => Step::ok("signature", format!("signed by {key}, the key trusted")),
+        None => Step::pending(
+            "signature",
+            format!(
+                "valid for the key the receipt names, {key}, which was not compared with the server's \
+                 published key (give --url or --public-key)"
+            ),
+        ),
+    });
     let trade = &body.trade;
 
     // Every tick's price follows from its epoch's revealed seed, which matches its commitment.
@@ -428,6 +439,15 @@ mod tests {
     }
 
     #[test]
+    fn without_a_trusted_key_the_signature_proves_nothing_and_the_verdict_waits() {
+        let (receipt, _) = receipt(1);
+        let steps = check_receipt(&receipt, None).unwrap();
+        let open: Vec<_> = failed(&steps).into_iter().map(|(check, _)| check).collect();
+        assert_eq!(open, ["signature"], "the other checks still run and pass: {steps:?}");
+        assert_eq!(steps[0].outcome, Outcome::Pending);
+    }
+
+    #[test]
     fn a_trade_across_two_epochs_verifies_when_the_second_starts_where_the_first_ended() {
         let (receipt, key) = signed(&body(1, Some(3)));
         let steps = check_receipt(&receipt, Some(&key)).unwrap();
@@ -438,12 +458,14 @@ mod tests {
     fn ticks_outside_the_listed_epochs_or_an_epoch_that_does_not_continue_the_last_fail() {
         let mut unlisted = body(1, Some(3));
         unlisted.epochs.pop();
-        let steps = check_receipt(&signed(&unlisted).0, None).unwrap();
+        let (receipt, key) = signed(&unlisted);
+        let steps = check_receipt(&receipt, Some(&key)).unwrap();
         assert_eq!(failed(&steps), vec![("ticks", "seq 3: its epoch 2 is not in the receipt")]);
 
         let mut moved = body(1, Some(3));
         moved.epochs[1].start_price = "999.00000000".into();
-        let steps = check_receipt(&signed(&moved).0, None).unwrap();
+        let (receipt, key) = signed(&moved);
+        let steps = check_receipt(&receipt, Some(&key)).unwrap();
         let failures = failed(&steps);
         assert_eq!(failures.len(), 1, "{failures:?}");
         assert_eq!(failures[0].0, "ticks");
