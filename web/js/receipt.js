@@ -109,7 +109,10 @@ export async function checkReceipt(receipt, trustedKey, options = {}) {
   } catch (error) {
     return push(step('signature', 'failed', `the signed content is not JSON: ${error.message}`));
   }
-  push(step('signature', 'ok', `Ed25519 signature valid, signed by ${key}${trustedKey ? " (the server's published key)" : ' (the key named in the receipt; not compared with a published key)'}`));
+  // Only the server's published key makes the signature a proof: a forger can sign with their own.
+  push(trustedKey
+    ? step('signature', 'ok', `Ed25519 signature valid, signed by ${key} (the server's published key)`)
+    : step('signature', 'pending', `Ed25519 signature valid for ${key}, the key named in the receipt, which could not be compared with the server's published key`));
   const trade = body?.trade;
   if (!trade || !Array.isArray(body.epochs) || !Array.isArray(body.ticks)) {
     return push(step('ticks', 'failed', 'the signed content is not a receipt (no trade, epochs or ticks)'));

@@ -32,7 +32,7 @@ async function boot() {
     serverKey = key.value.publicKey;
     keyLine.textContent = `${key.value.algorithm} ${serverKey}`;
   } else {
-    keyLine.textContent = `Could not load the key (${key.reason.message}); receipts are checked against the key they name.`;
+    keyLine.textContent = `Could not load the key (${key.reason.message}): a receipt's signature can only be checked against the key it names, so its verdict stays pending.`;
   }
   user = me.status === 'fulfilled' ? me.value : null;
   setText('who', user ? user.email : '');

@@ -150,6 +150,13 @@ test('the key the server publishes is the one trusted', async () => {
   assert.deepEqual(outcomes(steps), ['signature:failed']);
 });
 
+test('without the published key the signature proves nothing yet, and the verdict waits', async () => {
+  const key = await keyPair();
+  const { steps } = await checkReceipt(await sign(key, await settledBody()), null);
+  assert.deepEqual(outcomes(steps), ['signature:pending', 'commitment:ok', 'ticks:ok', 'entry:ok', 'result:ok', 'payout:ok']);
+  assert.equal(verdict(steps), 'pending');
+});
+
 test('payouts are floored to the cent like the core', () => {
   assert.equal(returned('win', 1001n, 8500n), 1851n); // 10.01 × 1.85 = 18.5185
   assert.equal(returned('tie', 1001n, 8500n), 1001n);
