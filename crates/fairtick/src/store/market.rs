@@ -331,11 +331,16 @@ impl Store {
     #[tracing::instrument(skip_all)]
     pub async fn prune_ticks(&self, symbol: &str, before: i64) -> StoreResult<u64> {
         let mut w = self.begin_write().await?;
-        let done = sqlx::query("DELETE FROM ticks WHERE symbol = $1 AND ts < $2")
-            .bind(symbol)
-            .bind(before)
-            .execute(&mut *w.tx)
-            .await?;
+        // Never the ticks an open trade still needs: from its acceptance on, settlement finds
+        // its entry and exit among them (a trade may run longer than ticks are kept).
+        let done = sqlx::query(
+            "DELETE FROM ticks WHERE symbol = $1 AND ts < $2 AND ts < COALESCE( \
+               (SELECT MIN(accepted_at) FROM trades WHERE symbol = $1 AND status = 'active'), $2)",
+        )
+        .bind(symbol)
+        .bind(before)
+        .execute(&mut *w.tx)
+        .await?;
         w.tx.commit().await?;
         Ok(done.rows_affected())
     }

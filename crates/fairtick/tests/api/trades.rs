@@ -579,6 +579,30 @@ async fn a_trade_whose_ending_fails_holds_back_only_the_trades_written_with_it()
     assert_eq!(report.trades, all.len() as i64);
 }
 
+/// Ticks older than the retention are deleted, but never those an open trade still needs:
+/// a trade that runs longer than ticks are kept settles from its own entry.
+#[tokio::test]
+async fn a_trade_longer_than_the_tick_retention_settles_from_its_recorded_entry() {
+    let app = TestApp::spawn_with(|config| config.feed.retention = Duration::from_millis(1)).await;
+    let token = app.signed_up("longer@example.com").await;
+    let id = open(&app, &token, &open_body("SIMV25", "up", "10", 2)).await["id"].as_i64().unwrap();
+    let entered = eventually(Duration::from_secs(5), || async {
+        let trade = trade(&app, &token, id).await;
+        trade["entry"].is_object().then_some(trade)
+    })
+    .await;
+    let settled = ended(&app, &token, id, Duration::from_secs(15)).await;
+    assert_eq!(settled["status"], "settled", "{settled}");
+    assert_eq!(settled["entry"], entered["entry"], "the entry it was given");
+    assert_eq!(ms(&settled["expiresAt"]) - ms(&settled["entry"]["ts"]), 2_000);
+    assert!(
+        ms(&settled["exit"]["ts"]) <= ms(&settled["expiresAt"]),
+        "the exit is at or before expiry: {settled}"
+    );
+    let report = app.store.audit().await.unwrap();
+    assert!(report.is_clean(), "{:?}", report.violations);
+}
+
 #[tokio::test]
 async fn after_kill_9_with_a_hundred_open_trades_a_restart_settles_them_all_by_the_rules() {
     let mut app = TestApp::spawn().await;
