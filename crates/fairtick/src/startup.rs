@@ -44,6 +44,9 @@ impl Application {
         let tokens = Tokens::new(&config.jwt_secret, config.token_ttl);
         let defaults = TradingSettings { wallet: config.wallet, ..config.trading.clone() };
         let settings = Settings::load(store.clone(), defaults, events.clone()).await?;
+        let slowest = config.markets.iter().map(|m| m.tick_interval_ms).max().unwrap_or(0);
+        crate::services::settings::check_grace(&settings.current(), slowest)
+            .map_err(|e| anyhow::anyhow!("the terms in force do not suit the markets: {e}"))?;
         let markets = Markets::new(store.clone(), config.markets.clone());
         let trades = Trades::new(
             store.clone(),

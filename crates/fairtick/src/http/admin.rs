@@ -470,8 +470,10 @@ pub async fn update_settings(
     admin: AdminUser,
     Json(input): Json<SettingsInput>,
 ) -> Result<Json<SettingsResponse>, ApiError> {
-    let known: Vec<String> = state.markets.catalog().iter().map(|m| m.symbol.clone()).collect();
-    let next = state.settings.update(&admin.actor, input.into(), &known, Utc::now()).await?;
+    let catalog = state.markets.catalog();
+    let known: Vec<String> = catalog.iter().map(|m| m.symbol.clone()).collect();
+    let slowest = catalog.iter().map(|m| m.tick_interval_ms).max().unwrap_or(0);
+    let next = state.settings.update(&admin.actor, input.into(), &known, slowest, Utc::now()).await?;
     Ok(Json(SettingsResponse { settings: SettingsDto::from(&*next) }))
 }
 

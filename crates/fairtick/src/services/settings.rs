@@ -43,6 +43,19 @@ pub struct SettingsPatch {
     pub require_admin_totp: Option<bool>,
 }
 
+/// A trade whose deciding tick has not come `feed_grace_secs` after its expiry is void. That
+/// tick comes up to one interval after expiry, so a grace period of two of the slowest
+/// market's intervals or less would void trades of a feed that is working.
+pub fn check_grace(terms: &TradingSettings, slowest_tick_ms: u32) -> Result<()> {
+    if u64::from(terms.feed_grace_secs) * 1_000 <= 2 * u64::from(slowest_tick_ms) {
+        return Err(Error::invalid(
+            "feedGraceSeconds",
+            format!("must be longer than two ticks of the slowest market ({slowest_tick_ms} ms each)"),
+        ));
+    }
+    Ok(())
+}
+
 #[derive(Clone)]
 pub struct Settings {
     store: Store,
@@ -94,6 +107,7 @@ impl Settings {
         actor: &Actor,
         patch: SettingsPatch,
         known_markets: &[String],
+        slowest_tick_ms: u32,
         now: DateTime<Utc>,
     ) -> Result<Arc<TradingSettings>> {
         // Built on the newest stored version, not this node's copy, which another node's
@@ -144,6 +158,7 @@ impl Settings {
             return Err(Error::invalid("settings", "name at least one setting to change"));
         }
         next.validate().map_err(|(field, why)| Error::Invalid { field, message: why })?;
+        check_grace(&next, slowest_tick_ms)?;
         let to_json = |s: &TradingSettings| serde_json::to_value(s).expect("settings serialise");
         let saved = self
             .store

@@ -290,6 +290,23 @@ async fn a_settings_change_built_on_an_older_version_is_refused() {
     assert_eq!(save(newest).await.unwrap(), Some(newest + 1));
 }
 
+/// The feed's grace period must outlast the wait for a deciding tick, or a working feed's
+/// trades would be voided.
+#[tokio::test]
+async fn the_feed_grace_period_must_be_longer_than_two_ticks_of_the_slowest_market() {
+    let app = TestApp::spawn_with(|config| {
+        config.markets = fairtick::services::market::catalog::default_markets(1_000).unwrap();
+    })
+    .await;
+    let admin = with_role(&app, "grace@example.com", "admin").await;
+    let change = |seconds: u32| {
+        call(&app, Method::POST, "/api/admin/settings", &admin, Some(json!({"feedGraceSeconds": seconds})))
+    };
+    let (status, _, field) = error_of(change(2).await).await;
+    assert_eq!((status, field.as_deref()), (StatusCode::BAD_REQUEST, Some("feedGraceSeconds")));
+    assert_eq!(change(3).await.status(), StatusCode::OK);
+}
+
 #[tokio::test]
 async fn a_settings_change_is_public_versioned_announced_and_applies_to_new_trades_only() {
     let app = TestApp::spawn().await;
