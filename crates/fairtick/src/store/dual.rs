@@ -189,14 +189,14 @@ impl Store {
     /// step: on SQLite on the calling thread (under the writer lock), on PostgreSQL in one round
     /// trip. For the price feed's ticks, whose every hand-off to a busy runtime thread showed
     /// as delivery lag: through sqlx the tick took four, each waiting out a fan-out in progress.
-    pub(crate) async fn write_now(&self, sql: &str, params: &[Param]) -> StoreResult<()> {
+    pub(crate) async fn write_now(&self, sql: &str, params: &[Param]) -> StoreResult<u64> {
         let _writer = match &self.write_lock {
             Some(lock) => Some(lock.lock().await),
             None => None,
         };
         match &self.own_writer {
-            Some(own) => execute_sqlite(&own.conn.lock(), sql, params, Prepared::Keep).map(drop),
-            None => self.execute_pooled(sql, params, Prepared::Keep).await,
+            Some(own) => execute_sqlite(&own.conn.lock(), sql, params, Prepared::Keep),
+            None => Ok(sqlx::query_with(sql, arguments(params)?).execute(&self.pool).await?.rows_affected()),
         }
     }
 

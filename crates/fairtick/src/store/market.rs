@@ -181,11 +181,25 @@ impl Store {
             tick.ts.into(),
             tick.price.units().into(),
         ];
-        self.write_now(
-            "INSERT INTO ticks (symbol, seq, epoch_id, ts, price) VALUES ($1, $2, $3, $4, $5)",
-            &params,
-        )
-        .await
+        // Only into an epoch still open: a producer that lost its lead without knowing it yet
+        // must not add ticks to an epoch the next one has closed and revealed, whose prices
+        // anyone could then work out before they were published.
+        let added = self
+            .write_now(
+                "INSERT INTO ticks (symbol, seq, epoch_id, ts, price) \
+                 SELECT CAST($1 AS TEXT), CAST($2 AS BIGINT), CAST($3 AS BIGINT), CAST($4 AS BIGINT), \
+                        CAST($5 AS BIGINT) \
+                 WHERE EXISTS (SELECT 1 FROM epochs WHERE id = $3 AND ended_at IS NULL)",
+                &params,
+            )
+            .await?;
+        if added == 0 {
+            return Err(StoreError::Superseded(format!(
+                "epoch {} of {} is closed; tick {} was not added",
+                tick.epoch_id, tick.symbol, tick.seq
+            )));
+        }
+        Ok(())
     }
 
     pub async fn last_tick(&self, symbol: &str) -> StoreResult<Option<TickRecord>> {

@@ -63,6 +63,9 @@ pub enum StoreError {
     /// a requester).
     #[error("a batch's bulk write failed: {0}")]
     BulkFailed(String),
+    /// A feed's epoch was closed by the producer that took the market over from it.
+    #[error("another producer took the market over: {0}")]
+    Superseded(String),
     #[error(transparent)]
     Database(#[from] sqlx::Error),
     /// From the SQLite group-commit writer's own connection.

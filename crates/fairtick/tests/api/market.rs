@@ -267,6 +267,32 @@ async fn open_epochs(conn: &mut sqlx::AnyConnection, symbol: &str) -> Vec<i64> {
         .collect()
 }
 
+/// A tick goes only into an epoch still open: a producer that lost its lead cannot add ticks
+/// to an epoch whose seed the next producer has revealed.
+#[tokio::test]
+async fn no_tick_is_added_to_an_epoch_that_has_ended() {
+    use fairtick::store::{StoreError, TickRecord};
+
+    let app = TestApp::spawn().await;
+    let ended = ended_epochs(&app, "SIMV25", 1).await;
+    let epoch = ended.iter().find(|e| !e["seed"].is_null()).unwrap()["id"].as_i64().unwrap();
+    let tick = TickRecord {
+        symbol: "SIMV25".into(),
+        seq: 1_000_000_000,
+        epoch_id: epoch,
+        ts: chrono::Utc::now().timestamp_millis(),
+        price: Price::parse("1000").unwrap(),
+    };
+    let refused = app.store.append_tick(&tick).await;
+    assert!(matches!(refused, Err(StoreError::Superseded(_))), "{refused:?}");
+    let mut conn = raw_connection(&app.database_url).await;
+    let (count,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM ticks WHERE seq = 1000000000")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(count, 0);
+}
+
 #[tokio::test]
 async fn a_restart_continues_seq_without_gap_and_reveals_the_interrupted_epoch() {
     let mut first = TestApp::spawn().await;
