@@ -21,7 +21,7 @@ use crate::services::market::feed::FeedSettings;
 use crate::services::passwords::Passwords;
 use crate::services::realtime::Hub;
 use crate::services::sealing::DataKey;
-use crate::services::settings::Settings;
+use crate::services::settings::{Settings, TickIntervals, check_against_markets};
 use crate::services::tokens::Tokens;
 use crate::services::trades::Trades;
 use crate::services::wallet::Wallet;
@@ -44,9 +44,11 @@ impl Application {
         let tokens = Tokens::new(&config.jwt_secret, config.token_ttl);
         let defaults = TradingSettings { wallet: config.wallet, ..config.trading.clone() };
         let settings = Settings::load(store.clone(), defaults, events.clone()).await?;
-        let slowest = config.markets.iter().map(|m| m.tick_interval_ms).max().unwrap_or(0);
-        crate::services::settings::check_grace(&settings.current(), slowest)
-            .map_err(|e| anyhow::anyhow!("the terms in force do not suit the markets: {e}"))?;
+        let intervals = TickIntervals::of(config.markets.iter().map(|m| &m.tick_interval_ms));
+        // A warning, not a refusal to start: the terms are changed through the running server.
+        if let Err(error) = check_against_markets(&settings.current(), intervals) {
+            tracing::warn!(%error, "the trading terms in force do not suit the markets; change them at /admin");
+        }
         let markets = Markets::new(store.clone(), config.markets.clone());
         let trades = Trades::new(
             store.clone(),

@@ -23,7 +23,7 @@ use super::extract::{ClientIp, Json, Path, Query, signed_in};
 use super::trades::TradeDto;
 use crate::services::accounts::Profile;
 use crate::services::paging;
-use crate::services::settings::{MarketPatch, SettingsPatch};
+use crate::services::settings::{MarketPatch, SettingsPatch, TickIntervals};
 use crate::services::tokens::Claims;
 use crate::store::{Actor, AdminUserRow, TradeQuery, UserSearch};
 
@@ -472,8 +472,8 @@ pub async fn update_settings(
 ) -> Result<Json<SettingsResponse>, ApiError> {
     let catalog = state.markets.catalog();
     let known: Vec<String> = catalog.iter().map(|m| m.symbol.clone()).collect();
-    let slowest = catalog.iter().map(|m| m.tick_interval_ms).max().unwrap_or(0);
-    let next = state.settings.update(&admin.actor, input.into(), &known, slowest, Utc::now()).await?;
+    let intervals = TickIntervals::of(catalog.iter().map(|m| &m.tick_interval_ms));
+    let next = state.settings.update(&admin.actor, input.into(), &known, intervals, Utc::now()).await?;
     Ok(Json(SettingsResponse { settings: SettingsDto::from(&*next) }))
 }
 

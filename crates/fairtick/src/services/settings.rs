@@ -14,6 +14,7 @@ use parking_lot::RwLock;
 use serde_json::Value;
 
 use super::events::{Event, EventBus, Notice};
+use super::trades::settlement::MAX_TICKS_PER_STEP;
 use super::{Error, Result};
 use crate::store::{Actor, SettingsVersion, Store};
 
@@ -43,14 +44,48 @@ pub struct SettingsPatch {
     pub require_admin_totp: Option<bool>,
 }
 
-/// A trade whose deciding tick has not come `feed_grace_secs` after its expiry is void. That
-/// tick comes up to one interval after expiry, so a grace period of two of the slowest
-/// market's intervals or less would void trades of a feed that is working.
-pub fn check_grace(terms: &TradingSettings, slowest_tick_ms: u32) -> Result<()> {
-    if u64::from(terms.feed_grace_secs) * 1_000 <= 2 * u64::from(slowest_tick_ms) {
+/// The tick intervals of the markets the terms apply to.
+#[derive(Clone, Copy, Debug)]
+pub struct TickIntervals {
+    pub fastest_ms: u32,
+    pub slowest_ms: u32,
+}
+
+impl TickIntervals {
+    pub fn of<'a>(intervals: impl IntoIterator<Item = &'a u32>) -> TickIntervals {
+        let all: Vec<u32> = intervals.into_iter().copied().collect();
+        TickIntervals {
+            fastest_ms: all.iter().copied().min().unwrap_or(1_000),
+            slowest_ms: all.iter().copied().max().unwrap_or(1_000),
+        }
+    }
+}
+
+/// Checks the terms against the markets' tick rates.
+/// - A trade whose deciding tick has not come `feed_grace_secs` after its expiry is void. That
+///   tick comes up to one interval after expiry, so a grace period of two of the slowest
+///   market's intervals or less would void trades of a feed that is working.
+/// - A settlement step reads at most [`MAX_TICKS_PER_STEP`] ticks of a market, from its oldest
+///   open trade on: the longest duration and the grace period must fit in half of them at the
+///   fastest rate, or newer trades would be voided although their ticks exist.
+pub fn check_against_markets(terms: &TradingSettings, markets: TickIntervals) -> Result<()> {
+    let TickIntervals { fastest_ms, slowest_ms } = markets;
+    if u64::from(terms.feed_grace_secs) * 1_000 <= 2 * u64::from(slowest_ms) {
         return Err(Error::invalid(
             "feedGraceSeconds",
-            format!("must be longer than two ticks of the slowest market ({slowest_tick_ms} ms each)"),
+            format!("must be longer than two ticks of the slowest market ({slowest_ms} ms each)"),
+        ));
+    }
+    let longest = terms.durations_secs.iter().max().copied().unwrap_or(0) + terms.feed_grace_secs;
+    let spanned = u64::from(longest) * 1_000 / u64::from(fastest_ms.max(1));
+    if spanned > u64::from(MAX_TICKS_PER_STEP / 2) {
+        let most = u64::from(MAX_TICKS_PER_STEP / 2) * u64::from(fastest_ms) / 1_000;
+        return Err(Error::invalid(
+            "durations",
+            format!(
+                "the longest plus feedGraceSeconds must be at most {most} s on a market ticking every \
+                 {fastest_ms} ms"
+            ),
         ));
     }
     Ok(())
@@ -107,7 +142,7 @@ impl Settings {
         actor: &Actor,
         patch: SettingsPatch,
         known_markets: &[String],
-        slowest_tick_ms: u32,
+        intervals: TickIntervals,
         now: DateTime<Utc>,
     ) -> Result<Arc<TradingSettings>> {
         // Built on the newest stored version, not this node's copy, which another node's
@@ -158,7 +193,7 @@ impl Settings {
             return Err(Error::invalid("settings", "name at least one setting to change"));
         }
         next.validate().map_err(|(field, why)| Error::Invalid { field, message: why })?;
-        check_grace(&next, slowest_tick_ms)?;
+        check_against_markets(&next, intervals)?;
         let to_json = |s: &TradingSettings| serde_json::to_value(s).expect("settings serialise");
         let saved = self
             .store

@@ -307,6 +307,20 @@ async fn the_feed_grace_period_must_be_longer_than_two_ticks_of_the_slowest_mark
     assert_eq!(change(3).await.status(), StatusCode::OK);
 }
 
+/// Settlement reads a bounded number of ticks per step: the longest duration must fit in it at
+/// the fastest market's rate (the test markets tick every 20 ms: 2,000 s in all).
+#[tokio::test]
+async fn durations_longer_than_settlement_can_follow_are_refused() {
+    let app = TestApp::spawn().await;
+    let admin = with_role(&app, "longest@example.com", "admin").await;
+    let change = |durations: Value| {
+        call(&app, Method::POST, "/api/admin/settings", &admin, Some(json!({"durations": durations})))
+    };
+    let (status, _, field) = error_of(change(json!([1, 2_000])).await).await;
+    assert_eq!((status, field.as_deref()), (StatusCode::BAD_REQUEST, Some("durations")));
+    assert_eq!(change(json!([1, 1_900])).await.status(), StatusCode::OK);
+}
+
 #[tokio::test]
 async fn a_settings_change_is_public_versioned_announced_and_applies_to_new_trades_only() {
     let app = TestApp::spawn().await;

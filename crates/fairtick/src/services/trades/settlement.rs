@@ -31,8 +31,8 @@ use crate::services::events::Event;
 use crate::store::{Ending, Finish, StoreError, StoreResult, TickRecord, TradeRecord, TradeSpot, utc_day};
 
 /// Most ticks read for one market in one step: the longest duration plus the grace period at
-/// the fastest tick rate fits many times over.
-const MAX_TICKS_PER_STEP: u32 = 200_000;
+/// the fastest tick rate fits in half of them (`settings::check_against_markets`).
+pub const MAX_TICKS_PER_STEP: u32 = 200_000;
 /// How often a step runs without a tick, to void trades whose feed stalled.
 const IDLE_STEP: Duration = Duration::from_secs(1);
 /// How often the open trades are read again in full, in case an event was lost.
