@@ -599,7 +599,7 @@ function tickClock() {
 
 async function sellTrade(id, button) {
   try {
-    const { trade } = await busy(button, () => post('/api/flash-trade/close', { tradeId: id }));
+    const { trade } = await busy(button, () => post('/api/flash-trade/close', { tradeId: id }, { idempotent: true }));
     state.active.delete(id);
     renderActive();
     finished(id, trade);

@@ -287,18 +287,24 @@ pub async fn create(
         (status = 401, body = ErrorBody),
         (status = 404, body = ErrorBody),
         (status = 409, description = "Not sellable now (before entry, after the cut-off, ended, below minPrice)", body = ErrorBody),
+        (status = 422, description = "The idempotency key was used for another request", body = ErrorBody),
     ),
+    params(("Idempotency-Key" = Option<String>, Header, description = "A retry with the same key gets the same sale")),
     security(("bearer" = [])))]
 pub async fn close(
     State(state): State<AppState>,
     AuthUser(claims): AuthUser,
+    IdempotencyKey(key): IdempotencyKey,
     Json(request): Json<CloseRequest>,
-) -> Result<Json<TradeResponse>, ApiError> {
-    let sold = state
-        .trades
-        .sell(claims.user(), request.trade_id, request.min_price.map(|m| m.0), Utc::now())
-        .await?;
-    Ok(Json(TradeResponse { trade: TradeDto::from(&sold) }))
+) -> Result<Response, ApiError> {
+    let min_price = request.min_price.map(|m| m.0);
+    let (sold, replayed) =
+        state.trades.sell(claims.user(), request.trade_id, min_price, key, Utc::now()).await?;
+    let mut response = Json(TradeResponse { trade: TradeDto::from(&sold) }).into_response();
+    if replayed {
+        response.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
+    Ok(response)
 }
 
 /// The user's open trades, with their live bids.

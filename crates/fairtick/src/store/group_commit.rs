@@ -25,7 +25,7 @@ use tokio::sync::{Mutex, mpsc, oneshot};
 use super::bulk::{LockedAccounts, Locking};
 use super::dual::{BatchTx, Prepared};
 use super::ledger::{Remembered, WalletOutcome};
-use super::trades::{Finish, NewTrade, OpenOutcome, TradeRecord, TradeSpot};
+use super::trades::{Finish, NewTrade, OpenOutcome, SaleOutcome, TradeRecord, TradeSpot};
 use super::{IdempotencyKey, Store, StoreError, StoreResult, sqlite};
 
 /// Most requests in one transaction: enough to amortise the commit, few enough that a batch's
@@ -116,6 +116,13 @@ pub(crate) enum Work {
         now: DateTime<Utc>,
         locking: Locking,
         reply: oneshot::Sender<StoreResult<(Vec<TradeRecord>, Vec<Finish>)>>,
+    },
+    /// A sale, with its idempotency key if the request had one. See [`Store::sell_trade`].
+    Sell {
+        finish: Finish,
+        key: Option<IdempotencyKey>,
+        now: DateTime<Utc>,
+        reply: oneshot::Sender<StoreResult<SaleOutcome>>,
     },
 }
 
@@ -447,6 +454,14 @@ impl Store {
                 let _ = reply.send(
                     self.in_transaction(conn, async |tx| {
                         self.finish_trades_in(tx, &finishes, now, locking).await
+                    })
+                    .await,
+                );
+            }
+            Work::Sell { finish, key, now, reply } => {
+                let _ = reply.send(
+                    self.in_transaction(conn, async |tx| {
+                        self.sell_trade_in(tx, &finish, key.as_ref(), now).await
                     })
                     .await,
                 );

@@ -36,7 +36,8 @@ pub use market::{Candle, EpochRecord, NewEpoch, TickRecord};
 pub use postgres::Leadership;
 pub use sessions::{DEFAULT_TTL_MS as DEFAULT_SESSION_TTL_MS, USERS_CHANNEL};
 pub use trades::{
-    Ending, Endings, Finish, NewTrade, OpenOutcome, TradeCounts, TradeQuery, TradeRecord, TradeSpot,
+    Ending, Endings, Finish, NewTrade, OpenOutcome, SaleOutcome, TradeCounts, TradeQuery, TradeRecord,
+    TradeSpot,
 };
 pub use turnover::utc_day;
 pub use users::{NewUser, SessionUser, UserRecord};

@@ -145,6 +145,18 @@ impl Endings {
     }
 }
 
+/// What came of a sale.
+#[derive(Debug)]
+pub enum SaleOutcome {
+    Sold(TradeRecord),
+    /// The trade had already ended (settled, sold or void).
+    NotActive,
+    /// The request's idempotency key already sold this trade: the sale as it was answered.
+    Replayed(TradeRecord),
+    /// The key was used for another request.
+    KeyReused,
+}
+
 /// Filters and cursor of a trade history page, newest first.
 #[derive(Clone, Debug, Default)]
 pub struct TradeQuery {
@@ -543,6 +555,66 @@ impl Store {
             ended.sort_by_key(|t| t.id);
         }
         Endings { ended, failed }
+    }
+
+    /// Sells a trade back: ends it with `finish` if it is still active, and remembers the answer
+    /// under `key` in the same transaction, so that a retry gets the same sale.
+    #[tracing::instrument(skip_all)]
+    pub async fn sell_trade(
+        &self,
+        finish: Finish,
+        key: Option<IdempotencyKey>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<SaleOutcome> {
+        self.write_on_writer(move |reply| Work::Sell { finish, key, now, reply }).await
+    }
+
+    /// What a sale's idempotency key answered before, if it was used: the sale as it was
+    /// answered, or [`SaleOutcome::KeyReused`].
+    pub async fn remembered_sale(
+        &self,
+        user: UserId,
+        key: &IdempotencyKey,
+    ) -> StoreResult<Option<SaleOutcome>> {
+        let row: Option<(String, String)> = sqlx::query_as(
+            "SELECT request_hash, response FROM idempotency_keys WHERE user_id = $1 AND key = $2",
+        )
+        .bind(user.0)
+        .bind(key.key.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some((hash, response)) = row else { return Ok(None) };
+        if hash != key.request_hash {
+            return Ok(Some(SaleOutcome::KeyReused));
+        }
+        let sold = serde_json::from_str(&response)
+            .map_err(|e| StoreError::Corrupt(format!("idempotency record {:?}: {e}", key.key)))?;
+        Ok(Some(SaleOutcome::Replayed(sold)))
+    }
+
+    /// [`Store::sell_trade`] inside `tx`.
+    pub(crate) async fn sell_trade_in(
+        &self,
+        tx: &mut BatchTx<'_>,
+        finish: &Finish,
+        key: Option<&IdempotencyKey>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<SaleOutcome> {
+        let user = finish.user_id;
+        if let Some(key) = key {
+            match self.remembered(tx, user, key).await? {
+                Some(Remembered::Answer(trade)) => return Ok(SaleOutcome::Replayed(trade)),
+                Some(Remembered::OtherRequest) => return Ok(SaleOutcome::KeyReused),
+                None => {}
+            }
+        }
+        let (mut ended, _) =
+            self.finish_trades_in(tx, std::slice::from_ref(finish), now, Locking::Wait).await?;
+        let Some(sold) = ended.pop() else { return Ok(SaleOutcome::NotActive) };
+        if let Some(key) = key {
+            self.remember(tx, user, key, &sold, now).await?;
+        }
+        Ok(SaleOutcome::Sold(sold))
     }
 
     /// [`Store::finish_trades`] inside `tx`; returns the trades it ended, as they now are, in id

@@ -300,6 +300,41 @@ async fn selling_back_pays_the_bid_and_refusals_say_why() {
     assert!(app.store.audit().await.unwrap().is_clean());
 }
 
+/// A sale retried with the same `Idempotency-Key` (its answer was lost, say) gets the same
+/// sale, marked as replayed, and moves money once; the key for another request is refused.
+#[tokio::test]
+async fn a_sale_retried_with_its_idempotency_key_answers_the_same_sale_once() {
+    let app = TestApp::spawn().await;
+    let token = app.signed_up("resell@example.com").await;
+    let id = open(&app, &token, &open_body("SIMV100", "up", "100", 5)).await["id"].as_i64().unwrap();
+    eventually(Duration::from_secs(5), || async {
+        trade(&app, &token, id).await["bid"].is_string().then_some(())
+    })
+    .await;
+    let close = |key: &str, trade_id: i64| {
+        let request = app.client.post(app.url("/api/flash-trade/close")).bearer_auth(&token);
+        let request = request.header("Idempotency-Key", key).json(&json!({"tradeId": trade_id}));
+        async move { request.send().await.unwrap() }
+    };
+    let first = close("sale-1", id).await;
+    assert_eq!(first.status(), StatusCode::OK);
+    assert!(first.headers().get("idempotent-replayed").is_none());
+    let first = body(first).await["trade"].clone();
+    let again = close("sale-1", id).await;
+    assert_eq!(again.status(), StatusCode::OK);
+    assert_eq!(again.headers()["idempotent-replayed"], "true");
+    assert_eq!(body(again).await["trade"], first, "the same sale");
+    let paid = Money::parse(first["payout"].as_str().unwrap()).unwrap();
+    let available = Money::from_units(9_900).checked_add(paid).unwrap().to_string();
+    assert_eq!(app.balance(&token).await["available"], available, "paid once");
+
+    let other = open(&app, &token, &open_body("SIMV100", "up", "100", 5)).await["id"].as_i64().unwrap();
+    let (status, code, _) = error_of(close("sale-1", other).await).await;
+    assert_eq!((status, code.as_str()), (StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused"));
+    let report = app.store.audit().await.unwrap();
+    assert!(report.is_clean(), "{:?}", report.violations);
+}
+
 #[tokio::test]
 async fn a_sale_is_refused_before_the_entry_tick() {
     let app = TestApp::spawn_with(|config| {

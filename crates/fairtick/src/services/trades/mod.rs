@@ -23,7 +23,8 @@ use super::paging;
 use super::settings::Settings;
 use super::{Error, Result};
 use crate::store::{
-    Ending, Finish, IdempotencyKey, NewTrade, OpenOutcome, Store, TradeQuery, TradeRecord, UserRecord,
+    Ending, Finish, IdempotencyKey, NewTrade, OpenOutcome, SaleOutcome, Store, TradeQuery, TradeRecord,
+    UserRecord,
 };
 use receipts::ReceiptSigner;
 
@@ -437,14 +438,28 @@ impl Trades {
     }
 
     /// Sells an active trade back at the current bid, if it is at least `min_value`.
+    /// Sells an active trade back at the current bid, if it is at least `min_value`. With an
+    /// idempotency key, a retry gets the same sale (and `true`), even once the trade has ended.
     pub async fn sell(
         &self,
         user: UserId,
         id: i64,
         min_value: Option<Money>,
+        idempotency_key: Option<String>,
         now: DateTime<Utc>,
-    ) -> Result<TradeRecord> {
+    ) -> Result<(TradeRecord, bool)> {
+        let key = idempotency_key.map(|key| {
+            let canonical = format!("trade.close:{id}:{:?}", min_value.map(|m| m.cents()));
+            IdempotencyKey { request_hash: hex::encode(Sha256::digest(canonical.as_bytes())), key }
+        });
         let trade = self.own(user, id).await?;
+        // A key used before answers as it did, whatever the trade's state now (the sale is
+        // checked again in its own transaction, for a retry racing the first request).
+        if let Some(key) = &key
+            && let Some(answered) = self.store.remembered_sale(user, key).await?
+        {
+            return self.answer_sale(answered);
+        }
         let bid = self.bid(&trade).await?;
         if let Some(min) = min_value
             && bid < min
@@ -463,15 +478,25 @@ impl Trades {
             transfer,
             payout: bid,
         };
-        let mut ended = self.store.finish_trades(&[finish], now).await.into_result()?;
-        let Some(sold) = ended.pop() else {
-            return Err(Error::Conflict {
+        let outcome = self.store.sell_trade(finish, key, now).await?;
+        self.answer_sale(outcome)
+    }
+
+    /// The answer to a sale: the trade, and whether it is one answered before (a new sale is
+    /// announced).
+    fn answer_sale(&self, outcome: SaleOutcome) -> Result<(TradeRecord, bool)> {
+        match outcome {
+            SaleOutcome::Sold(sold) => {
+                self.publish(sold.clone());
+                Ok((sold, false))
+            }
+            SaleOutcome::Replayed(sold) => Ok((sold, true)),
+            SaleOutcome::NotActive => Err(Error::Conflict {
                 code: "trade_not_active",
                 message: "the trade has already ended".into(),
-            });
-        };
-        self.publish(sold.clone());
-        Ok(sold)
+            }),
+            SaleOutcome::KeyReused => Err(Error::IdempotencyKeyReused),
+        }
     }
 
     pub async fn active(&self, user: UserId) -> Result<Vec<TradeView>> {
