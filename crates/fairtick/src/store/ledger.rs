@@ -92,6 +92,19 @@ pub(crate) enum Remembered<T> {
     OtherRequest,
 }
 
+/// What a stored idempotency record `(request_hash, response)` says to a request with `key`.
+pub(crate) fn remembered_from<T: DeserializeOwned>(
+    key: &IdempotencyKey,
+    (hash, response): (String, String),
+) -> StoreResult<Remembered<T>> {
+    if hash != key.request_hash {
+        return Ok(Remembered::OtherRequest);
+    }
+    let answer = serde_json::from_str(&response)
+        .map_err(|e| StoreError::Corrupt(format!("idempotency record {:?}: {e}", key.key)))?;
+    Ok(Remembered::Answer(answer))
+}
+
 impl Store {
     /// Reads a user's balances and their deposits of the last 24 hours, without locking.
     async fn read_wallet_state(
@@ -259,13 +272,7 @@ impl Store {
                 &[user.0.into(), key.key.as_str().into()],
             )
             .await?;
-        let Some((hash, response)) = row else { return Ok(None) };
-        if hash != key.request_hash {
-            return Ok(Some(Remembered::OtherRequest));
-        }
-        let answer = serde_json::from_str(&response)
-            .map_err(|e| StoreError::Corrupt(format!("idempotency record {:?}: {e}", key.key)))?;
-        Ok(Some(Remembered::Answer(answer)))
+        row.map(|record| remembered_from(key, record)).transpose()
     }
 
     pub(crate) async fn remember<T: Serialize>(

@@ -17,7 +17,7 @@ use super::bulk::{CHUNK, LockedAccounts, Locking, NewRows};
 use super::dual::{BatchTx, DualRow, Param};
 use super::group_commit::Work;
 use super::group_commit::{WriteOutcome, WriteRequest};
-use super::ledger::Remembered;
+use super::ledger::{Remembered, remembered_from};
 use super::{Backend, IdempotencyKey, Store, StoreError, StoreResult};
 
 /// A tick a trade refers to, with the epoch that produced it (for its proof).
@@ -583,13 +583,11 @@ impl Store {
         .bind(key.key.as_str())
         .fetch_optional(&self.pool)
         .await?;
-        let Some((hash, response)) = row else { return Ok(None) };
-        if hash != key.request_hash {
-            return Ok(Some(SaleOutcome::KeyReused));
-        }
-        let sold = serde_json::from_str(&response)
-            .map_err(|e| StoreError::Corrupt(format!("idempotency record {:?}: {e}", key.key)))?;
-        Ok(Some(SaleOutcome::Replayed(sold)))
+        Ok(match row.map(|record| remembered_from(key, record)).transpose()? {
+            Some(Remembered::Answer(sold)) => Some(SaleOutcome::Replayed(sold)),
+            Some(Remembered::OtherRequest) => Some(SaleOutcome::KeyReused),
+            None => None,
+        })
     }
 
     /// [`Store::sell_trade`] inside `tx`.
