@@ -322,6 +322,17 @@ async fn bad_messages_get_an_error_with_a_code_not_a_dropped_connection() {
     assert_eq!(closing_of(&mut socket).await, Some((1009, "message too large".into())));
 }
 
+/// A client refused over and over (fifty times within a minute) is cut off, with the reason.
+#[tokio::test]
+async fn a_client_refused_fifty_times_in_a_minute_is_closed_with_the_reason() {
+    let app = TestApp::spawn().await;
+    let mut socket = connect(&app, "", None).await.unwrap();
+    for _ in 0..50 {
+        socket.send(Message::text("not json")).await.unwrap();
+    }
+    assert_eq!(closing_of(&mut socket).await, Some((1008, "too many invalid messages".into())));
+}
+
 #[tokio::test]
 async fn signing_out_closes_the_users_sockets_with_a_reason() {
     let app = TestApp::spawn().await;

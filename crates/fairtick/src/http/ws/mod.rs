@@ -48,8 +48,10 @@ pub const MAX_MESSAGE_BYTES: usize = 16 * 1024;
 pub const MAX_SUBSCRIPTIONS: usize = 20;
 /// Client messages allowed per second (burst) before they are refused.
 const MESSAGES_PER_SECOND: u32 = 20;
-/// Refused messages after which the connection is closed.
+/// Refused messages within [`STRIKE_WINDOW`] after which the connection is closed.
 const MAX_STRIKES: u32 = 50;
+/// Refusals count for this long: a client that errs now and then over hours is not cut off.
+const STRIKE_WINDOW: Duration = Duration::from_secs(60);
 /// Ticks replayed at most for one `fromSeq` catch-up.
 pub const MAX_REPLAY: u32 = 1_000;
 /// Replayed ticks written out before the next are queued (about 13 KB).
@@ -234,6 +236,7 @@ struct Session {
     allowance: u32,
     window: Instant,
     strikes: u32,
+    strikes_since: Instant,
 }
 
 impl Session {
@@ -247,6 +250,7 @@ impl Session {
             allowance: MESSAGES_PER_SECOND,
             window: Instant::now(),
             strikes: 0,
+            strikes_since: Instant::now(),
         }
     }
 
@@ -272,6 +276,10 @@ impl Session {
     /// Sends a refusal; `Some(reason)` once the client has been refused too often.
     fn refuse(&mut self, error: WireFrame) -> Option<&'static str> {
         self.outlet.send(&error);
+        if self.strikes_since.elapsed() >= STRIKE_WINDOW {
+            self.strikes_since = Instant::now();
+            self.strikes = 0;
+        }
         self.strikes += 1;
         (self.strikes >= MAX_STRIKES).then_some("too many invalid messages")
     }
