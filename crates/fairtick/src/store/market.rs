@@ -158,11 +158,23 @@ impl Store {
         ended_at: i64,
     ) -> StoreResult<()> {
         let mut w = self.begin_write().await?;
+        // The epoch locked first: a tick being added to it (which holds it shared) is then
+        // committed, and counted in its last seq, read after the lock; a tick added later
+        // finds it ended and is refused (`append_tick`).
+        let lock = self.for_update();
+        sqlx::query(&format!("SELECT id FROM epochs WHERE id = $1{lock}"))
+            .bind(id)
+            .fetch_optional(&mut *w.tx)
+            .await?;
+        let (stored,): (Option<i64>,) = sqlx::query_as("SELECT MAX(seq) FROM ticks WHERE epoch_id = $1")
+            .bind(id)
+            .fetch_one(&mut *w.tx)
+            .await?;
         sqlx::query(
             "UPDATE epochs SET end_seq = $1, revealed_seed = $2, sealed_seed = NULL, ended_at = $3 \
              WHERE id = $4 AND ended_at IS NULL",
         )
-        .bind(end_seq)
+        .bind(stored.unwrap_or(end_seq).max(end_seq))
         .bind(revealed_seed)
         .bind(ended_at)
         .bind(id)
@@ -184,15 +196,14 @@ impl Store {
         // Only into an epoch still open: a producer that lost its lead without knowing it yet
         // must not add ticks to an epoch the next one has closed and revealed, whose prices
         // anyone could then work out before they were published.
-        let added = self
-            .write_now(
-                "INSERT INTO ticks (symbol, seq, epoch_id, ts, price) \
-                 SELECT CAST($1 AS TEXT), CAST($2 AS BIGINT), CAST($3 AS BIGINT), CAST($4 AS BIGINT), \
-                        CAST($5 AS BIGINT) \
-                 WHERE EXISTS (SELECT 1 FROM epochs WHERE id = $3 AND ended_at IS NULL)",
-                &params,
-            )
-            .await?;
+        let sql = format!(
+            "INSERT INTO ticks (symbol, seq, epoch_id, ts, price) \
+             SELECT CAST($1 AS TEXT), CAST($2 AS BIGINT), CAST($3 AS BIGINT), CAST($4 AS BIGINT), \
+                    CAST($5 AS BIGINT) \
+             WHERE EXISTS (SELECT 1 FROM epochs WHERE id = $3 AND ended_at IS NULL{})",
+            self.for_share()
+        );
+        let added = self.write_now(&sql, &params).await?;
         if added == 0 {
             return Err(StoreError::Superseded(format!(
                 "epoch {} of {} is closed; tick {} was not added",

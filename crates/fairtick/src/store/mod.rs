@@ -221,6 +221,15 @@ impl Store {
             Backend::Postgres => " FOR UPDATE",
         }
     }
+
+    /// ` FOR SHARE` on PostgreSQL (a row kept as read until commit, others reading it too);
+    /// nothing on SQLite, whose writers take turns anyway.
+    pub(crate) fn for_share(&self) -> &'static str {
+        match self.backend {
+            Backend::Sqlite => "",
+            Backend::Postgres => " FOR SHARE",
+        }
+    }
 }
 
 /// Opens the pool, each new connection running a backend's `settings` before its first use.

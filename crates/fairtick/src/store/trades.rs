@@ -600,6 +600,9 @@ impl Store {
     ) -> StoreResult<SaleOutcome> {
         let user = finish.user_id;
         if let Some(key) = key {
+            // The user's accounts first: a retry racing the first request waits for it here,
+            // and then finds its key (read after the lock) rather than a trade already sold.
+            self.lock_accounts(tx, &[user], Locking::Wait).await?;
             match self.remembered(tx, user, key).await? {
                 Some(Remembered::Answer(trade)) => return Ok(SaleOutcome::Replayed(trade)),
                 Some(Remembered::OtherRequest) => return Ok(SaleOutcome::KeyReused),

@@ -331,6 +331,19 @@ async fn a_sale_retried_with_its_idempotency_key_answers_the_same_sale_once() {
     let other = open(&app, &token, &open_body("SIMV100", "up", "100", 5)).await["id"].as_i64().unwrap();
     let (status, code, _) = error_of(close("sale-1", other).await).await;
     assert_eq!((status, code.as_str()), (StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused"));
+
+    // A retry racing the first request: both answer the one sale.
+    eventually(Duration::from_secs(5), || async {
+        trade(&app, &token, other).await["bid"].is_string().then_some(())
+    })
+    .await;
+    let (a, b) = tokio::join!(close("sale-2", other), close("sale-2", other));
+    assert_eq!((a.status(), b.status()), (StatusCode::OK, StatusCode::OK));
+    let (a, b) = (body(a).await["trade"].clone(), body(b).await["trade"].clone());
+    assert_eq!(a, b, "the same sale");
+    let paid_too = Money::parse(a["payout"].as_str().unwrap()).unwrap();
+    let available = Money::from_units(9_800).checked_add(paid).unwrap().checked_add(paid_too).unwrap();
+    assert_eq!(app.balance(&token).await["available"], available.to_string(), "each sale paid once");
     let report = app.store.audit().await.unwrap();
     assert!(report.is_clean(), "{:?}", report.violations);
 }

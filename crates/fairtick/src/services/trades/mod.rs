@@ -453,8 +453,8 @@ impl Trades {
             IdempotencyKey { request_hash: hex::encode(Sha256::digest(canonical.as_bytes())), key }
         });
         let trade = self.own(user, id).await?;
-        // A key used before answers as it did, whatever the trade's state now (the sale is
-        // checked again in its own transaction, for a retry racing the first request).
+        // A key used before answers as it did, whatever the trade's state now (the sale checks
+        // it again in its own transaction, under the user's lock, for a retry racing the first).
         if let Some(key) = &key
             && let Some(answered) = self.store.remembered_sale(user, key).await?
         {
