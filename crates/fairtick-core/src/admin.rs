@@ -35,6 +35,9 @@ pub enum Refusal {
     NotYourself,
     #[error("only a superadmin may change an admin's own stake limit or trading suspension")]
     OwnLimits,
+    /// The actor's own account is no longer an active admin's (changed while the request ran).
+    #[error("only an active admin may change accounts")]
+    NotAnAdmin,
     #[error("maxStake must be positive; send null to lift the limit")]
     InvalidMaxStake,
     #[error("nothing to change")]

@@ -133,6 +133,9 @@ fn refused(refusal: Refusal) -> Error {
         Refusal::Empty => {
             return Error::invalid("body", "name at least one of role, status, maxStake, tradingSuspended");
         }
+        Refusal::NotAnAdmin => {
+            return Error::Forbidden { code: "forbidden", message: refusal.to_string() };
+        }
         Refusal::LastSuperadmin => "last_superadmin",
         Refusal::NotYourself => "not_yourself",
     };

@@ -177,14 +177,23 @@ impl Store {
         .fetch_all(&mut *w.tx)
         .await?;
         let superadmins = superadmins.len() as i64;
-        let row: Option<UserRow> =
-            sqlx::query_as(&format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1{lock}"))
-                .bind(id.0)
-                .fetch_optional(&mut *w.tx)
-                .await?;
-        let Some(before) = row.map(user_from_row).transpose()? else { return Ok(None) };
+        // Then the target and the actor, in id order: the actor's role is the one stored now,
+        // not the one their session was signed in with (a superadmin demoted meanwhile counts).
+        let rows: Vec<UserRow> = sqlx::query_as(&format!(
+            "SELECT {USER_COLUMNS} FROM users WHERE id IN ($1, $2) ORDER BY id{lock}"
+        ))
+        .bind(id.0)
+        .bind(actor.id.0)
+        .fetch_all(&mut *w.tx)
+        .await?;
+        let users = rows.into_iter().map(user_from_row).collect::<StoreResult<Vec<UserRecord>>>()?;
+        let Some(before) = users.iter().find(|u| u.id == id).cloned() else { return Ok(None) };
+        let acting = users.iter().find(|u| u.id == actor.id);
+        let Some(acting) = acting.filter(|u| u.status == UserStatus::Active && u.role.is_admin()) else {
+            return Ok(Some(Err(Refusal::NotAnAdmin)));
+        };
         let target = Target { role: before.role, status: before.status, is_self: actor.id == id };
-        if let Err(refusal) = check_user_change(actor.role, target, change, superadmins) {
+        if let Err(refusal) = check_user_change(acting.role, target, change, superadmins) {
             return Ok(Some(Err(refusal)));
         }
         let max_stake = match change.max_stake {

@@ -137,6 +137,25 @@ async fn the_last_superadmin_cannot_be_demoted_or_suspended() {
     assert_eq!(missing.status(), StatusCode::NOT_FOUND);
 }
 
+/// An admin change is checked against the actor's role as stored when it is made, not as their
+/// session said: one whose role was taken away while the request ran is refused.
+#[tokio::test]
+async fn a_change_by_an_actor_who_is_no_longer_an_admin_is_refused() {
+    use fairtick::store::Actor;
+    use fairtick_core::admin::{Refusal, UserChange};
+    use fairtick_core::{Role, UserId};
+
+    let app = TestApp::spawn().await;
+    let former = app.signed_up("former@example.com").await;
+    let target = app.signed_up("target@example.com").await;
+    let actor = Actor { id: UserId(app.user_id(&former).await), role: Role::Superadmin, ip: None };
+    let change = UserChange { trading_suspended: Some(true), ..UserChange::default() };
+    let target = UserId(app.user_id(&target).await);
+    let outcome = app.store.change_user(&actor, target, &change, Utc::now()).await.unwrap();
+    assert!(matches!(outcome, Some(Err(Refusal::NotAnAdmin))), "{outcome:?}");
+    assert!(app.store.audit().await.unwrap().is_clean());
+}
+
 #[tokio::test]
 async fn a_suspension_cuts_the_live_session_and_the_live_websocket() {
     let app = TestApp::spawn().await;
