@@ -756,8 +756,12 @@ impl Store {
         if levels.is_empty() {
             return Ok(());
         }
+        // In user order, as every transaction that locks users' rows takes them: two nodes
+        // moving overlapping users cannot deadlock each other.
+        let mut levels = levels.to_vec();
+        levels.sort_unstable_by_key(|(user, _)| *user);
         let mut w = self.begin_write().await?;
-        for (user, level) in levels {
+        for (user, level) in &levels {
             sqlx::query("UPDATE users SET vip_level = $1 WHERE id = $2 AND vip_level <> $1")
                 .bind(i64::from(*level))
                 .bind(user.0)
