@@ -277,10 +277,9 @@ impl Settlement {
         let mut ended_chunks = in_chunks(&finishes, at_once, end);
         // A chunk that failed does not stop those beside it, which may have committed, and may
         // itself have ended some trades before it failed: they are all still announced, and the
-        // step fails once every chunk has answered.
+        // step fails once every chunk has answered (the next reads the open trades in full).
         let mut failed = None;
         while let Some((chunk, endings)) = ended_chunks.next().await {
-            let whole = endings.failed.is_none();
             if let Some(error) = endings.failed {
                 failed.get_or_insert(error);
             }
@@ -297,14 +296,12 @@ impl Settlement {
                     metrics::histogram!("settlement_lag_seconds").record(lag_ms as f64 / 1000.0);
                 }
                 users.push(trade.user_id);
-                open.trades.remove(&trade.id);
                 self.trades.publish(trade);
             }
-            if whole {
-                for finish in chunk {
-                    // Ended here or elsewhere: either way no longer open.
-                    open.trades.remove(&finish.trade_id);
-                }
+            for finish in chunk {
+                // Ended here or elsewhere (or, if the chunk failed, found again by the full read
+                // after the failed step): either way no longer in this index.
+                open.trades.remove(&finish.trade_id);
             }
         }
         if let Some(error) = failed {
