@@ -10,22 +10,8 @@ use futures::StreamExt;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::helpers::{PASSWORD, TestApp, body, error_of, eventually, raw_connection};
+use crate::helpers::{PASSWORD, TestApp, body, error_of, eventually, raw_connection, with_role};
 use crate::realtime::{closing_of, connect, next_of};
-
-/// Registers `email` and gives it `role` directly in the database (how the first superadmin
-/// is made with `fairtick user create`).
-async fn with_role(app: &TestApp, email: &str, role: &str) -> String {
-    let token = app.signed_up(email).await;
-    let mut conn = raw_connection(&app.database_url).await;
-    sqlx::query("UPDATE users SET role = $1 WHERE email = $2")
-        .bind(role)
-        .bind(email)
-        .execute(&mut conn)
-        .await
-        .unwrap();
-    token
-}
 
 async fn call(
     app: &TestApp,

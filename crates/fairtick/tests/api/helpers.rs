@@ -369,3 +369,17 @@ pub async fn heal_the_ending(app: &TestApp) {
     let mut conn = raw_connection(&app.database_url).await;
     sqlx::query(statement).execute(&mut conn).await.expect("the fault is taken out");
 }
+
+/// Registers `email` and gives it `role` directly in the database (how the first superadmin
+/// is made with `fairtick user create`).
+pub async fn with_role(app: &TestApp, email: &str, role: &str) -> String {
+    let token = app.signed_up(email).await;
+    let mut conn = raw_connection(&app.database_url).await;
+    sqlx::query("UPDATE users SET role = $1 WHERE email = $2")
+        .bind(role)
+        .bind(email)
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    token
+}

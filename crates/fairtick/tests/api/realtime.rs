@@ -12,7 +12,7 @@ use tokio_tungstenite::tungstenite::{self, Message};
 use fairtick::http::ws::MAX_REPLAY;
 use fairtick::services::market::catalog;
 
-use crate::helpers::{PASSWORD, TestApp, body, error_of, eventually, raw_connection};
+use crate::helpers::{TestApp, body, error_of, eventually, raw_connection, with_role};
 
 pub(crate) type Socket =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
@@ -483,16 +483,7 @@ async fn admins_get_every_users_trades_and_users_only_their_own() {
     let app = TestApp::spawn().await;
     let trader = app.signed_up("trader@example.com").await;
     let bystander = app.signed_up("bystander@example.com").await;
-    app.signed_up("watcher@example.com").await;
-    let mut conn = raw_connection(&app.database_url).await;
-    sqlx::query("UPDATE users SET role = 'admin' WHERE email = 'watcher@example.com'")
-        .execute(&mut conn)
-        .await
-        .unwrap();
-    // The role travels in the token, so the watcher signs in again as an admin.
-    let login = app.login("watcher@example.com", PASSWORD).await;
-    assert_eq!(login.status(), StatusCode::OK);
-    let admin = body(login).await["token"].as_str().unwrap().to_owned();
+    let admin = with_role(&app, "watcher@example.com", "admin").await;
     let mut watching = connect(&app, &format!("?token={admin}"), None).await.unwrap();
     assert_eq!(next_of(&mut watching, "authenticated").await["role"], "admin");
     let mut other = connect(&app, &format!("?token={bystander}"), None).await.unwrap();
@@ -526,14 +517,7 @@ async fn admins_get_every_users_trades_and_users_only_their_own() {
 async fn an_admin_without_two_factor_gets_only_their_own_trades_once_the_terms_require_it() {
     let app = TestApp::spawn().await;
     let trader = app.signed_up("trader2fa@example.com").await;
-    app.signed_up("no2fa@example.com").await;
-    let mut conn = raw_connection(&app.database_url).await;
-    sqlx::query("UPDATE users SET role = 'admin' WHERE email = 'no2fa@example.com'")
-        .execute(&mut conn)
-        .await
-        .unwrap();
-    let admin =
-        body(app.login("no2fa@example.com", PASSWORD).await).await["token"].as_str().unwrap().to_owned();
+    let admin = with_role(&app, "no2fa@example.com", "admin").await;
     let mut watching = connect(&app, &format!("?token={admin}"), None).await.unwrap();
     assert_eq!(next_of(&mut watching, "authenticated").await["role"], "admin");
     let trade = json!({"symbol": "SIMV25", "direction": "down", "amount": "10", "duration": 5});
