@@ -3,10 +3,12 @@
  * (`crates/fairtick/src/verify.rs`, `check_receipt`) does: the Ed25519 signature over the
  * payload's UTF-8 bytes, each epoch's revealed seed against its commitment, every tick
  * recomputed from the seeds with `fairness.js` (docs/fairness.md), then the entry, exit,
- * result and payout re-derived by the public rules:
+ * the epochs their prices come from, the result and the payout re-derived by the public rules:
  *
  * - entry: the first tick strictly after acceptance; expiry = entry time + duration;
  * - exit: the last tick at or before expiry; decided once a later tick exists;
+ * - seeds: every tick from entry to exit belongs to the epoch current at acceptance, or to the
+ *   next epoch it announced (id and commitment), which began at its announced end (§4, §6);
  * - `up` wins if exit > entry, `down` if exit < entry; equal is a tie;
  * - a win pays ⌊stake × (1 + rate)⌋ to the cent, a tie the stake, a loss nothing.
  *
@@ -194,7 +196,37 @@ export async function checkReceipt(receipt, trustedKey, options = {}) {
   }
   push(step('entry', 'ok', `accepted at ${new Date(acceptedAt).toISOString()}; entry = first tick after: seq ${entry.seq} at ${entry.text}; expiry ${new Date(expiresAt).toISOString()}; exit = last tick at or before expiry: seq ${exit.seq} at ${exit.text}`));
 
-  // 5. The result and the payout.
+  // 5. Every price from entry to exit was fixed before acceptance (docs/fairness.md §6): a
+  // commitment only proves its epoch's prices fixed before the epoch's first tick, so a tick of
+  // a later epoch counts only if the epoch current at acceptance announced that epoch, and
+  // ended where it said it would. Version-1 receipts have no announcements (missing = null).
+  const current = epochOf(spots[Math.max(after - 1, 0)]);
+  let announced = null;
+  for (let i = after; i < deciding; i++) {
+    const tick = spots[i];
+    if (tick.epochId === current.id || tick.epochId === announced?.id) continue;
+    const next = epochOf(tick);
+    const nextId = current.nextId ?? null;
+    const nextCommitment = current.nextCommitment ?? null;
+    if (nextId === null || Number(nextId) !== Number(next.id) || nextCommitment === null
+      || String(nextCommitment).toLowerCase() !== String(next.commitment).toLowerCase()) {
+      return push(step('seeds', 'failed', `epoch ${next.id} was not announced by epoch ${current.id}, the epoch current at acceptance: its seed could have been drawn after the trade was accepted`));
+    }
+    // The tick before is the current epoch's last (ticks are consecutive, epochs chained).
+    const lastSeq = spots[i - 1].seq;
+    const plannedEnd = current.plannedEndTick ?? null;
+    if (plannedEnd === null) {
+      return push(step('seeds', 'failed', `epoch ${current.id} ended at seq ${lastSeq} with no announced end: the prices after it could have been chosen after the trade was accepted`));
+    }
+    if (Number(plannedEnd) !== lastSeq) {
+      return push(step('seeds', 'failed', `epoch ${current.id} ended at seq ${lastSeq}, not at its announced end ${plannedEnd}: the prices after it could have been chosen after the trade was accepted`));
+    }
+    announced = next;
+  }
+  const alsoNext = announced ? `, and epoch ${announced.id}'s, announced with it` : '';
+  push(step('seeds', 'ok', `every price from entry to exit was fixed before acceptance: by epoch ${current.id}'s commitment${alsoNext}`));
+
+  // 6. The result and the payout.
   const result = { win: 'win', loss: 'lose', tie: 'tie' }[tradeResult(trade.direction, entry.price, exit.price)];
   if (result !== trade.result) {
     return push(step('result', 'failed', `the rules give ${result}, the receipt says ${trade.result}`));

@@ -16,6 +16,7 @@ const TITLES = {
   commitment: 'Seed matches its commitment',
   ticks: 'Ticks recomputed',
   entry: 'Entry and exit by the rules',
+  seeds: 'Prices fixed before acceptance',
   result: 'Result',
   payout: 'Payout',
 };

@@ -54,7 +54,7 @@ test('a genuine settled receipt passes every step', async () => {
   for (const direction of ['up', 'down']) {
     const receipt = parseReceipt(JSON.stringify(await sign(key, await settledBody(direction))));
     const { steps, body } = await checkReceipt(receipt, key.publicKey);
-    assert.deepEqual(outcomes(steps), ['signature:ok', 'commitment:ok', 'ticks:ok', 'entry:ok', 'result:ok', 'payout:ok']);
+    assert.deepEqual(outcomes(steps), ['signature:ok', 'commitment:ok', 'ticks:ok', 'entry:ok', 'seeds:ok', 'result:ok', 'payout:ok']);
     assert.equal(verdict(steps), 'ok');
     assert.equal(body.trade.direction, direction);
   }
@@ -83,10 +83,115 @@ async function acceptedBeforeTick(first) {
 test("a trade accepted before its market's first tick verifies from that tick, and only from seq 1", async () => {
   const key = await keyPair();
   const first = await checkReceipt(parseReceipt(JSON.stringify(await sign(key, await acceptedBeforeTick(1)))), key.publicKey);
-  assert.deepEqual(outcomes(first.steps), ['signature:ok', 'commitment:ok', 'ticks:ok', 'entry:ok', 'result:ok', 'payout:ok']);
+  assert.deepEqual(outcomes(first.steps), ['signature:ok', 'commitment:ok', 'ticks:ok', 'entry:ok', 'seeds:ok', 'result:ok', 'payout:ok']);
   // From seq 2, the tick before acceptance is missing: an earlier tick may have come after it.
   const later = await checkReceipt(parseReceipt(JSON.stringify(await sign(key, await acceptedBeforeTick(2)))), key.publicKey);
   assert.deepEqual(outcomes(later.steps), ['signature:ok', 'commitment:ok', 'ticks:ok', 'entry:failed']);
+});
+
+const SEED2 = 'c0ffee00112233445566778899aabbccddeeff00112233445566778899aabbcc';
+const PARAMS = { symbol: 'SIMV25', volatilityBp: 2500, tickIntervalMs: 1000 };
+
+/**
+ * A settled 5-second trade over two epochs: epoch 7 (SEED) from seq 100, then epoch 8 (SEED2)
+ * from seq `split`, continuing from epoch 7's last price. Accepted 300 ms after seq
+ * 100 + `accepted`; the receipt holds that tick through the first one after expiry. Epoch 7
+ * announces epoch 8 correctly, ending at `split` - 1; `announce` overrides those fields
+ * (`null` leaves them out, as in a version-1 receipt).
+ */
+async function crossingBody({ split, accepted = 2, announce = {} }) {
+  const first = await recomputeTicks(PARAMS, SEED, 7, 100000000000n, split - 100);
+  const second = await recomputeTicks(PARAMS, SEED2, 8, first[first.length - 1], 112 - split);
+  const prices = [...first, ...second];
+  const ticks = prices.map((units, i) => ({ seq: 100 + i, ts: T0 + i * 1000, price: formatPrice(units), epochId: 100 + i < split ? 7 : 8 }));
+  const [entry, exit] = [prices[accepted + 1], prices[accepted + 6]];
+  const result = exit === entry ? 'tie' : exit > entry ? 'win' : 'lose';
+  const payout = { win: '185.00', tie: '100.00', lose: '0.00' }[result];
+  const commitment = await commitmentOf(SEED2);
+  const announcement = announce === null ? {} : { plannedEndTick: split - 1, nextId: 8, nextCommitment: commitment, ...announce };
+  // The epoch announced last has not announced its own successor in these receipts.
+  const later = announce === null ? {} : { plannedEndTick: null, nextId: null, nextCommitment: null };
+  return {
+    version: announce === null ? 1 : 2,
+    issuedAt: T0 + 20000,
+    trade: {
+      id: 44, userId: 1, symbol: 'SIMV25', direction: 'up', stake: '100.00', durationMs: 5000, payoutRate: '0.8500',
+      acceptedAt: T0 + accepted * 1000 + 300, status: 'settled', result, entrySeq: 101 + accepted,
+      expiresAt: T0 + (accepted + 6) * 1000, exitSeq: 106 + accepted, payout, voidReason: null,
+    },
+    epochs: [
+      { ...EPOCH, commitment: await commitmentOf(SEED), seed: SEED, ...announcement },
+      { ...EPOCH, id: 8, startTick: split, startPrice: formatPrice(first[first.length - 1]), commitment, seed: SEED2, ...later },
+    ],
+    ticks: ticks.slice(accepted, accepted + 8),
+  };
+}
+
+const checked = async (key, body) => checkReceipt(await sign(key, body), key.publicKey);
+const TWO_EPOCHS_OK = ['signature:ok', 'commitment:ok', 'commitment:ok', 'ticks:ok', 'entry:ok', 'seeds:ok', 'result:ok', 'payout:ok'];
+const SEEDS_FAILED = ['signature:ok', 'commitment:ok', 'commitment:ok', 'ticks:ok', 'entry:ok', 'seeds:failed'];
+
+test('a trade across an epoch boundary passes when the epoch current at acceptance announced the next', async () => {
+  const key = await keyPair();
+  const { steps } = await checked(key, await crossingBody({ split: 106 }));
+  assert.deepEqual(outcomes(steps), TWO_EPOCHS_OK);
+  assert.equal(steps[5].detail, "every price from entry to exit was fixed before acceptance: by epoch 7's commitment, and epoch 8's, announced with it");
+  // Hex case does not matter in the announced commitment.
+  const upper = await crossingBody({ split: 106 });
+  upper.epochs[0].nextCommitment = upper.epochs[0].nextCommitment.toUpperCase();
+  assert.deepEqual(outcomes((await checked(key, upper)).steps), TWO_EPOCHS_OK);
+});
+
+test('a trade across a boundary to an epoch not announced by the one current at acceptance fails at seeds', async () => {
+  const key = await keyPair();
+  const cases = [
+    ['another next id', { nextId: 9 }],
+    ['another next commitment', { nextCommitment: await commitmentOf(SEED) }],
+    ['no next id', { nextId: null }],
+    ['no next commitment', { nextCommitment: null }],
+    ['no announcement at all (a version-1 receipt)', null],
+  ];
+  for (const [what, announce] of cases) {
+    const { steps } = await checked(key, await crossingBody({ split: 106, announce }));
+    assert.deepEqual(outcomes(steps), SEEDS_FAILED, what);
+    assert.equal(steps[5].detail, 'epoch 8 was not announced by epoch 7, the epoch current at acceptance: its seed could have been drawn after the trade was accepted', what);
+  }
+});
+
+test('a trade across a boundary that was not where it was announced fails at seeds', async () => {
+  const key = await keyPair();
+  // Epoch 7 planned to run to seq 110 but epoch 8 began at 106: epoch 8's start was not fixed.
+  const early = await checked(key, await crossingBody({ split: 106, announce: { plannedEndTick: 110 } }));
+  assert.deepEqual(outcomes(early.steps), SEEDS_FAILED);
+  assert.match(early.steps[5].detail, /^epoch 7 ended at seq 105, not at its announced end 110: /);
+  const late = await checked(key, await crossingBody({ split: 106, announce: { plannedEndTick: 104 } }));
+  assert.deepEqual(outcomes(late.steps), SEEDS_FAILED);
+  const unplanned = await checked(key, await crossingBody({ split: 106, announce: { plannedEndTick: null } }));
+  assert.deepEqual(outcomes(unplanned.steps), SEEDS_FAILED);
+  assert.match(unplanned.steps[5].detail, /^epoch 7 ended at seq 105 with no announced end: /);
+});
+
+test('a trade within one epoch needs no announcement', async () => {
+  const key = await keyPair();
+  // settledBody's epoch has none of the announcement fields.
+  const { steps } = await checked(key, await settledBody('up'));
+  assert.deepEqual(outcomes(steps), ['signature:ok', 'commitment:ok', 'ticks:ok', 'entry:ok', 'seeds:ok', 'result:ok', 'payout:ok']);
+  assert.equal(steps[4].detail, "every price from entry to exit was fixed before acceptance: by epoch 7's commitment");
+  // The tick after expiry decides when the exit is known, not any price: it may be in an
+  // epoch nobody announced. Accepted after seq 102, the exit is 108 and seq 109 is epoch 8's first.
+  const deciding = await checked(key, await crossingBody({ split: 109, announce: null }));
+  assert.deepEqual(outcomes(deciding.steps), TWO_EPOCHS_OK);
+  assert.equal(deciding.steps[5].detail, "every price from entry to exit was fixed before acceptance: by epoch 7's commitment");
+});
+
+test("a trade accepted at an epoch's last tick needs that epoch's announcement of the next, whose first tick is the entry", async () => {
+  const key = await keyPair();
+  // Accepted after seq 102, epoch 7's last; the entry is seq 103, epoch 8's first.
+  const without = await checked(key, await crossingBody({ split: 103, announce: null }));
+  assert.deepEqual(outcomes(without.steps), SEEDS_FAILED);
+  const announced = await checked(key, await crossingBody({ split: 103 }));
+  assert.deepEqual(outcomes(announced.steps), TWO_EPOCHS_OK);
+  assert.match(announced.steps[5].detail, /and epoch 8's, announced with it$/);
 });
 
 test('each kind of tampering fails at the step that catches it', async () => {
@@ -153,7 +258,7 @@ test('the key the server publishes is the one trusted', async () => {
 test('without the published key the signature proves nothing yet, and the verdict waits', async () => {
   const key = await keyPair();
   const { steps } = await checkReceipt(await sign(key, await settledBody()), null);
-  assert.deepEqual(outcomes(steps), ['signature:pending', 'commitment:ok', 'ticks:ok', 'entry:ok', 'result:ok', 'payout:ok']);
+  assert.deepEqual(outcomes(steps), ['signature:pending', 'commitment:ok', 'ticks:ok', 'entry:ok', 'seeds:ok', 'result:ok', 'payout:ok']);
   assert.equal(verdict(steps), 'pending');
 });
 

@@ -21,7 +21,7 @@ use crate::services::market::feed::FeedSettings;
 use crate::services::passwords::Passwords;
 use crate::services::realtime::Hub;
 use crate::services::sealing::DataKey;
-use crate::services::settings::{Settings, TickIntervals, check_against_markets};
+use crate::services::settings::{Settings, TickIntervals, beyond_the_next_epoch, check_against_markets};
 use crate::services::tokens::Tokens;
 use crate::services::trades::Trades;
 use crate::services::wallet::Wallet;
@@ -48,6 +48,15 @@ impl Application {
         // A warning, not a refusal to start: the terms are changed through the running server.
         if let Err(error) = check_against_markets(&settings.current(), intervals) {
             tracing::warn!(%error, "the trading terms in force do not suit the markets; change them at /admin");
+        }
+        if let Some(longest) = beyond_the_next_epoch(&settings.current(), config.feed.epoch_length, intervals)
+        {
+            tracing::warn!(
+                longest_secs = longest,
+                epoch_ms = config.feed.epoch_length.as_millis(),
+                "trades of the longest duration can outlast the next epoch: their receipts will not prove them \
+                 fair; offer shorter durations or make epochs longer"
+            );
         }
         let markets = Markets::new(store.clone(), config.markets.clone());
         let trades = Trades::new(

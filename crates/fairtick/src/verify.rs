@@ -128,6 +128,63 @@ fn unchained(epochs: &[ReceiptEpoch], ticks: &[ReceiptTick]) -> Option<String> {
     None
 }
 
+/// Whether every price from entry to exit (`deciding`) was fixed before acceptance: each tick
+/// is in the epoch of `current` (the last tick at or before acceptance), or in the epoch that
+/// epoch announced, which must then begin where it said it would (docs/fairness.md §6).
+/// `unchained` has already checked that every tick's epoch is listed.
+fn fixed_before_acceptance<'a>(
+    epochs: &[ReceiptEpoch],
+    current: &ReceiptTick,
+    deciding: impl Iterator<Item = &'a ReceiptTick>,
+) -> Result<String, String> {
+    let epoch_of = |id: i64| epochs.iter().find(|e| e.id == id);
+    let Some(first) = epoch_of(current.epoch_id) else {
+        return Err(format!("epoch {} is not in the receipt", current.epoch_id));
+    };
+    let mut last_of_first = current.seq;
+    let mut next = None;
+    for tick in deciding {
+        if tick.epoch_id == first.id {
+            last_of_first = tick.seq;
+            continue;
+        }
+        let Some(epoch) = epoch_of(tick.epoch_id) else {
+            return Err(format!("epoch {} is not in the receipt", tick.epoch_id));
+        };
+        let announced = first.next_id == Some(epoch.id)
+            && first.next_commitment.as_deref().is_some_and(|c| c.eq_ignore_ascii_case(&epoch.commitment));
+        if !announced {
+            return Err(format!(
+                "epoch {} was not announced by epoch {}, the epoch current at acceptance: its seed could \
+                 have been drawn after the trade was accepted",
+                epoch.id, first.id
+            ));
+        }
+        if first.planned_end_tick != Some(last_of_first) {
+            let planned = first
+                .planned_end_tick
+                .map_or(" with no announced end".to_owned(), |p| format!(", not at its announced end {p}"));
+            return Err(format!(
+                "epoch {} ended at seq {last_of_first}{planned}: the prices after it could have been chosen \
+                 after the trade was accepted",
+                first.id
+            ));
+        }
+        next = Some(epoch.id);
+    }
+    Ok(match next {
+        None => format!(
+            "every price from entry to exit was fixed before acceptance: by epoch {}'s commitment",
+            first.id
+        ),
+        Some(next) => format!(
+            "every price from entry to exit was fixed before acceptance: by epoch {}'s commitment, and epoch \
+             {next}'s, announced with it",
+            first.id
+        ),
+    })
+}
+
 /// Checks a trade receipt: the signature (against `trusted_key` when given, else only pending:
 /// valid for the key the receipt names), each tick against its epoch's revealed seed and commitment, the entry, exit
 /// and result by the rules, and the payout.
@@ -258,6 +315,15 @@ pub fn check_receipt(receipt: &Receipt, trusted_key: Option<&str>) -> anyhow::Re
         "entry",
         format!("entry seq {} at {}, exit seq {} at {}", entry.seq, entry.price, exit.seq, exit.price),
     ));
+    let current = &body.ticks[after.saturating_sub(1)];
+    let deciding = body.ticks.iter().filter(|t| (entry.seq..=exit.seq).contains(&t.seq));
+    match fixed_before_acceptance(&body.epochs, current, deciding) {
+        Ok(detail) => steps.push(Step::ok("seeds", detail)),
+        Err(why) => {
+            steps.push(Step::fail("seeds", why));
+            return Ok(steps);
+        }
+    }
     if Some(result.as_str()) != trade.result.as_deref() {
         steps.push(Step::fail(
             "result",
@@ -341,11 +407,14 @@ mod tests {
             start_price: start_price.to_string(),
             commitment: seed.commitment().to_string(),
             seed: Some(seed.to_hex()),
+            planned_end_tick: None,
+            next_id: None,
+            next_commitment: None,
         }
     }
 
     /// The body of [`receipt`]; from seq `split` on, the ticks are those of a second epoch that
-    /// starts there, from the last price of the first.
+    /// starts there, from the last price of the first, which announced it.
     fn body(first: i64, split: Option<i64>) -> ReceiptBody {
         let params = MarketParams::new("SIMV25", 25, 1_000).unwrap();
         let seeds = [Seed::from_bytes([7; 32]), Seed::from_bytes([8; 32])];
@@ -364,6 +433,9 @@ mod tests {
                 usize::try_from(last - ends).unwrap(),
             ));
             epochs.push(epoch(2, &seeds[1], split, from));
+            epochs[0].planned_end_tick = Some(split - 1);
+            epochs[0].next_id = Some(2);
+            epochs[0].next_commitment = Some(seeds[1].commitment().to_string());
         }
         let ticks: Vec<ReceiptTick> = (first..=last)
             .map(|seq| ReceiptTick {
@@ -452,6 +524,72 @@ mod tests {
         let (receipt, key) = signed(&body(1, Some(3)));
         let steps = check_receipt(&receipt, Some(&key)).unwrap();
         assert_eq!(failed(&steps), vec![]);
+    }
+
+    #[test]
+    fn a_trade_reaching_into_an_epoch_not_announced_before_it_is_not_proven() {
+        let refused = |body: &ReceiptBody| {
+            let (receipt, key) = signed(body);
+            let steps = check_receipt(&receipt, Some(&key)).unwrap();
+            let failures = failed(&steps);
+            assert_eq!(failures.len(), 1, "{steps:?}");
+            assert_eq!(failures[0].0, "seeds");
+            failures[0].1.to_owned()
+        };
+        // Epochs from before announcements, or an announcement of another epoch.
+        let mut silent = body(1, Some(3));
+        silent.epochs[0].next_id = None;
+        assert!(refused(&silent).starts_with("epoch 2 was not announced by epoch 1"));
+        let mut other = body(1, Some(3));
+        other.epochs[0].next_commitment = Some(Seed::from_bytes([9; 32]).commitment().to_string());
+        assert!(refused(&other).starts_with("epoch 2 was not announced by epoch 1"));
+        // Announced, but the boundary moved: epoch 1 was cut short.
+        let mut cut = body(1, Some(3));
+        cut.epochs[0].planned_end_tick = Some(4);
+        assert!(
+            refused(&cut).starts_with("epoch 1 ended at seq 2, not at its announced end 4"),
+            "{}",
+            refused(&cut)
+        );
+    }
+
+    #[test]
+    fn an_entry_on_the_next_epochs_first_tick_needs_the_announcement_of_the_epoch_at_acceptance() {
+        // Accepted after seq 2, the last of epoch 1: the entry is seq 3, epoch 2's first tick.
+        let mut at_boundary = body(1, Some(3));
+        at_boundary.trade.accepted_at = at_boundary.ticks[1].ts;
+        let spots: Vec<Spot> = at_boundary
+            .ticks
+            .iter()
+            .map(|t| Spot { seq: t.seq, ts: t.ts, price: Price::parse(&t.price).unwrap() })
+            .collect();
+        let terms = Terms {
+            direction: Direction::Up,
+            stake: Money::parse("10").unwrap(),
+            duration_ms: INTERVAL,
+            payout_rate_bp: 8_500,
+            accepted_at: at_boundary.trade.accepted_at,
+        };
+        let Progress::Decided { entry, expires_at, exit, result } = progress(&terms, &spots) else {
+            panic!("three ticks after acceptance decide a 1 s trade");
+        };
+        assert_eq!(entry.seq, 3);
+        at_boundary.trade.duration_ms = INTERVAL;
+        at_boundary.trade.entry_seq = Some(entry.seq);
+        at_boundary.trade.expires_at = Some(expires_at);
+        at_boundary.trade.exit_seq = Some(exit.seq);
+        at_boundary.trade.result = Some(result.as_str().into());
+        at_boundary.trade.payout = Some(returned(result, terms.stake, terms.payout_rate_bp).to_string());
+        let (receipt, key) = signed(&at_boundary);
+        assert_eq!(failed(&check_receipt(&receipt, Some(&key)).unwrap()), vec![]);
+
+        at_boundary.epochs[0].next_id = None;
+        let (receipt, key) = signed(&at_boundary);
+        let failures = failed(&check_receipt(&receipt, Some(&key)).unwrap())
+            .into_iter()
+            .map(|(check, _)| check)
+            .collect::<Vec<_>>();
+        assert_eq!(failures, ["seeds"]);
     }
 
     #[test]

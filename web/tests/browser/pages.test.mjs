@@ -1,5 +1,5 @@
 // The web app in a real browser: Debian's headless Chromium driven by playwright-core against
-// the real fairtick binary (fresh data directory, 50 ms ticks, 1 s epochs). One trader goes
+// the real fairtick binary (fresh data directory, 50 ms ticks, 6 s epochs). One trader goes
 // through the whole day: registers, trades up and watches it settle, sells one back, exports
 // the statement, and checks a receipt on /verify. Screenshots of every page at desktop and
 // phone width go to target/screenshots/.
@@ -186,7 +186,7 @@ describe('the web app in Chromium', { skip: skip ?? false, timeout: 900000 }, ()
     const summary = page.locator('#receipt-summary[data-outcome="ok"]');
     await summary.waitFor({ timeout: 30000 });
     assert.match(await summary.textContent(), /^Verified/);
-    for (const check of ['key', 'signature', 'commitment', 'ticks', 'entry', 'result', 'payout']) {
+    for (const check of ['key', 'signature', 'commitment', 'ticks', 'entry', 'seeds', 'result', 'payout']) {
       assert.equal(await page.locator(`#receipt-steps li[data-check="${check}"][data-outcome="failed"]`).count(), 0, check);
       assert.ok(await page.locator(`#receipt-steps li[data-check="${check}"][data-outcome="ok"]`).count() >= 1, check);
     }

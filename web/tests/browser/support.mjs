@@ -42,13 +42,15 @@ export function buildServer() {
 }
 
 /**
- * Starts `fairtick serve` on a free port with a fresh data directory: 50 ms ticks and 1 s
- * epochs, so a 5 s trade settles in about 5 s and its seeds are revealed a second later.
+ * Starts `fairtick serve` on a free port with a fresh data directory: 50 ms ticks and 6 s
+ * epochs, so a 5 s trade settles in about 5 s, ends within the epoch after the one it was
+ * accepted in (so its receipt proves it fair, docs/fairness.md §4), and its seeds are revealed
+ * at most 6 s later.
  * @returns {Promise<{url: string, dataDir: string, binary: string, stop: () => Promise<void>, log: () => string}>}
  */
 export async function startServer(binary) {
   const dataDir = mkdtempSync(join(tmpdir(), 'fairtick-browser-'));
-  const args = ['serve', '--addr', '127.0.0.1:0', '--data-dir', dataDir, '--tick-interval-ms', '50', '--epoch-ms', '1000'];
+  const args = ['serve', '--addr', '127.0.0.1:0', '--data-dir', dataDir, '--tick-interval-ms', '50', '--epoch-ms', '6000'];
   const env = { ...process.env, RUST_LOG: process.env.RUST_LOG ?? 'warn', NO_COLOR: '1' };
   delete env.DATABASE_URL;
   delete env.FAIRTICK_DATABASE_URL;

@@ -170,6 +170,12 @@ pub struct EpochDto {
     pub seed: Option<String>,
     pub started_at: String,
     pub ended_at: Option<String>,
+    /// Published with the commitment (docs/fairness.md §4): the seq of its last tick if it
+    /// runs its course, and the id and commitment of the market's next epoch. Absent for
+    /// epochs older than announcements.
+    pub planned_end_tick: Option<i64>,
+    pub next_id: Option<i64>,
+    pub next_commitment: Option<String>,
 }
 
 impl From<&EpochRecord> for EpochDto {
@@ -187,6 +193,9 @@ impl From<&EpochRecord> for EpochDto {
             seed: epoch.revealed_seed.clone(),
             started_at: timestamp(crate::store::time_from_ms(epoch.started_at)),
             ended_at: epoch.ended_at.map(|t| timestamp(crate::store::time_from_ms(t))),
+            planned_end_tick: epoch.announced.as_ref().map(|a| a.planned_end_seq),
+            next_id: epoch.announced.as_ref().map(|a| a.next_id),
+            next_commitment: epoch.announced.as_ref().map(|a| a.next_commitment.clone()),
         }
     }
 }

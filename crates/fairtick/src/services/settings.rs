@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use fairtick_core::Money;
@@ -89,6 +90,20 @@ pub fn check_against_markets(terms: &TradingSettings, markets: TickIntervals) ->
         ));
     }
     Ok(())
+}
+
+/// The longest duration offered, if a trade that long can reach past the epoch after the one
+/// it was accepted in (one of the slowest market's intervals is the most its entry can come
+/// after a boundary): the prices it ends on were then not fixed when it was accepted, and its
+/// receipt does not prove it fair (docs/fairness.md §4).
+pub fn beyond_the_next_epoch(
+    terms: &TradingSettings,
+    epoch_length: Duration,
+    markets: TickIntervals,
+) -> Option<u32> {
+    let longest = terms.durations_secs.iter().max().copied()?;
+    let reach = u128::from(longest) * 1_000 + u128::from(markets.slowest_ms);
+    (reach > epoch_length.as_millis()).then_some(longest)
 }
 
 #[derive(Clone)]
@@ -227,5 +242,19 @@ impl Settings {
     /// The JSON form of the current terms.
     pub fn current_json(&self) -> Value {
         serde_json::to_value(&*self.current()).expect("settings serialise")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_duration_is_provable_when_it_ends_within_the_epoch_after_its_acceptance() {
+        let terms = TradingSettings { durations_secs: vec![5, 300], ..TradingSettings::default() };
+        let markets = TickIntervals { fastest_ms: 250, slowest_ms: 1_000 };
+        assert_eq!(beyond_the_next_epoch(&terms, Duration::from_secs(600), markets), None);
+        assert_eq!(beyond_the_next_epoch(&terms, Duration::from_millis(301_000), markets), None);
+        assert_eq!(beyond_the_next_epoch(&terms, Duration::from_millis(300_999), markets), Some(300));
     }
 }

@@ -4,7 +4,7 @@
 use fairtick_core::price::Price;
 
 use super::dual::Param;
-use super::{Store, StoreError, StoreResult};
+use super::{Backend, Store, StoreError, StoreResult, WriteTx};
 
 /// One stored tick. Prices are units at scale 8; `ts` is milliseconds since the Unix epoch.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -32,11 +32,28 @@ pub struct EpochRecord {
     pub end_seq: Option<i64>,
     pub started_at: i64,
     pub ended_at: Option<i64>,
+    /// What it announced when it started; none for epochs older than announcements.
+    pub announced: Option<Announcement>,
+}
+
+/// What an epoch publishes about the next when it starts (docs/fairness.md §4).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Announcement {
+    /// The seq of its own last tick, if it runs its course.
+    pub planned_end_seq: i64,
+    /// The id the market's next epoch will have.
+    pub next_id: i64,
+    /// The next epoch's commitment.
+    pub next_commitment: String,
+    /// The next epoch's seed, sealed; none when the next epoch is a replay.
+    pub next_sealed_seed: Option<String>,
 }
 
 /// An epoch about to start: its commitment is stored before its first tick exists.
 #[derive(Clone, Debug)]
 pub struct NewEpoch<'a> {
+    /// The id its predecessor announced; none reserves a new one.
+    pub id: Option<i64>,
     pub symbol: &'a str,
     pub kind: &'a str,
     pub volatility_bp: i64,
@@ -46,6 +63,16 @@ pub struct NewEpoch<'a> {
     pub start_price: Price,
     pub start_seq: i64,
     pub started_at: i64,
+    pub planned_end_seq: i64,
+    pub next_commitment: &'a str,
+    pub next_sealed_seed: Option<&'a str>,
+}
+
+/// The ids of an epoch just stored and of the one it announced.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EpochIds {
+    pub id: i64,
+    pub next_id: i64,
 }
 
 /// One OHLC bucket.
@@ -61,58 +88,59 @@ pub struct Candle {
 }
 
 const EPOCH_COLUMNS: &str = "id, symbol, kind, volatility_bp, tick_interval_ms, commitment, sealed_seed, \
-     revealed_seed, start_price, start_seq, end_seq, started_at, ended_at";
+     revealed_seed, start_price, start_seq, end_seq, started_at, ended_at, planned_end_seq, next_id, \
+     next_commitment, next_sealed_seed";
 
-type EpochRow = (
-    i64,
-    String,
-    String,
-    i64,
-    i64,
-    String,
-    Option<String>,
-    Option<String>,
-    i64,
-    i64,
-    Option<i64>,
-    i64,
-    Option<i64>,
-);
+#[derive(sqlx::FromRow)]
+struct EpochRow {
+    id: i64,
+    symbol: String,
+    kind: String,
+    volatility_bp: i64,
+    tick_interval_ms: i64,
+    commitment: String,
+    sealed_seed: Option<String>,
+    revealed_seed: Option<String>,
+    start_price: i64,
+    start_seq: i64,
+    end_seq: Option<i64>,
+    started_at: i64,
+    ended_at: Option<i64>,
+    planned_end_seq: Option<i64>,
+    next_id: Option<i64>,
+    next_commitment: Option<String>,
+    next_sealed_seed: Option<String>,
+}
 
 fn price(units: i64) -> StoreResult<Price> {
     Price::from_units(units).map_err(|e| StoreError::Corrupt(format!("stored price {units}: {e}")))
 }
 
 fn epoch_from_row(row: EpochRow) -> StoreResult<EpochRecord> {
-    let (
-        id,
-        symbol,
-        kind,
-        volatility_bp,
-        tick_interval_ms,
-        commitment,
-        sealed_seed,
-        revealed_seed,
-        start,
-        start_seq,
-        end_seq,
-        started_at,
-        ended_at,
-    ) = row;
+    let announced = match (row.planned_end_seq, row.next_id, row.next_commitment) {
+        (Some(planned_end_seq), Some(next_id), Some(next_commitment)) => Some(Announcement {
+            planned_end_seq,
+            next_id,
+            next_commitment,
+            next_sealed_seed: row.next_sealed_seed,
+        }),
+        _ => None,
+    };
     Ok(EpochRecord {
-        id,
-        symbol,
-        kind,
-        volatility_bp,
-        tick_interval_ms,
-        commitment,
-        sealed_seed,
-        revealed_seed,
-        start_price: price(start)?,
-        start_seq,
-        end_seq,
-        started_at,
-        ended_at,
+        id: row.id,
+        symbol: row.symbol,
+        kind: row.kind,
+        volatility_bp: row.volatility_bp,
+        tick_interval_ms: row.tick_interval_ms,
+        commitment: row.commitment,
+        sealed_seed: row.sealed_seed,
+        revealed_seed: row.revealed_seed,
+        start_price: price(row.start_price)?,
+        start_seq: row.start_seq,
+        end_seq: row.end_seq,
+        started_at: row.started_at,
+        ended_at: row.ended_at,
+        announced,
     })
 }
 
@@ -125,14 +153,23 @@ fn ticks_from_rows(rows: Vec<(String, i64, i64, i64, i64)>) -> StoreResult<Vec<T
 }
 
 impl Store {
+    /// Stores an epoch with its announcement of the next, reserving the next one's id (and its
+    /// own, unless its predecessor announced one).
     #[tracing::instrument(skip_all)]
-    pub async fn create_epoch(&self, epoch: &NewEpoch<'_>) -> StoreResult<i64> {
+    pub async fn create_epoch(&self, epoch: &NewEpoch<'_>) -> StoreResult<EpochIds> {
         let mut w = self.begin_write().await?;
-        let (id,): (i64,) = sqlx::query_as(
-            "INSERT INTO epochs (symbol, kind, volatility_bp, tick_interval_ms, commitment, sealed_seed, \
-                                 start_price, start_seq, started_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
+        let id = match epoch.id {
+            Some(id) => id,
+            None => self.reserve_epoch_id(&mut w).await?,
+        };
+        let next_id = self.reserve_epoch_id(&mut w).await?;
+        sqlx::query(
+            "INSERT INTO epochs (id, symbol, kind, volatility_bp, tick_interval_ms, commitment, sealed_seed, \
+                                 start_price, start_seq, started_at, planned_end_seq, next_id, \
+                                 next_commitment, next_sealed_seed) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
         )
+        .bind(id)
         .bind(epoch.symbol)
         .bind(epoch.kind)
         .bind(epoch.volatility_bp)
@@ -142,9 +179,32 @@ impl Store {
         .bind(epoch.start_price.units())
         .bind(epoch.start_seq)
         .bind(epoch.started_at)
-        .fetch_one(&mut *w.tx)
+        .bind(epoch.planned_end_seq)
+        .bind(next_id)
+        .bind(epoch.next_commitment)
+        .bind(epoch.next_sealed_seed)
+        .execute(&mut *w.tx)
         .await?;
         w.tx.commit().await?;
+        Ok(EpochIds { id, next_id })
+    }
+
+    /// An epoch id no epoch has or will be given otherwise.
+    async fn reserve_epoch_id(&self, w: &mut WriteTx) -> StoreResult<i64> {
+        let (id,): (i64,) = match self.backend() {
+            Backend::Postgres => {
+                sqlx::query_as("SELECT nextval(pg_get_serial_sequence('epochs', 'id'))")
+                    .fetch_one(&mut *w.tx)
+                    .await?
+            }
+            Backend::Sqlite => {
+                let reserved = sqlx::query_as("INSERT INTO epoch_ids DEFAULT VALUES RETURNING id")
+                    .fetch_one(&mut *w.tx)
+                    .await?;
+                sqlx::query("DELETE FROM epoch_ids").execute(&mut *w.tx).await?;
+                reserved
+            }
+        };
         Ok(id)
     }
 
@@ -232,6 +292,17 @@ impl Store {
         .fetch_all(&self.pool)
         .await?;
         rows.into_iter().map(epoch_from_row).collect()
+    }
+
+    /// The market's newest epoch, whose announcement the next one follows.
+    pub async fn latest_epoch(&self, symbol: &str) -> StoreResult<Option<EpochRecord>> {
+        let row: Option<EpochRow> = sqlx::query_as(&format!(
+            "SELECT {EPOCH_COLUMNS} FROM epochs WHERE symbol = $1 ORDER BY id DESC LIMIT 1"
+        ))
+        .bind(symbol)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(epoch_from_row).transpose()
     }
 
     pub async fn epoch(&self, id: i64) -> StoreResult<Option<EpochRecord>> {

@@ -139,14 +139,34 @@ async fn every_epoch_is_committed_before_its_ticks_revealed_after_and_verifies()
             );
         }
     }
-    // Each epoch starts from the last price of the one before it.
+    // Each epoch starts from the last price of the one before it, which announced it: its id,
+    // its commitment and where it starts were public before the one before began.
     for pair in ended.windows(2) {
         let (newer, older) = (pair[0], pair[1]);
         let older_detail = json(&app, &format!("/api/market/epochs/{}", older["id"])).await;
         let last = older_detail["ticks"].as_array().unwrap().last().unwrap().clone();
         assert_eq!(newer["startPrice"], last["price"]);
         assert_eq!(newer["startTick"].as_i64().unwrap(), last["seq"].as_i64().unwrap() + 1);
+        assert_eq!((&older["nextId"], &older["nextCommitment"]), (&newer["id"], &newer["commitment"]));
+        assert_eq!(older["plannedEndTick"], older["endTick"], "it ran its course");
     }
+    let running = &epochs[0];
+    assert!(running["nextId"].as_i64().unwrap() > running["id"].as_i64().unwrap(), "{running}");
+    assert_eq!(running["nextCommitment"].as_str().map(str::len), Some(64), "{running}");
+}
+
+/// What `epoch` announced about its successor: its id and commitment.
+async fn announced(app: &TestApp, epoch: i64) -> (Value, Value) {
+    let detail = json(app, &format!("/api/market/epochs/{epoch}")).await;
+    (detail["epoch"]["nextId"].clone(), detail["epoch"]["nextCommitment"].clone())
+}
+
+/// The id and commitment of the epoch that holds tick `seq` of `symbol`.
+async fn epoch_of_tick(app: &TestApp, symbol: &str, seq: i64) -> (Value, Value) {
+    let ticks = all_ticks(app, symbol).await;
+    let tick = ticks.iter().find(|t| t["seq"] == seq).unwrap_or_else(|| panic!("tick {seq}"));
+    let detail = json(app, &format!("/api/market/epochs/{}", tick["epochId"])).await;
+    (detail["epoch"]["id"].clone(), detail["epoch"]["commitment"].clone())
 }
 
 #[tokio::test]
@@ -327,6 +347,11 @@ async fn a_restart_continues_seq_without_gap_and_reveals_the_interrupted_epoch()
         after[before.len()]["epochId"].as_i64().unwrap() > before.last().unwrap().1,
         "a new epoch after the restart"
     );
+    // The one the interrupted epoch announced: its seed was fixed before the restart.
+    assert_eq!(
+        epoch_of_tick(&second, "SIMV25", last_before + 1).await,
+        announced(&second, before.last().unwrap().1).await
+    );
 }
 
 fn serve_process(app: &TestApp) -> tokio::process::Child {
@@ -375,6 +400,9 @@ async fn after_kill_9_the_next_start_reveals_the_epoch_that_was_cut_short() {
     })
     .await;
     assert_gapless(&ticks);
+    let cut_at = revealed["epoch"]["endTick"].as_i64().unwrap();
+    assert!(cut_at < revealed["epoch"]["plannedEndTick"].as_i64().unwrap(), "it was cut short");
+    assert_eq!(epoch_of_tick(&restarted, "SIMV25", cut_at + 1).await, announced(&restarted, id).await);
 }
 
 #[tokio::test]

@@ -365,7 +365,9 @@ async fn a_sale_is_refused_before_the_entry_tick() {
 
 #[tokio::test]
 async fn a_receipt_verifies_and_a_tampered_one_does_not() {
-    let app = TestApp::spawn().await;
+    // Epochs longer than the trade plus a tick, so that it ends at the latest in the epoch
+    // announced by the one it was accepted in: its receipt can prove it fair.
+    let app = TestApp::spawn_with(|config| config.feed.epoch_length = Duration::from_millis(1_500)).await;
     let token = app.signed_up("receipt@example.com").await;
     let opened = open(&app, &token, &open_body("SIMV25", "down", "25", 1)).await;
     let id = opened["id"].as_i64().unwrap();

@@ -1,9 +1,12 @@
 //! The price feed: one task per market that produces its ticks, epoch after epoch.
 //!
-//! Before an epoch's first tick its commitment is stored (and so published); its seed is kept
-//! only sealed; when the epoch ends the seed is revealed. After a crash or a takeover the
-//! interrupted epoch is closed and revealed and a new one continues from the last stored tick,
-//! so `seq` never skips or repeats. Only the node holding the market's leadership produces.
+//! Before an epoch's first tick its commitment is stored (and so published), with its planned
+//! end and the id and commitment of the next epoch, whose seed is drawn then: so a trade that
+//! reaches into the next epoch was accepted after that epoch's prices were fixed. Seeds are
+//! kept only sealed until their epoch ends and they are revealed. After a crash or a takeover
+//! the interrupted epoch is closed and revealed and the announced one continues from the last
+//! stored tick, so `seq` never skips or repeats. Only the node holding the market's leadership
+//! produces.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,7 +22,7 @@ use super::catalog::{MarketDefinition, MarketSource};
 use super::pacer::Pacer;
 use crate::services::events::EventBus;
 use crate::services::sealing::DataKey;
-use crate::store::{Leadership, NewEpoch, Store, StoreError, TickRecord};
+use crate::store::{EpochRecord, Leadership, NewEpoch, Store, StoreError, TickRecord};
 
 /// A tick as it travels inside the process.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -111,11 +114,13 @@ struct Producer<'a> {
 
 impl Producer<'_> {
     async fn produce(&self, leadership: &mut Leadership, cancel: &CancellationToken) -> Result<(), Stopped> {
-        let mut cursor = self.resume().await?;
+        let (mut cursor, mut announced) = self.resume().await?;
         let symbol: Arc<str> = Arc::from(self.market.symbol.as_str());
         let mut pacer = Pacer::start(&self.market.symbol, self.market.tick_interval_ms)?;
         loop {
-            let Epoch { id: epoch_id, prices, seed, started_at } = self.start_epoch(cursor).await?;
+            let Epoch { id: epoch_id, prices, seed, started_at, next } =
+                self.start_epoch(cursor, announced).await?;
+            announced = Some(next);
             // Not a time that fell due while the epoch was being stored: its first tick comes
             // after its commitment.
             pacer.skip_passed();
@@ -165,28 +170,43 @@ impl Producer<'_> {
         }
     }
 
-    /// Closes and reveals any epoch a previous producer left open, and finds where to continue.
-    async fn resume(&self) -> Result<Cursor, StoreError> {
+    /// Closes and reveals any epoch a previous producer left open, and finds where to continue
+    /// and the epoch the last one announced.
+    async fn resume(&self) -> Result<(Cursor, Option<Next>), StoreError> {
         let now = Utc::now().timestamp_millis();
         for epoch in self.store.open_epochs(&self.market.symbol).await? {
             let end_seq = self.store.epoch_last_seq(epoch.id).await?.unwrap_or(epoch.start_seq - 1);
-            let revealed = match &epoch.sealed_seed {
-                Some(sealed) => {
-                    let bytes = self
-                        .key
-                        .open(sealed)
-                        .map_err(|e| StoreError::Corrupt(format!("epoch {}: {e}", epoch.id)))?;
-                    Some(hex::encode(bytes))
-                }
-                None => None,
-            };
+            let revealed = self.unseal(&epoch, epoch.sealed_seed.as_deref())?.as_ref().map(Seed::to_hex);
             self.store.close_epoch(epoch.id, end_seq, revealed.as_deref(), now).await?;
             tracing::info!(symbol = %self.market.symbol, epoch = epoch.id, "closed and revealed an interrupted epoch");
         }
-        Ok(match self.store.last_tick(&self.market.symbol).await? {
+        let cursor = match self.store.last_tick(&self.market.symbol).await? {
             Some(last) => Cursor { next_seq: last.seq + 1, price: last.price, last_ts: last.ts },
             None => Cursor { next_seq: 1, price: self.initial_price(), last_ts: 0 },
-        })
+        };
+        let next = match self.store.latest_epoch(&self.market.symbol).await? {
+            Some(latest) => match &latest.announced {
+                Some(announced) => Some(Next {
+                    id: announced.next_id,
+                    commitment: announced.next_commitment.clone(),
+                    seed: self.unseal(&latest, announced.next_sealed_seed.as_deref())?,
+                }),
+                None => None,
+            },
+            None => None,
+        };
+        Ok((cursor, next))
+    }
+
+    /// A seed stored sealed in `epoch`'s row.
+    fn unseal(&self, epoch: &EpochRecord, sealed: Option<&str>) -> Result<Option<Seed>, StoreError> {
+        let Some(sealed) = sealed else { return Ok(None) };
+        let bytes =
+            self.key.open(sealed).map_err(|e| StoreError::Corrupt(format!("epoch {}: {e}", epoch.id)))?;
+        let bytes: [u8; 32] = bytes
+            .try_into()
+            .map_err(|_| StoreError::Corrupt(format!("epoch {}: a sealed seed is not 32 bytes", epoch.id)))?;
+        Ok(Some(Seed::from_bytes(bytes)))
     }
 
     fn initial_price(&self) -> Price {
@@ -196,46 +216,64 @@ impl Producer<'_> {
         }
     }
 
-    /// Stores a new epoch (and so publishes its commitment).
-    async fn start_epoch(&self, cursor: Cursor) -> Result<Epoch, StoreError> {
+    /// Stores a new epoch (and so publishes its commitment and its announcement of the next).
+    /// It is the one `announced` if that suits the market's source: a simulated market needs
+    /// the announced seed, a replay the commitment to its file. Otherwise (the market changed,
+    /// or nothing was announced) it is a new one, and trades across the boundary are not
+    /// proven fair.
+    async fn start_epoch(&self, cursor: Cursor, announced: Option<Next>) -> Result<Epoch, StoreError> {
         let now = Utc::now().timestamp_millis();
         match &self.market.source {
             MarketSource::Simulated { params, .. } => {
-                let mut bytes = [0u8; 32];
-                rand::rng().fill_bytes(&mut bytes);
-                let seed = Seed::from_bytes(bytes);
+                let (id, seed) = match announced {
+                    Some(Next { id, seed: Some(seed), commitment })
+                        if seed.commitment().to_string() == commitment =>
+                    {
+                        (Some(id), seed)
+                    }
+                    _ => (None, fresh_seed()),
+                };
+                let next_seed = fresh_seed();
                 let commitment = seed.commitment().to_string();
-                let sealed = self.key.seal(seed.as_bytes());
-                let epoch_id = self
+                let next_commitment = next_seed.commitment().to_string();
+                let ticks_per_epoch =
+                    (self.settings.epoch_length.as_millis() / u128::from(params.tick_interval_ms())).max(1);
+                let left = u64::try_from(ticks_per_epoch).unwrap_or(u64::MAX);
+                let ids = self
                     .store
                     .create_epoch(&NewEpoch {
+                        id,
                         symbol: &self.market.symbol,
                         kind: "simulated",
                         volatility_bp: i64::from(params.volatility_bp()),
                         tick_interval_ms: i64::from(params.tick_interval_ms()),
                         commitment: &commitment,
-                        sealed_seed: Some(&sealed),
+                        sealed_seed: Some(&self.key.seal(seed.as_bytes())),
                         start_price: cursor.price,
                         start_seq: cursor.next_seq,
                         started_at: now,
+                        planned_end_seq: planned_end(cursor.next_seq, left),
+                        next_commitment: &next_commitment,
+                        next_sealed_seed: Some(&self.key.seal(next_seed.as_bytes())),
                     })
                     .await?;
                 let spec = EpochSpec {
                     market: params.clone(),
-                    epoch_id,
+                    epoch_id: ids.id,
                     seed: seed.clone(),
                     start_price: cursor.price,
                 };
-                let ticks_per_epoch =
-                    (self.settings.epoch_length.as_millis() / u128::from(params.tick_interval_ms())).max(1);
-                let left = u64::try_from(ticks_per_epoch).unwrap_or(u64::MAX);
                 let prices = EpochPrices::Simulated { spec, next_index: 0, prev: cursor.price, left };
-                Ok(Epoch { id: epoch_id, prices, seed: Some(seed), started_at: now })
+                let next = Next { id: ids.next_id, commitment: next_commitment, seed: Some(next_seed) };
+                Ok(Epoch { id: ids.id, prices, seed: Some(seed), started_at: now, next })
             }
             MarketSource::Replay(replay) => {
-                let epoch_id = self
+                let id = announced.filter(|next| next.commitment == replay.digest).map(|next| next.id);
+                let left = u64::try_from(replay.prices.len()).unwrap_or(u64::MAX);
+                let ids = self
                     .store
                     .create_epoch(&NewEpoch {
+                        id,
                         symbol: &self.market.symbol,
                         kind: "replay",
                         volatility_bp: 0,
@@ -245,13 +283,36 @@ impl Producer<'_> {
                         start_price: cursor.price,
                         start_seq: cursor.next_seq,
                         started_at: now,
+                        planned_end_seq: planned_end(cursor.next_seq, left),
+                        next_commitment: &replay.digest,
+                        next_sealed_seed: None,
                     })
                     .await?;
                 let prices = EpochPrices::Replay { prices: replay.prices.clone(), next: 0 };
-                Ok(Epoch { id: epoch_id, prices, seed: None, started_at: now })
+                let next = Next { id: ids.next_id, commitment: replay.digest.clone(), seed: None };
+                Ok(Epoch { id: ids.id, prices, seed: None, started_at: now, next })
             }
         }
     }
+}
+
+/// 32 bytes from the operating system's cryptographic random source.
+fn fresh_seed() -> Seed {
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    Seed::from_bytes(bytes)
+}
+
+/// The seq of the last of `ticks` ticks from `start_seq`.
+fn planned_end(start_seq: i64, ticks: u64) -> i64 {
+    start_seq.saturating_add(i64::try_from(ticks).unwrap_or(i64::MAX)).saturating_sub(1)
+}
+
+/// The epoch an epoch announced: its id and commitment, and its seed if it is simulated.
+struct Next {
+    id: i64,
+    commitment: String,
+    seed: Option<Seed>,
 }
 
 /// An epoch just stored, whose ticks are to be produced.
@@ -262,6 +323,8 @@ struct Epoch {
     seed: Option<Seed>,
     /// When its commitment was stored (ms): no tick of it is older.
     started_at: i64,
+    /// The epoch it announced.
+    next: Next,
 }
 
 /// The prices of one epoch, in tick order.

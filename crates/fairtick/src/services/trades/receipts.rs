@@ -12,7 +12,8 @@ use super::format_rate;
 use crate::services::{Error, Result};
 use crate::store::{EpochRecord, TickRecord, TradeRecord};
 
-pub const RECEIPT_VERSION: u32 = 1;
+/// 2: each epoch carries its announcement of the next (docs/fairness.md §4).
+pub const RECEIPT_VERSION: u32 = 2;
 
 /// The server's receipt-signing key. Every node of one deployment must use the same key.
 #[derive(Clone)]
@@ -126,6 +127,11 @@ pub struct ReceiptEpoch {
     pub start_price: String,
     pub commitment: String,
     pub seed: Option<String>,
+    /// What the epoch announced when it started (docs/fairness.md §4): absent from version 1
+    /// and from epochs older than announcements.
+    pub planned_end_tick: Option<i64>,
+    pub next_id: Option<i64>,
+    pub next_commitment: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -175,6 +181,9 @@ pub fn body(
                 start_price: e.start_price.to_string(),
                 commitment: e.commitment.clone(),
                 seed: e.revealed_seed.clone(),
+                planned_end_tick: e.announced.as_ref().map(|a| a.planned_end_seq),
+                next_id: e.announced.as_ref().map(|a| a.next_id),
+                next_commitment: e.announced.as_ref().map(|a| a.next_commitment.clone()),
             })
             .collect(),
         ticks: ticks
