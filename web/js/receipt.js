@@ -8,7 +8,8 @@
  * - entry: the first tick strictly after acceptance; expiry = entry time + duration;
  * - exit: the last tick at or before expiry; decided once a later tick exists;
  * - seeds: every tick from entry to exit belongs to the epoch current at acceptance, or to the
- *   next epoch it announced (id and commitment), which began at its announced end (§4, §6);
+ *   next epoch it announced (id and commitment), with the same market parameters, which began
+ *   at its announced end (§4, §6);
  * - `up` wins if exit > entry, `down` if exit < entry; equal is a tie;
  * - a win pays ⌊stake × (1 + rate)⌋ to the cent, a tie the stake, a loss nothing.
  *
@@ -200,7 +201,10 @@ export async function checkReceipt(receipt, trustedKey, options = {}) {
   // commitment only proves its epoch's prices fixed before the epoch's first tick, so a tick of
   // a later epoch counts only if the epoch current at acceptance announced that epoch, and
   // ended where it said it would. Version-1 receipts have no announcements (missing = null).
-  const current = epochOf(spots[Math.max(after - 1, 0)]);
+  // Accepted before the market's first tick: nothing shows the first epoch's commitment came
+  // before the trade (a server refuses such trades: there is no price yet).
+  if (after === 0) return push(step('seeds', 'failed', "no tick at or before acceptance shows that the first epoch's commitment came before the trade"));
+  const current = epochOf(spots[after - 1]);
   let announced = null;
   for (let i = after; i < deciding; i++) {
     const tick = spots[i];
@@ -211,6 +215,11 @@ export async function checkReceipt(receipt, trustedKey, options = {}) {
     if (nextId === null || Number(nextId) !== Number(next.id) || nextCommitment === null
       || String(nextCommitment).toLowerCase() !== String(next.commitment).toLowerCase()) {
       return push(step('seeds', 'failed', `epoch ${next.id} was not announced by epoch ${current.id}, the epoch current at acceptance: its seed could have been drawn after the trade was accepted`));
+    }
+    // The seed alone does not fix the prices: the volatility and the interval are inputs.
+    if (next.kind !== current.kind || Number(next.volatilityBp) !== Number(current.volatilityBp)
+      || Number(next.tickIntervalMs) !== Number(current.tickIntervalMs)) {
+      return push(step('seeds', 'failed', `epoch ${next.id} does not have the market parameters of epoch ${current.id}, which announced it: its prices could have been set after the trade was accepted`));
     }
     // The tick before is the current epoch's last (ticks are consecutive, epochs chained).
     const lastSeq = spots[i - 1].seq;

@@ -172,11 +172,13 @@ async function loadEpochs() {
       return;
     }
     box.replaceChildren(el('table', { class: 'data' },
-      el('thead', {}, el('tr', {}, el('th', { text: 'Epoch' }), el('th', { text: 'Ticks' }), el('th', { text: 'Seed' }), el('th', { text: '' }))),
+      el('thead', {}, el('tr', {}, el('th', { text: 'Epoch' }), el('th', { text: 'Ticks' }), el('th', { text: 'Seed' }), el('th', { text: 'Announced next' }), el('th', { text: '' }))),
       el('tbody', {}, ...epochs.map((e) => el('tr', {},
         el('td', { class: 'num', text: String(e.id) }),
         el('td', { class: 'num', text: e.endTick !== null && e.endTick !== undefined ? `${e.startTick}–${e.endTick}` : `${e.startTick}–` }),
         el('td', { text: e.seed ? 'revealed' : e.kind === 'replay' ? 'replay' : 'sealed (running)' }),
+        // Published with the commitment: the next epoch's id and commitment, and where it starts.
+        el('td', e.nextId == null ? { text: '—' } : { text: `#${e.nextId} from seq ${e.plannedEndTick + 1}`, title: `commitment ${e.nextCommitment}` }),
         el('td', {}, e.seed ? el('button', {
           type: 'button', class: 'link', text: 'Check',
           on: { click: () => { $('#epoch-id').value = String(e.id); checkEpoch(); } },

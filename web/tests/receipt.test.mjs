@@ -80,10 +80,12 @@ async function acceptedBeforeTick(first) {
   };
 }
 
-test("a trade accepted before its market's first tick verifies from that tick, and only from seq 1", async () => {
+test("a trade accepted before its market's first tick is derived from that tick, and only from seq 1, but not proven", async () => {
   const key = await keyPair();
   const first = await checkReceipt(parseReceipt(JSON.stringify(await sign(key, await acceptedBeforeTick(1)))), key.publicKey);
-  assert.deepEqual(outcomes(first.steps), ['signature:ok', 'commitment:ok', 'ticks:ok', 'entry:ok', 'seeds:ok', 'result:ok', 'payout:ok']);
+  // Nothing shows the first epoch was committed before the trade.
+  assert.deepEqual(outcomes(first.steps), ['signature:ok', 'commitment:ok', 'ticks:ok', 'entry:ok', 'seeds:failed']);
+  assert.equal(first.steps[4].detail, "no tick at or before acceptance shows that the first epoch's commitment came before the trade");
   // From seq 2, the tick before acceptance is missing: an earlier tick may have come after it.
   const later = await checkReceipt(parseReceipt(JSON.stringify(await sign(key, await acceptedBeforeTick(2)))), key.publicKey);
   assert.deepEqual(outcomes(later.steps), ['signature:ok', 'commitment:ok', 'ticks:ok', 'entry:failed']);
@@ -99,9 +101,9 @@ const PARAMS = { symbol: 'SIMV25', volatilityBp: 2500, tickIntervalMs: 1000 };
  * announces epoch 8 correctly, ending at `split` - 1; `announce` overrides those fields
  * (`null` leaves them out, as in a version-1 receipt).
  */
-async function crossingBody({ split, accepted = 2, announce = {} }) {
+async function crossingBody({ split, accepted = 2, announce = {}, secondVolatilityBp = PARAMS.volatilityBp }) {
   const first = await recomputeTicks(PARAMS, SEED, 7, 100000000000n, split - 100);
-  const second = await recomputeTicks(PARAMS, SEED2, 8, first[first.length - 1], 112 - split);
+  const second = await recomputeTicks({ ...PARAMS, volatilityBp: secondVolatilityBp }, SEED2, 8, first[first.length - 1], 112 - split);
   const prices = [...first, ...second];
   const ticks = prices.map((units, i) => ({ seq: 100 + i, ts: T0 + i * 1000, price: formatPrice(units), epochId: 100 + i < split ? 7 : 8 }));
   const [entry, exit] = [prices[accepted + 1], prices[accepted + 6]];
@@ -121,7 +123,7 @@ async function crossingBody({ split, accepted = 2, announce = {} }) {
     },
     epochs: [
       { ...EPOCH, commitment: await commitmentOf(SEED), seed: SEED, ...announcement },
-      { ...EPOCH, id: 8, startTick: split, startPrice: formatPrice(first[first.length - 1]), commitment, seed: SEED2, ...later },
+      { ...EPOCH, id: 8, volatilityBp: secondVolatilityBp, startTick: split, startPrice: formatPrice(first[first.length - 1]), commitment, seed: SEED2, ...later },
     ],
     ticks: ticks.slice(accepted, accepted + 8),
   };
@@ -156,6 +158,14 @@ test('a trade across a boundary to an epoch not announced by the one current at 
     assert.deepEqual(outcomes(steps), SEEDS_FAILED, what);
     assert.equal(steps[5].detail, 'epoch 8 was not announced by epoch 7, the epoch current at acceptance: its seed could have been drawn after the trade was accepted', what);
   }
+});
+
+test('a trade across a boundary into the announced epoch run with other market parameters fails at seeds', async () => {
+  const key = await keyPair();
+  // The announced seed, but another volatility: other prices, set after the trade.
+  const { steps } = await checked(key, await crossingBody({ split: 106, secondVolatilityBp: 3000 }));
+  assert.deepEqual(outcomes(steps), SEEDS_FAILED);
+  assert.match(steps[5].detail, /^epoch 8 does not have the market parameters of epoch 7, which announced it: /);
 });
 
 test('a trade across a boundary that was not where it was announced fails at seeds', async () => {

@@ -58,7 +58,7 @@ impl Application {
                  fair; offer shorter durations or make epochs longer"
             );
         }
-        let markets = Markets::new(store.clone(), config.markets.clone());
+        let markets = Markets::new(store.clone(), config.markets.clone(), config.feed.epoch_length);
         let trades = Trades::new(
             store.clone(),
             markets.clone(),

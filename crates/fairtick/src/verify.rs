@@ -130,13 +130,23 @@ fn unchained(epochs: &[ReceiptEpoch], ticks: &[ReceiptTick]) -> Option<String> {
 
 /// Whether every price from entry to exit (`deciding`) was fixed before acceptance: each tick
 /// is in the epoch of `current` (the last tick at or before acceptance), or in the epoch that
-/// epoch announced, which must then begin where it said it would (docs/fairness.md §6).
-/// `unchained` has already checked that every tick's epoch is listed.
+/// epoch announced, which must then have its market parameters and begin where it said it
+/// would (docs/fairness.md §6). `unchained` has already checked that every tick's epoch is
+/// listed.
 fn fixed_before_acceptance<'a>(
     epochs: &[ReceiptEpoch],
-    current: &ReceiptTick,
+    current: Option<&ReceiptTick>,
     deciding: impl Iterator<Item = &'a ReceiptTick>,
 ) -> Result<String, String> {
+    // A trade accepted before its market's first tick: nothing shows that the first epoch's
+    // commitment was published before it (a server refuses such trades: there is no price).
+    let Some(current) = current else {
+        return Err(
+            "no tick at or before acceptance shows that the first epoch's commitment came before the \
+                    trade"
+                .to_owned(),
+        );
+    };
     let epoch_of = |id: i64| epochs.iter().find(|e| e.id == id);
     let Some(first) = epoch_of(current.epoch_id) else {
         return Err(format!("epoch {} is not in the receipt", current.epoch_id));
@@ -157,6 +167,16 @@ fn fixed_before_acceptance<'a>(
             return Err(format!(
                 "epoch {} was not announced by epoch {}, the epoch current at acceptance: its seed could \
                  have been drawn after the trade was accepted",
+                epoch.id, first.id
+            ));
+        }
+        // The seed alone does not fix the prices: the volatility and the interval are inputs.
+        if (&epoch.kind, epoch.volatility_bp, epoch.tick_interval_ms)
+            != (&first.kind, first.volatility_bp, first.tick_interval_ms)
+        {
+            return Err(format!(
+                "epoch {} does not have the market parameters of epoch {}, which announced it: its prices \
+                 could have been set after the trade was accepted",
                 epoch.id, first.id
             ));
         }
@@ -315,7 +335,7 @@ pub fn check_receipt(receipt: &Receipt, trusted_key: Option<&str>) -> anyhow::Re
         "entry",
         format!("entry seq {} at {}, exit seq {} at {}", entry.seq, entry.price, exit.seq, exit.price),
     ));
-    let current = &body.ticks[after.saturating_sub(1)];
+    let current = after.checked_sub(1).map(|i| &body.ticks[i]);
     let deciding = body.ticks.iter().filter(|t| (entry.seq..=exit.seq).contains(&t.seq));
     match fixed_before_acceptance(&body.epochs, current, deciding) {
         Ok(detail) => steps.push(Step::ok("seeds", detail)),
@@ -391,8 +411,8 @@ mod tests {
     const INTERVAL: i64 = 1_000;
     const START_TS: i64 = 1_800_000_000_000;
 
-    /// A settled 2 s trade on ticks `first..=first + 4` of one epoch, accepted 1 ms before
-    /// tick `first`, with its result and payout worked out by the rules.
+    /// A settled 2 s trade on ticks `first..=first + 4` of one epoch, accepted 1 ms after tick
+    /// `first`, with its result and payout worked out by the rules.
     fn receipt(first: i64) -> (Receipt, String) {
         signed(&body(first, None))
     }
@@ -445,21 +465,8 @@ mod tests {
                 epoch_id: if split.is_some_and(|s| seq >= s) { 2 } else { 1 },
             })
             .collect();
-        let terms = Terms {
-            direction: Direction::Up,
-            stake: Money::parse("10").unwrap(),
-            duration_ms: 2 * INTERVAL,
-            payout_rate_bp: 8_500,
-            accepted_at: ticks[0].ts - 1,
-        };
-        let spots: Vec<Spot> = ticks
-            .iter()
-            .map(|t| Spot { seq: t.seq, ts: t.ts, price: Price::parse(&t.price).unwrap() })
-            .collect();
-        let Progress::Decided { entry, expires_at, exit, result } = progress(&terms, &spots) else {
-            panic!("five ticks decide a 2 s trade");
-        };
-        ReceiptBody {
+        let accepted_at = ticks[0].ts + 1;
+        let body = ReceiptBody {
             version: RECEIPT_VERSION,
             issued_at: START_TS + 10 * INTERVAL,
             trade: ReceiptTrade {
@@ -467,21 +474,51 @@ mod tests {
                 user_id: 1,
                 symbol: "SIMV25".into(),
                 direction: "up".into(),
-                stake: terms.stake.to_string(),
-                duration_ms: terms.duration_ms,
+                stake: "10.00".into(),
+                duration_ms: 2 * INTERVAL,
                 payout_rate: "0.8500".into(),
-                accepted_at: terms.accepted_at,
+                accepted_at,
                 status: "settled".into(),
-                result: Some(result.as_str().into()),
-                entry_seq: Some(entry.seq),
-                expires_at: Some(expires_at),
-                exit_seq: Some(exit.seq),
-                payout: Some(returned(result, terms.stake, terms.payout_rate_bp).to_string()),
+                result: None,
+                entry_seq: None,
+                expires_at: None,
+                exit_seq: None,
+                payout: None,
                 void_reason: None,
             },
             epochs,
             ticks,
-        }
+        };
+        settled(body, accepted_at, 2 * INTERVAL)
+    }
+
+    /// `body` with its trade accepted at `accepted_at`, lasting `duration_ms`, and its entry,
+    /// exit, result and payout worked out from its ticks by the rules.
+    fn settled(mut body: ReceiptBody, accepted_at: i64, duration_ms: i64) -> ReceiptBody {
+        let terms = Terms {
+            direction: Direction::Up,
+            stake: Money::parse("10").unwrap(),
+            duration_ms,
+            payout_rate_bp: 8_500,
+            accepted_at,
+        };
+        let spots: Vec<Spot> = body
+            .ticks
+            .iter()
+            .map(|t| Spot { seq: t.seq, ts: t.ts, price: Price::parse(&t.price).unwrap() })
+            .collect();
+        let Progress::Decided { entry, expires_at, exit, result } = progress(&terms, &spots) else {
+            panic!("the ticks decide the trade");
+        };
+        let trade = &mut body.trade;
+        trade.accepted_at = accepted_at;
+        trade.duration_ms = duration_ms;
+        trade.entry_seq = Some(entry.seq);
+        trade.expires_at = Some(expires_at);
+        trade.exit_seq = Some(exit.seq);
+        trade.result = Some(result.as_str().into());
+        trade.payout = Some(returned(result, terms.stake, terms.payout_rate_bp).to_string());
+        body
     }
 
     fn signed(body: &ReceiptBody) -> (Receipt, String) {
@@ -494,20 +531,40 @@ mod tests {
     }
 
     #[test]
-    fn a_trade_accepted_before_the_markets_first_tick_verifies_from_that_tick() {
-        let (receipt, key) = receipt(1);
+    fn a_trade_accepted_before_the_markets_first_tick_is_derived_from_it_but_not_proven() {
+        let before_any = body(1, None);
+        let accepted_at = before_any.ticks[0].ts - 1;
+        let (receipt, key) = signed(&settled(before_any, accepted_at, 2 * INTERVAL));
         let steps = check_receipt(&receipt, Some(&key)).unwrap();
-        assert_eq!(failed(&steps), vec![]);
-        assert!(steps.iter().any(|s| s.check == "result"), "{steps:?}");
+        // Nothing shows the first epoch was committed before the trade.
+        assert_eq!(
+            failed(&steps),
+            vec![(
+                "seeds",
+                "no tick at or before acceptance shows that the first epoch's commitment came before the \
+                 trade"
+            )]
+        );
+        assert!(steps.iter().any(|s| s.check == "entry" && s.outcome == Outcome::Ok), "{steps:?}");
     }
 
     #[test]
     fn a_receipt_without_the_tick_before_acceptance_fails_when_earlier_ticks_exist() {
         // Tick 3 is not the market's first: the tick before acceptance must show that no
         // earlier tick came after it.
-        let (receipt, key) = receipt(3);
+        let from_three = body(3, None);
+        let accepted_at = from_three.ticks[0].ts - 1;
+        let (receipt, key) = signed(&settled(from_three, accepted_at, 2 * INTERVAL));
         let steps = check_receipt(&receipt, Some(&key)).unwrap();
         assert_eq!(failed(&steps), vec![("entry", "the receipt lacks the tick at or before acceptance")]);
+    }
+
+    #[test]
+    fn a_trade_within_one_epoch_verifies_without_announcements() {
+        let (receipt, key) = receipt(1);
+        let steps = check_receipt(&receipt, Some(&key)).unwrap();
+        assert_eq!(failed(&steps), vec![]);
+        assert!(steps.iter().any(|s| s.check == "seeds"), "{steps:?}");
     }
 
     #[test]
@@ -543,6 +600,18 @@ mod tests {
         let mut other = body(1, Some(3));
         other.epochs[0].next_commitment = Some(Seed::from_bytes([9; 32]).commitment().to_string());
         assert!(refused(&other).starts_with("epoch 2 was not announced by epoch 1"));
+        // Announced, but run with another volatility, so with other prices from the same seed.
+        let mut faster = body(1, Some(3));
+        faster.epochs[1].volatility_bp = 30;
+        let params = MarketParams::new("SIMV25", 30, 1_000).unwrap();
+        let from = Price::parse(&faster.epochs[1].start_price).unwrap();
+        let prices = recompute_ticks(&params, &Seed::from_bytes([8; 32]), 2, from, 3);
+        for (tick, price) in faster.ticks[2..].iter_mut().zip(prices) {
+            tick.price = price.to_string();
+        }
+        let accepted_at = faster.trade.accepted_at;
+        let faster = settled(faster, accepted_at, 2 * INTERVAL);
+        assert!(refused(&faster).starts_with("epoch 2 does not have the market parameters of epoch 1"));
         // Announced, but the boundary moved: epoch 1 was cut short.
         let mut cut = body(1, Some(3));
         cut.epochs[0].planned_end_tick = Some(4);
@@ -556,30 +625,10 @@ mod tests {
     #[test]
     fn an_entry_on_the_next_epochs_first_tick_needs_the_announcement_of_the_epoch_at_acceptance() {
         // Accepted after seq 2, the last of epoch 1: the entry is seq 3, epoch 2's first tick.
-        let mut at_boundary = body(1, Some(3));
-        at_boundary.trade.accepted_at = at_boundary.ticks[1].ts;
-        let spots: Vec<Spot> = at_boundary
-            .ticks
-            .iter()
-            .map(|t| Spot { seq: t.seq, ts: t.ts, price: Price::parse(&t.price).unwrap() })
-            .collect();
-        let terms = Terms {
-            direction: Direction::Up,
-            stake: Money::parse("10").unwrap(),
-            duration_ms: INTERVAL,
-            payout_rate_bp: 8_500,
-            accepted_at: at_boundary.trade.accepted_at,
-        };
-        let Progress::Decided { entry, expires_at, exit, result } = progress(&terms, &spots) else {
-            panic!("three ticks after acceptance decide a 1 s trade");
-        };
-        assert_eq!(entry.seq, 3);
-        at_boundary.trade.duration_ms = INTERVAL;
-        at_boundary.trade.entry_seq = Some(entry.seq);
-        at_boundary.trade.expires_at = Some(expires_at);
-        at_boundary.trade.exit_seq = Some(exit.seq);
-        at_boundary.trade.result = Some(result.as_str().into());
-        at_boundary.trade.payout = Some(returned(result, terms.stake, terms.payout_rate_bp).to_string());
+        let crossing = body(1, Some(3));
+        let accepted_at = crossing.ticks[1].ts;
+        let mut at_boundary = settled(crossing, accepted_at, INTERVAL);
+        assert_eq!(at_boundary.trade.entry_seq, Some(3));
         let (receipt, key) = signed(&at_boundary);
         assert_eq!(failed(&check_receipt(&receipt, Some(&key)).unwrap()), vec![]);
 

@@ -23,7 +23,7 @@ use super::extract::{ClientIp, Json, Path, Query, signed_in};
 use super::trades::TradeDto;
 use crate::services::accounts::Profile;
 use crate::services::paging;
-use crate::services::settings::{MarketPatch, SettingsPatch, TickIntervals};
+use crate::services::settings::{MarketPatch, SettingsPatch, TickIntervals, beyond_the_next_epoch};
 use crate::services::tokens::Claims;
 use crate::store::{Actor, AdminUserRow, TradeQuery, UserSearch};
 
@@ -474,6 +474,12 @@ pub async fn update_settings(
     let known: Vec<String> = catalog.iter().map(|m| m.symbol.clone()).collect();
     let intervals = TickIntervals::of(catalog.iter().map(|m| &m.tick_interval_ms));
     let next = state.settings.update(&admin.actor, input.into(), &known, intervals, Utc::now()).await?;
+    if let Some(longest) = beyond_the_next_epoch(&next, state.markets.epoch_length(), intervals) {
+        tracing::warn!(
+            longest_secs = longest,
+            "trades of the longest duration can outlast the next epoch: their receipts will not prove them fair"
+        );
+    }
     Ok(Json(SettingsResponse { settings: SettingsDto::from(&*next) }))
 }
 

@@ -244,6 +244,29 @@ impl Store {
         Ok(())
     }
 
+    /// Deletes an open epoch that has no tick, and says whether it did: its seed then fixed no
+    /// price, and it can start again as its predecessor announced it.
+    #[tracing::instrument(skip_all)]
+    pub async fn withdraw_empty_epoch(&self, id: i64) -> StoreResult<bool> {
+        let mut w = self.begin_write().await?;
+        // Locked first, as in `close_epoch`: a tick being added meanwhile is counted below.
+        let lock = self.for_update();
+        sqlx::query(&format!("SELECT id FROM epochs WHERE id = $1 AND ended_at IS NULL{lock}"))
+            .bind(id)
+            .fetch_optional(&mut *w.tx)
+            .await?;
+        let deleted = sqlx::query(
+            "DELETE FROM epochs WHERE id = $1 AND ended_at IS NULL \
+             AND NOT EXISTS (SELECT 1 FROM ticks WHERE epoch_id = $1)",
+        )
+        .bind(id)
+        .execute(&mut *w.tx)
+        .await?
+        .rows_affected();
+        w.tx.commit().await?;
+        Ok(deleted == 1)
+    }
+
     #[tracing::instrument(skip_all)]
     pub async fn append_tick(&self, tick: &TickRecord) -> StoreResult<()> {
         let params: [Param; 5] = [

@@ -354,6 +354,47 @@ async fn a_restart_continues_seq_without_gap_and_reveals_the_interrupted_epoch()
     );
 }
 
+/// An epoch stopped before its first tick fixed no price: the next start runs it again as its
+/// predecessor announced it, rather than the epoch it announced itself, which nobody had
+/// announced when the trades reaching past the boundary were accepted.
+#[tokio::test]
+async fn an_epoch_stopped_before_its_first_tick_starts_again_as_announced() {
+    let mut first = TestApp::spawn().await;
+    eventually(Duration::from_secs(10), || async {
+        (all_ticks(&first, "SIMV25").await.len() >= 10).then_some(())
+    })
+    .await;
+    first.stop().await;
+    let mut conn = raw_connection(&first.database_url).await;
+    let (last_seq, last_price, epoch): (i64, i64, i64) = sqlx::query_as(
+        "SELECT seq, price, epoch_id FROM ticks WHERE symbol = 'SIMV25' ORDER BY seq DESC LIMIT 1",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    // As if a feed had stored the announced epoch and died before its first tick; this one
+    // announces nothing itself.
+    sqlx::query(
+        "INSERT INTO epochs (id, symbol, kind, volatility_bp, tick_interval_ms, commitment, sealed_seed, \
+                             start_price, start_seq, started_at) \
+         SELECT next_id, symbol, kind, volatility_bp, tick_interval_ms, next_commitment, next_sealed_seed, \
+                $2, $3, ended_at FROM epochs WHERE id = $1",
+    )
+    .bind(epoch)
+    .bind(last_price)
+    .bind(last_seq + 1)
+    .execute(&mut conn)
+    .await
+    .unwrap();
+
+    let second = first.spawn_sibling(|_| {}).await;
+    eventually(Duration::from_secs(10), || async {
+        (all_ticks(&second, "SIMV25").await.len() as i64 > last_seq).then_some(())
+    })
+    .await;
+    assert_eq!(epoch_of_tick(&second, "SIMV25", last_seq + 1).await, announced(&second, epoch).await);
+}
+
 fn serve_process(app: &TestApp) -> tokio::process::Child {
     tokio::process::Command::new(env!("CARGO_BIN_EXE_fairtick"))
         .args(["serve", "--addr", "127.0.0.1:0", "--tick-interval-ms", "20", "--epoch-ms", "60000"])

@@ -175,6 +175,12 @@ impl Producer<'_> {
     async fn resume(&self) -> Result<(Cursor, Option<Next>), StoreError> {
         let now = Utc::now().timestamp_millis();
         for epoch in self.store.open_epochs(&self.market.symbol).await? {
+            // Stopped before its first tick: withdrawn, so that it starts again as announced
+            // (closing it would move on to the epoch it announced, one its predecessor did not).
+            if self.store.withdraw_empty_epoch(epoch.id).await? {
+                tracing::info!(symbol = %self.market.symbol, epoch = epoch.id, "withdrew an epoch interrupted before its first tick");
+                continue;
+            }
             let end_seq = self.store.epoch_last_seq(epoch.id).await?.unwrap_or(epoch.start_seq - 1);
             let revealed = self.unseal(&epoch, epoch.sealed_seed.as_deref())?.as_ref().map(Seed::to_hex);
             self.store.close_epoch(epoch.id, end_seq, revealed.as_deref(), now).await?;
@@ -184,18 +190,39 @@ impl Producer<'_> {
             Some(last) => Cursor { next_seq: last.seq + 1, price: last.price, last_ts: last.ts },
             None => Cursor { next_seq: 1, price: self.initial_price(), last_ts: 0 },
         };
-        let next = match self.store.latest_epoch(&self.market.symbol).await? {
-            Some(latest) => match &latest.announced {
-                Some(announced) => Some(Next {
-                    id: announced.next_id,
-                    commitment: announced.next_commitment.clone(),
-                    seed: self.unseal(&latest, announced.next_sealed_seed.as_deref())?,
-                }),
-                None => None,
-            },
-            None => None,
+        let latest = self.store.latest_epoch(&self.market.symbol).await?;
+        Ok((cursor, latest.and_then(|latest| self.announced_by(&latest))))
+    }
+
+    /// The epoch `latest` announced, if this market can run it: with the same engine
+    /// parameters (they are inputs of every price, and were published with the announcement),
+    /// and with its seed, unless that cannot be unsealed (a new data key): then a new epoch
+    /// starts, and trades across the boundary are not proven fair, rather than no tick ever.
+    fn announced_by(&self, latest: &EpochRecord) -> Option<Next> {
+        let announced = latest.announced.as_ref()?;
+        if (latest.kind.as_str(), latest.volatility_bp, latest.tick_interval_ms) != self.engine_params() {
+            tracing::warn!(symbol = %self.market.symbol, epoch = latest.id, "the market's parameters changed: its announced epoch is not run");
+            return None;
+        }
+        let seed = match self.unseal(latest, announced.next_sealed_seed.as_deref()) {
+            Ok(seed) => seed,
+            Err(error) => {
+                tracing::warn!(symbol = %self.market.symbol, epoch = latest.id, %error, "the announced seed cannot be unsealed: a new epoch starts");
+                return None;
+            }
         };
-        Ok((cursor, next))
+        Some(Next { id: announced.next_id, commitment: announced.next_commitment.clone(), seed })
+    }
+
+    /// What an epoch of this market records of the engine: its kind, volatility (basis
+    /// points) and tick interval (ms).
+    fn engine_params(&self) -> (&'static str, i64, i64) {
+        match &self.market.source {
+            MarketSource::Simulated { params, .. } => {
+                ("simulated", i64::from(params.volatility_bp()), i64::from(params.tick_interval_ms()))
+            }
+            MarketSource::Replay(_) => ("replay", 0, i64::from(self.market.tick_interval_ms)),
+        }
     }
 
     /// A seed stored sealed in `epoch`'s row.
@@ -223,6 +250,7 @@ impl Producer<'_> {
     /// proven fair.
     async fn start_epoch(&self, cursor: Cursor, announced: Option<Next>) -> Result<Epoch, StoreError> {
         let now = Utc::now().timestamp_millis();
+        let (kind, volatility_bp, tick_interval_ms) = self.engine_params();
         match &self.market.source {
             MarketSource::Simulated { params, .. } => {
                 let (id, seed) = match announced {
@@ -244,9 +272,9 @@ impl Producer<'_> {
                     .create_epoch(&NewEpoch {
                         id,
                         symbol: &self.market.symbol,
-                        kind: "simulated",
-                        volatility_bp: i64::from(params.volatility_bp()),
-                        tick_interval_ms: i64::from(params.tick_interval_ms()),
+                        kind,
+                        volatility_bp,
+                        tick_interval_ms,
                         commitment: &commitment,
                         sealed_seed: Some(&self.key.seal(seed.as_bytes())),
                         start_price: cursor.price,
@@ -275,9 +303,9 @@ impl Producer<'_> {
                     .create_epoch(&NewEpoch {
                         id,
                         symbol: &self.market.symbol,
-                        kind: "replay",
-                        volatility_bp: 0,
-                        tick_interval_ms: i64::from(self.market.tick_interval_ms),
+                        kind,
+                        volatility_bp,
+                        tick_interval_ms,
                         commitment: &replay.digest,
                         sealed_seed: None,
                         start_price: cursor.price,

@@ -7,6 +7,7 @@ mod pacer;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use tokio::sync::broadcast;
@@ -43,6 +44,7 @@ pub struct Markets {
     store: Store,
     catalog: Arc<Vec<Arc<MarketDefinition>>>,
     bus: TickBus,
+    epoch_length: Duration,
 }
 
 /// Where this node's ticks go out, and the newest tick time each market has shown here.
@@ -90,9 +92,15 @@ pub struct EpochWithTicks {
 }
 
 impl Markets {
-    pub fn new(store: Store, catalog: Vec<MarketDefinition>) -> Markets {
+    pub fn new(store: Store, catalog: Vec<MarketDefinition>, epoch_length: Duration) -> Markets {
         let catalog: Vec<Arc<MarketDefinition>> = catalog.into_iter().map(Arc::new).collect();
-        Markets { store, bus: TickBus::new(&catalog), catalog: Arc::new(catalog) }
+        Markets { store, bus: TickBus::new(&catalog), catalog: Arc::new(catalog), epoch_length }
+    }
+
+    /// How long the feeds' epochs last: a trade must end within the epoch after the one it is
+    /// accepted in for its receipt to prove it fair (docs/fairness.md §4).
+    pub fn epoch_length(&self) -> Duration {
+        self.epoch_length
     }
 
     /// When a trade on `symbol` asked for at `now` is accepted: `now`, or the time of the
