@@ -751,25 +751,34 @@ impl Store {
         updated.map(TradeRecord::try_from).transpose()
     }
 
-    /// Sets VIP levels, in one transaction.
-    pub async fn set_vip_levels(&self, levels: &[(UserId, u32)]) -> StoreResult<()> {
+    /// Sets VIP levels, in one transaction: each `(user, level, turnover)` only if the user's
+    /// turnover from `first_day` on is still `turnover`, the one the level was earned by. A
+    /// level worked out from an older read must not overwrite a newer one; and the step that
+    /// changed the turnover since sets the level itself, after its own commit.
+    pub async fn set_vip_levels(&self, levels: &[(UserId, u32, Money)], first_day: i64) -> StoreResult<()> {
         if levels.is_empty() {
             return Ok(());
         }
         // In user order, as every transaction that locks users' rows takes them: two nodes
         // moving overlapping users cannot deadlock each other.
         let mut levels = levels.to_vec();
-        levels.sort_unstable_by_key(|(user, _)| *user);
+        levels.sort_unstable_by_key(|(user, ..)| *user);
         let mut w = self.begin_write().await?;
-        for (user, level) in &levels {
-            sqlx::query("UPDATE users SET vip_level = $1 WHERE id = $2 AND vip_level <> $1")
-                .bind(i64::from(*level))
-                .bind(user.0)
-                .execute(&mut *w.tx)
-                .await?;
+        for (user, level, turnover) in &levels {
+            sqlx::query(
+                "UPDATE users SET vip_level = $1 WHERE id = $2 AND vip_level <> $1 \
+                 AND (SELECT CAST(COALESCE(SUM(stake), 0) AS BIGINT) FROM turnover_days \
+                      WHERE user_id = $2 AND day >= $3) = $4",
+            )
+            .bind(i64::from(*level))
+            .bind(user.0)
+            .bind(first_day)
+            .bind(turnover.cents())
+            .execute(&mut *w.tx)
+            .await?;
         }
         w.tx.commit().await?;
-        let users: Vec<UserId> = levels.iter().map(|(user, _)| *user).collect();
+        let users: Vec<UserId> = levels.iter().map(|(user, ..)| *user).collect();
         self.users_changed(&users).await;
         Ok(())
     }

@@ -384,6 +384,22 @@ async fn turnover_counts_on_the_day_a_trade_was_accepted() {
     assert_eq!(turnover(today - 45).await, Money::parse("5.00").unwrap(), "both, over 46 days");
 }
 
+/// A VIP level is written only while the turnover it was earned by is still the stored one: a
+/// level worked out from an older read cannot overwrite the one a newer step set.
+#[tokio::test]
+async fn a_vip_level_from_a_stale_turnover_is_not_written() {
+    let app = TestApp::spawn().await;
+    let user = users(&app, &["climber"]).await[0].1;
+    let today = utc_day(Utc::now().timestamp_millis());
+    let now = async || app.store.turnovers(&[user], today).await.unwrap()[0];
+    assert_eq!(now().await, (user, Money::ZERO, 1), "a new user: no turnover, level 1");
+    let stale = Money::parse("1.00").unwrap();
+    app.store.set_vip_levels(&[(user, 2, stale)], today).await.unwrap();
+    assert_eq!(now().await.2, 1, "not written: the turnover is 0.00, not the 1.00 it was earned by");
+    app.store.set_vip_levels(&[(user, 2, Money::ZERO)], today).await.unwrap();
+    assert_eq!(now().await.2, 2, "written when the turnover it was earned by is current");
+}
+
 /// On PostgreSQL, a server with two users; `None` on SQLite, whose one writer holds every
 /// account, so that no transaction can hold one user's alone.
 async fn two_users_on_postgres() -> Option<(TestApp, Vec<(String, UserId)>)> {

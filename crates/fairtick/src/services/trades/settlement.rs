@@ -345,10 +345,10 @@ impl Settlement {
             .into_iter()
             .filter_map(|(user, turnover, level)| {
                 let earned = terms.vip_level(turnover).level;
-                (earned != level).then_some((user, earned))
+                (earned != level).then_some((user, earned, turnover))
             })
             .collect();
-        store.set_vip_levels(&changes).await?;
+        store.set_vip_levels(&changes, first_day).await?;
         Ok(())
     }
 }
