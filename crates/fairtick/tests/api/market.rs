@@ -212,11 +212,12 @@ async fn candles_summarise_the_ticks_of_each_bucket() {
         (all_ticks(&app, "SIMV25").await.len() >= 120).then_some(())
     })
     .await;
-    let ticks = all_ticks(&app, "SIMV25").await;
+    // Candles first: every tick of their buckets is then in the ticks read after.
     let candles = json(&app, "/api/market/candles?symbol=SIMV25&interval=1s&limit=1000").await["candles"]
         .as_array()
         .unwrap()
         .clone();
+    let ticks = all_ticks(&app, "SIMV25").await;
     assert!(candles.len() >= 2);
     let bucket = |ts: &str| chrono::DateTime::parse_from_rfc3339(ts).unwrap().timestamp();
     // Compare the buckets whose ticks are all in hand (not the newest, still filling).
@@ -538,9 +539,21 @@ async fn with_two_nodes_on_postgres_one_produces_and_the_other_takes_over() {
     })
     .await;
     let b = a.spawn_sibling(|_| {}).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let both_running = all_ticks(&b, "SIMV25").await;
+    let running = all_ticks(&b, "SIMV25").await.len();
+    let both_running = eventually(Duration::from_secs(5), || async {
+        let ticks = all_ticks(&b, "SIMV25").await;
+        (ticks.len() >= running + 20).then_some(ticks)
+    })
+    .await;
     assert_gapless(&both_running);
+    // One producer: at most one epoch open (none between two), and each epoch the one its
+    // predecessor announced.
+    let mut conn = raw_connection(&a.database_url).await;
+    assert!(open_epochs(&mut conn, "SIMV25").await.len() <= 1);
+    let epochs = ended_epochs(&b, "SIMV25", 2).await;
+    for pair in epochs.windows(2) {
+        assert_eq!(pair[1]["nextId"], pair[0]["id"], "{pair:?}");
+    }
 
     a.stop().await;
     let last_of_a = all_ticks(&b, "SIMV25").await.last().unwrap()["seq"].as_i64().unwrap();

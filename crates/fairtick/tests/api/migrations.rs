@@ -99,3 +99,61 @@ async fn postings_written_before_they_were_unique_by_transaction_are_kept_and_st
         execute(&mut conn, twice).await.expect_err("a second posting of one transaction to one account");
     assert!(refused.to_string().to_lowercase().contains("unique"), "{refused}");
 }
+
+/// The migration that made each epoch announce the next, with ids reserved ahead.
+const EPOCH_ANNOUNCEMENTS: &str = "20261128000008";
+
+#[tokio::test]
+async fn epochs_stored_before_announcements_keep_their_ids_and_new_ones_come_after() {
+    use fairtick::store::{NewEpoch, Store};
+    use fairtick_core::price::Price;
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut database_url = fresh_database_url(dir.path()).await;
+    if database_url.starts_with("sqlite") {
+        database_url.push_str("?mode=rwc");
+    }
+    migrate_before(&database_url, EPOCH_ANNOUNCEMENTS, dir.path()).await;
+    // Three epochs as the server stored them then, their ids given by the database.
+    let mut conn = raw_connection(&database_url).await;
+    for _ in 0..3 {
+        execute(
+            &mut conn,
+            "INSERT INTO epochs (symbol, kind, volatility_bp, tick_interval_ms, commitment, start_price, \
+             start_seq, started_at) VALUES ('OLD', 'simulated', 2500, 1000, 'c', 100000000000, 1, 0)",
+        )
+        .await
+        .unwrap();
+    }
+    let (newest,): (i64,) = sqlx::query_as("SELECT MAX(id) FROM epochs").fetch_one(&mut conn).await.unwrap();
+    drop(conn);
+
+    let store = Store::connect(&database_url, 2).await.unwrap();
+    let old = store.latest_epoch("OLD").await.unwrap().unwrap();
+    assert_eq!((old.id, old.announced), (newest, None), "an old epoch announced nothing");
+    let epoch = |id| NewEpoch {
+        id,
+        symbol: "OLD",
+        kind: "simulated",
+        volatility_bp: 2500,
+        tick_interval_ms: 1000,
+        commitment: "c",
+        sealed_seed: None,
+        start_price: Price::from_units(100_000_000_000).unwrap(),
+        start_seq: 2,
+        started_at: 1,
+        planned_end_seq: 601,
+        next_commitment: "n",
+        next_sealed_seed: None,
+    };
+    let first = store.create_epoch(&epoch(None)).await.unwrap();
+    assert!(newest < first.id && first.id < first.next_id, "{first:?} after {newest}");
+    // The announced id is taken by nothing else: the next epoch stored gets a newer one.
+    let other = store.create_epoch(&NewEpoch { symbol: "OTHER", ..epoch(None) }).await.unwrap();
+    assert!(other.id > first.next_id, "{other:?} after {first:?}");
+    let announced = store.create_epoch(&epoch(Some(first.next_id))).await.unwrap();
+    assert_eq!(announced.id, first.next_id);
+    let stored = store.latest_epoch("OLD").await.unwrap().unwrap();
+    let planned = stored.announced.map(|a| (a.planned_end_seq, a.next_id, a.next_commitment));
+    assert_eq!(planned, Some((601, announced.next_id, "n".to_owned())));
+}

@@ -292,11 +292,15 @@ async fn selling_back_pays_the_bid_and_refusals_say_why() {
     let (status, code, _) = error_of(close(&token, json!({"tradeId": id})).await).await;
     assert_eq!((status, code.as_str()), (StatusCode::CONFLICT, "trade_not_active"));
 
-    // A one-second trade is always inside the two-second cut-off.
-    let short = open(&app, &token, &open_body("SIMV100", "up", "10", 1)).await;
+    // A two-second trade, once entered, is always inside the two-second cut-off.
+    let short = open(&app, &token, &open_body("SIMV100", "up", "10", 2)).await;
+    let short_id = short["id"].as_i64().unwrap();
+    eventually(Duration::from_secs(5), || async {
+        trade(&app, &token, short_id).await["entry"].is_object().then_some(())
+    })
+    .await;
     let (status, code, _) = error_of(close(&token, json!({"tradeId": short["id"]})).await).await;
-    assert_eq!(status, StatusCode::CONFLICT);
-    assert!(["sell_cutoff", "not_entered"].contains(&code.as_str()), "{code}");
+    assert_eq!((status, code.as_str()), (StatusCode::CONFLICT, "sell_cutoff"));
     assert!(app.store.audit().await.unwrap().is_clean());
 }
 
