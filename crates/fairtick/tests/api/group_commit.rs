@@ -436,7 +436,20 @@ async fn a_trade_whose_accounts_are_held_elsewhere_waits_alone() {
     let request = json!({"symbol": "SIMV25", "direction": "up", "amount": "10.00", "duration": 5});
     let waiting = app.client.post(app.url("/api/flash-trade/create")).bearer_auth(&held_token).json(&request);
     let waiting = tokio::spawn(waiting.send());
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Until the held user's request waits on the lock: the free one then shows that it is not
+    // held up behind it (sent before, it could have run alone and proven nothing).
+    eventually(Duration::from_secs(10), || async {
+        let mut watcher = raw_connection(&app.database_url).await;
+        let (waiting,): (i64,) = sqlx::query_as(
+            "SELECT CAST(COUNT(*) AS BIGINT) FROM pg_stat_activity \
+             WHERE datname = current_database() AND wait_event_type = 'Lock'",
+        )
+        .fetch_one(&mut watcher)
+        .await
+        .unwrap();
+        (waiting >= 1).then_some(())
+    })
+    .await;
     let free = tokio::time::timeout(
         Duration::from_secs(10),
         app.post_json("/api/flash-trade/create", Some(&free_token), &request),

@@ -648,6 +648,16 @@ async fn a_trade_longer_than_the_tick_retention_settles_from_its_recorded_entry(
     let settled = ended(&app, &token, id, Duration::from_secs(15)).await;
     assert_eq!(settled["status"], "settled", "{settled}");
     assert_eq!(settled["entry"], entered["entry"], "the entry it was given");
+    // The retention does prune, once no open trade needs the ticks.
+    eventually(Duration::from_secs(5), || async {
+        let mut conn = raw_connection(&app.database_url).await;
+        let (oldest,): (Option<i64>,) = sqlx::query_as("SELECT MIN(seq) FROM ticks WHERE symbol = 'SIMV25'")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+        (oldest > entered["entry"]["seq"].as_i64()).then_some(())
+    })
+    .await;
     assert_eq!(ms(&settled["expiresAt"]) - ms(&settled["entry"]["ts"]), 2_000);
     assert!(
         ms(&settled["exit"]["ts"]) <= ms(&settled["expiresAt"]),
