@@ -24,6 +24,8 @@ const SYMBOL_KEY = 'fairtick.symbol';
 const state = {
   user: null,
   symbols: [],
+  /** `symbol:epochId` of the epoch whose commitments `#epoch-line` shows. */
+  epochShown: null,
   /** Counts loads of the two lists, so that only the newest answer is shown. */
   tradesSeq: 0,
   txSeq: 0,
@@ -212,13 +214,14 @@ async function selectSymbol(symbol) {
   state.lastTick = null;
   setText('last-price', '—');
   setText('last-change', '');
+  setText('epoch-line', '');
   setText('market-name', state.market ? `${state.market.name}${state.market.kind === 'replay' ? ' (replay)' : ''}` : '');
   chart.setSymbol(symbol);
   chart.say('Loading prices…');
   try {
     const { ticks } = await get('/api/market/ticks', { symbol, limit: CHART_TICKS });
     if (state.symbol !== symbol) return;
-    const normal = ticks.map((t) => ({ seq: t.seq, ts: Date.parse(t.ts), price: t.price }));
+    const normal = ticks.map((t) => ({ seq: t.seq, ts: Date.parse(t.ts), price: t.price, epochId: t.epochId }));
     chart.setTicks(normal);
     chart.say(normal.length === 0 ? 'Waiting for the first tick…' : null);
     if (normal.length > 0) showTick(normal[normal.length - 1]);
@@ -247,6 +250,30 @@ function showTick(tick) {
   const units = `${size / 100000000n}.${String(size % 100000000n).padStart(8, '0').slice(0, 4)}`;
   node.textContent = `${change > 0n ? '▲ +' : change < 0n ? '▼ −' : ''}${units} since ${clock(state.firstPrice.ts)}`;
   $('#chart').setAttribute('aria-label', `${state.symbol} price chart; last price ${tick.price} at ${clock(tick.ts)}`);
+  showEpoch(state.symbol, tick.epochId);
+}
+
+/**
+ * The epoch whose committed seed makes the prices now, and the next one it announced: both
+ * commitments were public before any trade placed now, so its prices cannot be chosen after it
+ * (docs/fairness.md §4). Read again when the epoch changes.
+ */
+async function showEpoch(symbol, epochId) {
+  const key = `${symbol}:${epochId}`;
+  if (epochId === undefined || state.epochShown === key) return;
+  state.epochShown = key;
+  try {
+    const { epochs } = await get('/api/market/epochs', { symbol, limit: 1 });
+    const epoch = epochs[0];
+    if (!epoch || state.symbol !== symbol) return;
+    const hash = (hex) => el('code', { text: `${hex.slice(0, 12)}…`, title: hex });
+    const next = epoch.nextId === null || epoch.nextId === undefined ? []
+      : [`; next #${epoch.nextId} from seq ${epoch.plannedEndTick + 1}, committed as `, hash(epoch.nextCommitment)];
+    $('#epoch-line').replaceChildren(`Epoch #${epoch.id}, seed committed as `, hash(epoch.commitment), ...next, '. ',
+      el('a', { href: '/verify', text: 'Check revealed epochs' }));
+  } catch {
+    state.epochShown = null;
+  }
 }
 
 let candleTimer = null;

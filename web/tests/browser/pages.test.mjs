@@ -98,6 +98,9 @@ describe('the web app in Chromium', { skip: skip ?? false, timeout: 900000 }, ()
   });
 
   test('an Up trade settles by itself and the balance follows', { timeout: 60000 }, async () => {
+    // Before trading, the page shows the commitments the prices come from.
+    const epochLine = page.locator('[data-testid="epoch-line"]', { hasText: /^Epoch #\d+, seed committed as [0-9a-f]{12}…; next #\d+ from seq \d+, committed as [0-9a-f]{12}…/ });
+    await epochLine.waitFor();
     await page.fill('#amount', '100');
     await page.selectOption('#duration', '5');
     await page.locator('#q-up-payout', { hasText: '185.00' }).waitFor();
