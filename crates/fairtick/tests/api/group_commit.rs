@@ -21,6 +21,7 @@ use sqlx::AnyConnection;
 use tokio::task::JoinHandle;
 
 use crate::helpers::{TestApp, body, break_the_ending_of, eventually, raw_connection, spawn_process};
+use crate::trades::assert_settled_by_the_rules;
 
 fn trade(stake: &str, payout_rate_bp: u32) -> NewTrade {
     NewTrade {
@@ -213,12 +214,26 @@ async fn kill_9_in_the_middle_of_batches_loses_no_acknowledged_trade() {
     let restarted = app.spawn_sibling(|_| {}).await;
     let report = restarted.store.audit().await.unwrap();
     assert!(report.is_clean(), "{:?}", report.violations);
-    let token = &tokens[0];
+    // Every user's trades end, the newest of one user's by the rules, and the ledger still
+    // balances after all those endings.
     eventually(Duration::from_secs(30), || async {
-        let page = body(restarted.get("/api/flash-trade/active", Some(token)).await).await;
-        page["trades"].as_array().is_some_and(Vec::is_empty).then_some(())
+        let mut conn = raw_connection(&app.database_url).await;
+        let (active,): (i64,) =
+            sqlx::query_as("SELECT CAST(COUNT(*) AS BIGINT) FROM trades WHERE status = 'active'")
+                .fetch_one(&mut conn)
+                .await
+                .unwrap();
+        (active == 0).then_some(())
     })
     .await;
+    let newest = body(restarted.get("/api/flash-trade/history?limit=5", Some(&tokens[0])).await).await;
+    let newest = newest["trades"].as_array().unwrap();
+    assert_eq!(newest.len(), 5);
+    for trade in newest {
+        assert_settled_by_the_rules(&restarted, trade).await;
+    }
+    let report = restarted.store.audit().await.unwrap();
+    assert!(report.is_clean(), "{:?}", report.violations);
 }
 
 /// Every posting lands on its own transaction when a batch's ledger is written at once: many

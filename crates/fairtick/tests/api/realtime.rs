@@ -536,8 +536,11 @@ async fn an_admin_without_two_factor_gets_only_their_own_trades_once_the_terms_r
     let open = |token: String| {
         let (app, trade) = (&app, &trade);
         async move {
-            body(app.post_json("/api/flash-trade/create", Some(&token), trade).await).await["trade"]["id"]
-                .clone()
+            let opened = app.post_json("/api/flash-trade/create", Some(&token), trade).await;
+            assert_eq!(opened.status(), StatusCode::CREATED);
+            let id = body(opened).await["trade"]["id"].clone();
+            assert!(id.is_i64(), "{id}");
+            id
         }
     };
     let before = open(trader.clone()).await;

@@ -48,7 +48,7 @@ async fn ended(app: &TestApp, token: &str, id: i64, within: Duration) -> Value {
 }
 
 /// Re-derives a settled trade's entry, exit and result from the market's stored ticks.
-async fn assert_settled_by_the_rules(app: &TestApp, trade: &Value) {
+pub(crate) async fn assert_settled_by_the_rules(app: &TestApp, trade: &Value) {
     assert_eq!(trade["status"], "settled", "{trade}");
     let symbol = trade["symbol"].as_str().unwrap();
     let ticks =
