@@ -7,6 +7,12 @@
  *
  * - entry: the first tick strictly after acceptance; expiry = entry time + duration;
  * - exit: the last tick at or before expiry; decided once a later tick exists;
+ * - grace (receipts that record `feedGraceMs`, G): the trade is void, its stake refunded, if
+ *   its entry came later than acceptance + duration + G ("no tick arrived after the trade was
+ *   accepted"), or else if the first tick after expiry came later than expiry + G ("no tick
+ *   arrived within the grace period after expiry"); a settled trade must not be void by this
+ *   rule, and a void trade must be, for the reason it records; while the receipt holds no tick
+ *   after the deadline, a void waits (§6);
  * - seeds: every tick from entry to exit belongs to the epoch current at acceptance, or to the
  *   next epoch it announced (id and commitment), with the same market parameters, which began
  *   at its announced end (§4, §6);
@@ -80,6 +86,32 @@ export function returned(result, stakeCents, payoutRateBp) {
   if (result === 'win') return (stakeCents * (10000n + payoutRateBp)) / 10000n;
   if (result === 'tie') return stakeCents;
   return 0n;
+}
+
+const NO_ENTRY = 'no tick arrived after the trade was accepted';
+const NO_EXIT = 'no tick arrived within the grace period after expiry';
+const iso = (ms) => new Date(ms).toISOString();
+
+/**
+ * How `spots` (consecutive, in time order) end a trade under the grace period `graceMs`, like
+ * `verdict` in `crates/fairtick-core/src/trade.rs`:
+ * - `{kind: 'waiting', reason, deadline}`: no tick decides it yet; void for `reason` if none
+ *   comes by `deadline` (only a clock can tell);
+ * - `{kind: 'void', reason, deadline, tickTs}`: the tick it waited for came at `tickTs`, after
+ *   `deadline`;
+ * - `{kind: 'settled', entry, expiresAt, deciding, deadline}`: entry and deciding tick in time.
+ */
+function byTheRules(spots, acceptedAt, durationMs, graceMs) {
+  const entryDeadline = acceptedAt + durationMs + graceMs;
+  const entry = spots.find((s) => s.ts > acceptedAt);
+  if (!entry) return { kind: 'waiting', reason: NO_ENTRY, deadline: entryDeadline };
+  if (entry.ts > entryDeadline) return { kind: 'void', reason: NO_ENTRY, deadline: entryDeadline, tickTs: entry.ts };
+  const expiresAt = entry.ts + durationMs;
+  const deadline = expiresAt + graceMs;
+  const deciding = spots.find((s) => s.ts > expiresAt);
+  if (!deciding) return { kind: 'waiting', reason: NO_EXIT, deadline };
+  if (deciding.ts > deadline) return { kind: 'void', reason: NO_EXIT, deadline, tickTs: deciding.ts };
+  return { kind: 'settled', entry, expiresAt, deciding, deadline };
 }
 
 /**
@@ -174,18 +206,40 @@ export async function checkReceipt(receipt, trustedKey, options = {}) {
   }
   push(step('ticks', 'ok', `${spots.length} ticks recomputed from ${body.epochs.length} revealed seed(s) with docs/fairness.md; all match`));
 
-  // 3. Only a settled trade has a result to re-derive.
+  const acceptedAt = Number(trade.acceptedAt);
+  const after = spots.findIndex((s) => s.ts > acceptedAt);
+  // The grace period the trade ended under; older receipts do not record it (missing = null).
+  const graceMs = typeof trade.feedGraceMs === 'number' ? trade.feedGraceMs : null;
+  // A tick at or before acceptance shows that the entry is the first tick after it, unless the
+  // trade came before the market's first tick (seq 1), which nothing can precede. No tick at all
+  // shows nothing either.
+  const lacksTickBefore = spots.length === 0 || (after === 0 && spots[0].seq !== 1);
+
+  // 3. A void trade is checked against the rule it was voided by (docs/fairness.md §6).
+  if (trade.status === 'void' && graceMs !== null) {
+    if (lacksTickBefore) return push(step('entry', 'failed', 'the receipt lacks the tick at or before acceptance'));
+    const recorded = trade.voidReason ?? 'no reason';
+    const rules = byTheRules(spots, acceptedAt, Number(trade.durationMs), graceMs);
+    if (rules.kind === 'settled') {
+      return push(step('result', 'failed', `the rules settle this trade: the tick after expiry came at ${iso(rules.deciding.ts)}, within the deadline ${iso(rules.deadline)}; it should not be void`));
+    }
+    if (rules.kind === 'waiting') {
+      return push(step('result', 'pending', `the trade is void: ${recorded}; no tick after the deadline ${iso(rules.deadline)} is in the receipt yet, so the record cannot show when the feed resumed`));
+    }
+    if (rules.reason !== recorded) {
+      return push(step('result', 'failed', `the rules give "${rules.reason}", the receipt says "${recorded}"`));
+    }
+    return push(step('result', 'ok', `void by the rules: ${rules.reason}: the tick came at ${iso(rules.tickTs)}, after the deadline ${iso(rules.deadline)} (grace ${graceMs} ms); the stake was refunded`));
+  }
+
+  // Only a settled trade has a result to re-derive.
   if (trade.status !== 'settled') {
     const why = trade.voidReason ? `: ${trade.voidReason}` : '';
     return push(step('result', 'pending', `the trade is ${trade.status}${why}; only settled trades have a result to re-derive`));
   }
 
   // 4. Entry, expiry and exit by the rules.
-  const acceptedAt = Number(trade.acceptedAt);
-  const after = spots.findIndex((s) => s.ts > acceptedAt);
-  // A tick at or before acceptance shows that the entry is the first tick after it, unless the
-  // trade came before the market's first tick (seq 1), which nothing can precede.
-  if (after === 0 && spots[0].seq !== 1) return push(step('entry', 'failed', 'the receipt lacks the tick at or before acceptance'));
+  if (lacksTickBefore) return push(step('entry', 'failed', 'the receipt lacks the tick at or before acceptance'));
   if (after < 0) return push(step('result', 'failed', 'the ticks given do not decide the trade'));
   const entry = spots[after];
   const expiresAt = entry.ts + Number(trade.durationMs);
@@ -197,7 +251,17 @@ export async function checkReceipt(receipt, trustedKey, options = {}) {
   }
   push(step('entry', 'ok', `accepted at ${new Date(acceptedAt).toISOString()}; entry = first tick after: seq ${entry.seq} at ${entry.text}; expiry ${new Date(expiresAt).toISOString()}; exit = last tick at or before expiry: seq ${exit.seq} at ${exit.text}`));
 
-  // 5. Every price from entry to exit was fixed before acceptance (docs/fairness.md §6): a
+  // 5. The feed did not stall past the grace period: else the trade would be void (§6).
+  if (graceMs !== null) {
+    const rules = byTheRules(spots, acceptedAt, Number(trade.durationMs), graceMs);
+    if (rules.kind === 'void') {
+      return push(step('grace', 'failed', `the rules void this trade: ${rules.reason}: the tick came at ${iso(rules.tickTs)}, after the deadline ${iso(rules.deadline)} (grace ${graceMs} ms)`));
+    }
+    // Decided above, so not waiting: the entry and the deciding tick came in time.
+    push(step('grace', 'ok', `the entry came ${entry.ts - acceptedAt} ms after acceptance and the deciding tick ${spots[deciding].ts - expiresAt} ms after expiry, within the grace period of ${graceMs} ms`));
+  }
+
+  // 6. Every price from entry to exit was fixed before acceptance (docs/fairness.md §6): a
   // commitment only proves its epoch's prices fixed before the epoch's first tick, so a tick of
   // a later epoch counts only if the epoch current at acceptance announced that epoch, and
   // ended where it said it would. Version-1 receipts have no announcements (missing = null).
@@ -235,7 +299,7 @@ export async function checkReceipt(receipt, trustedKey, options = {}) {
   const alsoNext = announced ? `, and epoch ${announced.id}'s, announced with it` : '';
   push(step('seeds', 'ok', `every price from entry to exit was fixed before acceptance: by epoch ${current.id}'s commitment${alsoNext}`));
 
-  // 6. The result and the payout.
+  // 7. The result and the payout.
   const result = { win: 'win', loss: 'lose', tie: 'tie' }[tradeResult(trade.direction, entry.price, exit.price)];
   if (result !== trade.result) {
     return push(step('result', 'failed', `the rules give ${result}, the receipt says ${trade.result}`));

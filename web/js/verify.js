@@ -16,6 +16,7 @@ const TITLES = {
   commitment: 'Seed matches its commitment',
   ticks: 'Ticks recomputed',
   entry: 'Entry and exit by the rules',
+  grace: 'Feed within the grace period',
   seeds: 'Prices fixed before acceptance',
   result: 'Result',
   payout: 'Payout',

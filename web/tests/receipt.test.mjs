@@ -258,6 +258,144 @@ test('an open trade has its ticks checked and its result pending', async () => {
   assert.deepEqual(outcomes(steps), ['signature:ok', 'commitment:ok', 'ticks:ok', 'result:pending']);
 });
 
+const NO_ENTRY = 'no tick arrived after the trade was accepted';
+const NO_EXIT = 'no tick arrived within the grace period after expiry';
+const GRACE_MS = 2000;
+const iso = (ms) => new Date(ms).toISOString();
+
+/**
+ * settledBody's trade (accepted at T0 + 2300 for 5 s, entry seq 103, exit seq 108) ended under a
+ * grace period of GRACE_MS, with the feed stalled `stallMs` before tick `stalledAt` (seq 100 +
+ * `stalledAt`): that tick and the later ones come `stallMs` late. The receipt holds seqs 102
+ * to 100 + `through` - 1. As `status` 'void', it records `voidReason`, no result, and the
+ * stake refunded.
+ */
+async function graceBody({ stalledAt = 12, stallMs = 0, through = 10, status = 'settled', voidReason = null, feedGraceMs = GRACE_MS } = {}) {
+  const prices = await recomputeTicks(PARAMS, SEED, EPOCH.id, 100000000000n, 12);
+  const ticks = prices.map((units, i) => ({
+    seq: EPOCH.startTick + i, ts: T0 + i * 1000 + (i >= stalledAt ? stallMs : 0), price: formatPrice(units), epochId: EPOCH.id,
+  }));
+  const [entry, exit] = [prices[3], prices[8]];
+  const result = exit === entry ? 'tie' : exit > entry ? 'win' : 'lose';
+  const settled = status === 'settled';
+  return {
+    version: 2,
+    issuedAt: T0 + 60000,
+    trade: {
+      id: 45, userId: 1, symbol: 'SIMV25', direction: 'up', stake: '100.00', durationMs: 5000, payoutRate: '0.8500',
+      acceptedAt: T0 + 2300, status, result: settled ? result : null, entrySeq: 103, expiresAt: ticks[3].ts + 5000,
+      exitSeq: settled ? 108 : null, payout: settled ? { win: '185.00', tie: '100.00', lose: '0.00' }[result] : '100.00',
+      voidReason, feedGraceMs,
+    },
+    epochs: [{ ...EPOCH, commitment: await commitmentOf(SEED), seed: SEED }],
+    ticks: ticks.slice(2, through),
+  };
+}
+
+const GRACE_OK = ['signature:ok', 'commitment:ok', 'ticks:ok', 'entry:ok', 'grace:ok', 'seeds:ok', 'result:ok', 'payout:ok'];
+const GRACE_FAILED = ['signature:ok', 'commitment:ok', 'ticks:ok', 'entry:ok', 'grace:failed'];
+const VOID = (outcome) => ['signature:ok', 'commitment:ok', 'ticks:ok', `result:${outcome}`];
+
+test('a settled receipt whose ticks came within the grace period passes it, between entry and seeds', async () => {
+  const key = await keyPair();
+  // The entry 700 ms after acceptance; expiry T0 + 8000; the deciding tick 1 s after it.
+  const { steps } = await checked(key, await graceBody());
+  assert.deepEqual(outcomes(steps), GRACE_OK);
+  assert.equal(steps[4].detail, 'the entry came 700 ms after acceptance and the deciding tick 1000 ms after expiry, within the grace period of 2000 ms');
+  // Exactly at the deadline is in time.
+  const edge = await checked(key, await graceBody({ stalledAt: 9, stallMs: 1000 }));
+  assert.deepEqual(outcomes(edge.steps), GRACE_OK);
+  assert.match(edge.steps[4].detail, /the deciding tick 2000 ms after expiry/);
+  // A grace period of null, as in a receipt from before it was recorded: no grace step.
+  const older = await checked(key, await graceBody({ stalledAt: 9, stallMs: 60000, feedGraceMs: null }));
+  assert.deepEqual(outcomes(older.steps), ['signature:ok', 'commitment:ok', 'ticks:ok', 'entry:ok', 'seeds:ok', 'result:ok', 'payout:ok']);
+});
+
+test('a settled receipt whose deciding tick came after expiry plus the grace period fails at grace', async () => {
+  const key = await keyPair();
+  // Seq 109 at T0 + 10001: 1 ms past the deadline T0 + 10000.
+  const { steps } = await checked(key, await graceBody({ stalledAt: 9, stallMs: 1001 }));
+  assert.deepEqual(outcomes(steps), GRACE_FAILED);
+  assert.equal(steps[4].detail, `the rules void this trade: ${NO_EXIT}: the tick came at ${iso(T0 + 10001)}, after the deadline ${iso(T0 + 10000)} (grace 2000 ms)`);
+  assert.equal(verdict(steps), 'failed');
+});
+
+test('a settled receipt whose entry came after acceptance plus duration plus the grace period fails at grace', async () => {
+  const key = await keyPair();
+  // Seq 103 at T0 + 13000, past the deadline T0 + 2300 + 5000 + 2000; the exit and the
+  // deciding tick follow it as usual, so only the entry is late.
+  const { steps } = await checked(key, await graceBody({ stalledAt: 3, stallMs: 10000 }));
+  assert.deepEqual(outcomes(steps), GRACE_FAILED);
+  assert.equal(steps[4].detail, `the rules void this trade: ${NO_ENTRY}: the tick came at ${iso(T0 + 13000)}, after the deadline ${iso(T0 + 9300)} (grace 2000 ms)`);
+});
+
+test('a void receipt is checked against the ticks that voided it', async () => {
+  const key = await keyPair();
+  // The deciding tick 6 s after expiry: void for no exit, as recorded.
+  const late = await checked(key, await graceBody({ stalledAt: 9, stallMs: 5000, status: 'void', voidReason: NO_EXIT }));
+  assert.deepEqual(outcomes(late.steps), VOID('ok'));
+  assert.equal(late.steps[3].detail, `void by the rules: ${NO_EXIT}: the tick came at ${iso(T0 + 14000)}, after the deadline ${iso(T0 + 10000)} (grace 2000 ms); the stake was refunded`);
+  assert.equal(verdict(late.steps), 'ok');
+  // The entry 10.7 s after acceptance: void for no entry, as recorded.
+  const noEntry = await checked(key, await graceBody({ stalledAt: 3, stallMs: 10000, through: 4, status: 'void', voidReason: NO_ENTRY }));
+  assert.deepEqual(outcomes(noEntry.steps), VOID('ok'));
+  assert.equal(noEntry.steps[3].detail, `void by the rules: ${NO_ENTRY}: the tick came at ${iso(T0 + 13000)}, after the deadline ${iso(T0 + 9300)} (grace 2000 ms); the stake was refunded`);
+});
+
+test('a void receipt whose ticks came in time fails: the rules settle it', async () => {
+  const key = await keyPair();
+  const { steps } = await checked(key, await graceBody({ status: 'void', voidReason: NO_EXIT }));
+  assert.deepEqual(outcomes(steps), VOID('failed'));
+  assert.equal(steps[3].detail, `the rules settle this trade: the tick after expiry came at ${iso(T0 + 9000)}, within the deadline ${iso(T0 + 10000)}; it should not be void`);
+});
+
+test('a void receipt that records another reason than the rules give fails', async () => {
+  const key = await keyPair();
+  const { steps } = await checked(key, await graceBody({ stalledAt: 9, stallMs: 5000, status: 'void', voidReason: NO_ENTRY }));
+  assert.deepEqual(outcomes(steps), VOID('failed'));
+  assert.equal(steps[3].detail, `the rules give "${NO_EXIT}", the receipt says "${NO_ENTRY}"`);
+  // No reason recorded at all.
+  const none = await checked(key, await graceBody({ stalledAt: 9, stallMs: 5000, status: 'void', voidReason: null }));
+  assert.deepEqual(outcomes(none.steps), VOID('failed'));
+  assert.equal(none.steps[3].detail, `the rules give "${NO_EXIT}", the receipt says "no reason"`);
+});
+
+test('a void receipt with no tick after the deadline yet waits', async () => {
+  const key = await keyPair();
+  // The receipt ends at the exit, seq 108: nothing shows when the feed resumed.
+  const { steps } = await checked(key, await graceBody({ through: 9, status: 'void', voidReason: NO_EXIT }));
+  assert.deepEqual(outcomes(steps), VOID('pending'));
+  assert.equal(steps[3].detail, `the trade is void: ${NO_EXIT}; no tick after the deadline ${iso(T0 + 10000)} is in the receipt yet, so the record cannot show when the feed resumed`);
+  assert.equal(verdict(steps), 'pending');
+  // No tick after acceptance at all: the deadline is the entry's.
+  const noEntry = await checked(key, await graceBody({ through: 3, status: 'void', voidReason: NO_ENTRY }));
+  assert.deepEqual(outcomes(noEntry.steps), VOID('pending'));
+  assert.match(noEntry.steps[3].detail, new RegExp(`the deadline ${iso(T0 + 9300).replace(/\./g, '\\.')} `));
+});
+
+test('a void receipt without the tick at or before acceptance fails at entry', async () => {
+  const key = await keyPair();
+  const body = await graceBody({ stalledAt: 9, stallMs: 5000, status: 'void', voidReason: NO_EXIT });
+  const { steps } = await checked(key, { ...body, ticks: body.ticks.slice(1) });
+  assert.deepEqual(outcomes(steps), ['signature:ok', 'commitment:ok', 'ticks:ok', 'entry:failed']);
+  assert.equal(steps[3].detail, 'the receipt lacks the tick at or before acceptance');
+  // No tick at all shows nothing either.
+  const empty = await checked(key, { ...body, ticks: [] });
+  assert.deepEqual(outcomes(empty.steps), ['signature:ok', 'commitment:ok', 'ticks:ok', 'entry:failed']);
+});
+
+test('a void receipt without a grace period, from before it was recorded, is pending as before', async () => {
+  const key = await keyPair();
+  // The field null, or left out; the ticks would settle the trade, but nothing says by which grace period.
+  for (const absent of [false, true]) {
+    const body = await graceBody({ status: 'void', voidReason: NO_EXIT, feedGraceMs: null });
+    if (absent) delete body.trade.feedGraceMs;
+    const { steps } = await checked(key, body);
+    assert.deepEqual(outcomes(steps), VOID('pending'), absent ? 'absent' : 'null');
+    assert.equal(steps[3].detail, `the trade is void: ${NO_EXIT}; only settled trades have a result to re-derive`);
+  }
+});
+
 test('the key the server publishes is the one trusted', async () => {
   const key = await keyPair();
   const other = await keyPair();

@@ -113,6 +113,77 @@ pub fn progress(terms: &Terms, ticks: &[Spot]) -> Progress {
     Progress::Decided { entry, expires_at, exit, result: decide(terms.direction, entry.price, exit.price) }
 }
 
+/// Why a trade is void: its market's feed stalled past the grace period.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stall {
+    /// No tick came after acceptance within the duration plus the grace period.
+    NoEntry,
+    /// No tick came after expiry within the grace period.
+    NoExit,
+}
+
+impl Stall {
+    /// The reason recorded with the void trade.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Stall::NoEntry => "no tick arrived after the trade was accepted",
+            Stall::NoExit => "no tick arrived within the grace period after expiry",
+        }
+    }
+}
+
+/// How the recorded ticks end a trade, given the feed's grace period.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Not decided by the ticks so far; if no tick comes by `deadline` (ms), it is void for
+    /// `stall`. Only a clock can tell that none came: every other verdict follows from the
+    /// recorded tick times alone.
+    Waiting {
+        progress: Progress,
+        deadline: i64,
+        stall: Stall,
+    },
+    Settled {
+        entry: Spot,
+        expires_at: i64,
+        exit: Spot,
+        result: TradeResult,
+    },
+    /// The tick it waited for came after `deadline`.
+    Void {
+        stall: Stall,
+        deadline: i64,
+    },
+}
+
+/// Applies the rules of [`progress`] and the feed's grace period to `ticks`:
+/// - void if the entry tick comes later than the duration plus `grace_ms` after acceptance;
+/// - void if the first tick after expiry comes later than `grace_ms` after expiry;
+/// - otherwise settled as [`progress`] decides.
+pub fn verdict(terms: &Terms, grace_ms: i64, ticks: &[Spot]) -> Verdict {
+    let entry_deadline = terms.accepted_at + terms.duration_ms + grace_ms;
+    let progress = progress(terms, ticks);
+    match progress {
+        Progress::AwaitingEntry => {
+            Verdict::Waiting { progress, deadline: entry_deadline, stall: Stall::NoEntry }
+        }
+        Progress::Running { entry, .. } | Progress::Decided { entry, .. } if entry.ts > entry_deadline => {
+            Verdict::Void { stall: Stall::NoEntry, deadline: entry_deadline }
+        }
+        Progress::Running { expires_at, .. } => {
+            Verdict::Waiting { progress, deadline: expires_at + grace_ms, stall: Stall::NoExit }
+        }
+        Progress::Decided { entry, expires_at, exit, result } => {
+            let deadline = expires_at + grace_ms;
+            if ticks.iter().find(|t| t.ts > expires_at).is_some_and(|deciding| deciding.ts > deadline) {
+                Verdict::Void { stall: Stall::NoExit, deadline }
+            } else {
+                Verdict::Settled { entry, expires_at, exit, result }
+            }
+        }
+    }
+}
+
 pub fn decide(direction: Direction, entry: Price, exit: Price) -> TradeResult {
     match (direction, exit.cmp(&entry)) {
         (_, std::cmp::Ordering::Equal) => TradeResult::Tie,
@@ -198,6 +269,30 @@ mod tests {
             payout_rate_bp: 8_500,
             accepted_at: 1_000,
         }
+    }
+
+    #[test]
+    fn a_tick_later_than_the_grace_period_voids_the_trade_whatever_the_clock() {
+        // Accepted at 1_000 for 1 s; the grace period is 500 ms.
+        let t = terms(Direction::Up);
+        let verdict = |ticks: &[Spot]| super::verdict(&t, 500, ticks);
+        let waiting = verdict(&[spot(1, 900, 5)]);
+        assert_eq!(
+            waiting,
+            Verdict::Waiting { progress: Progress::AwaitingEntry, deadline: 2_500, stall: Stall::NoEntry }
+        );
+        // The entry came 1.5 s after acceptance plus 1 ms: too late.
+        assert_eq!(verdict(&[spot(2, 2_501, 5)]), Verdict::Void { stall: Stall::NoEntry, deadline: 2_500 });
+        let entered = verdict(&[spot(2, 1_100, 5), spot(3, 2_000, 6)]);
+        assert!(
+            matches!(entered, Verdict::Waiting { deadline: 2_600, stall: Stall::NoExit, .. }),
+            "{entered:?}"
+        );
+        // Expiry 2_100: a deciding tick at 2_600 is in time, at 2_601 it is not.
+        let in_time = verdict(&[spot(2, 1_100, 5), spot(3, 2_000, 6), spot(4, 2_600, 1)]);
+        assert!(matches!(in_time, Verdict::Settled { result: TradeResult::Win, .. }), "{in_time:?}");
+        let late = verdict(&[spot(2, 1_100, 5), spot(3, 2_000, 6), spot(4, 2_601, 1)]);
+        assert_eq!(late, Verdict::Void { stall: Stall::NoExit, deadline: 2_600 });
     }
 
     #[test]

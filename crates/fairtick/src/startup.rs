@@ -59,6 +59,7 @@ impl Application {
             );
         }
         let markets = Markets::new(store.clone(), config.markets.clone(), config.feed.epoch_length);
+        markets.recall_shown_ticks().await?;
         let trades = Trades::new(
             store.clone(),
             markets.clone(),

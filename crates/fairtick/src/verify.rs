@@ -8,7 +8,7 @@ use fairtick_core::Money;
 use fairtick_core::fairness::verifier::recompute_ticks;
 use fairtick_core::fairness::{Commitment, MarketParams, Seed, VerifyError, verify_epoch};
 use fairtick_core::price::Price;
-use fairtick_core::trade::{Progress, Spot, Terms, progress, returned};
+use fairtick_core::trade::{self, Progress, Spot, Stall, Terms, progress, returned};
 
 use crate::http::market::EpochDetail;
 use crate::services::trades::receipts::{Receipt, ReceiptEpoch, ReceiptTick};
@@ -294,7 +294,9 @@ pub fn check_receipt(receipt: &Receipt, trusted_key: Option<&str>) -> anyhow::Re
         format!("{} ticks recomputed from {} revealed seed(s)", spots.len(), body.epochs.len()),
     ));
 
-    if trade.status != "settled" {
+    let grace_ms = trade.feed_grace_ms;
+    let checkable = trade.status == "settled" || (trade.status == "void" && grace_ms.is_some());
+    if !checkable {
         let status = &trade.status;
         let detail = trade.void_reason.as_deref().map_or(String::new(), |r| format!(": {r}"));
         steps.push(Step::pending(
@@ -317,6 +319,10 @@ pub fn check_receipt(receipt: &Receipt, trusted_key: Option<&str>) -> anyhow::Re
         steps.push(Step::fail("entry", "the receipt lacks the tick at or before acceptance"));
         return Ok(steps);
     }
+    if let (true, Some(grace_ms)) = (trade.status == "void", grace_ms) {
+        steps.push(check_void(&terms, grace_ms, &spots[after..], trade.void_reason.as_deref()));
+        return Ok(steps);
+    }
     let Progress::Decided { entry, exit, result, .. } = progress(&terms, &spots[after..]) else {
         steps.push(Step::fail("result", "the ticks given do not decide the trade"));
         return Ok(steps);
@@ -335,6 +341,37 @@ pub fn check_receipt(receipt: &Receipt, trusted_key: Option<&str>) -> anyhow::Re
         "entry",
         format!("entry seq {} at {}, exit seq {} at {}", entry.seq, entry.price, exit.seq, exit.price),
     ));
+    // In time, by the grace period it was settled under (receipts from version 3 on).
+    if let Some(grace_ms) = grace_ms {
+        match trade::verdict(&terms, grace_ms, &spots[after..]) {
+            trade::Verdict::Void { stall, deadline } => {
+                let came = late_tick(&terms, &spots[after..], stall).map_or(0, |t| t.ts);
+                steps.push(Step::fail(
+                    "grace",
+                    format!(
+                        "the rules void this trade: {}: the tick came at {}, after the deadline {} (grace \
+                         {grace_ms} ms)",
+                        stall.reason(),
+                        time(came),
+                        time(deadline)
+                    ),
+                ));
+                return Ok(steps);
+            }
+            _ => {
+                let expires_at = entry.ts + terms.duration_ms;
+                let decided_after = spots.iter().find(|s| s.ts > expires_at).map_or(0, |d| d.ts - expires_at);
+                steps.push(Step::ok(
+                    "grace",
+                    format!(
+                        "the entry came {} ms after acceptance and the deciding tick {decided_after} ms after \
+                         expiry, within the grace period of {grace_ms} ms",
+                        entry.ts - terms.accepted_at
+                    ),
+                ));
+            }
+        }
+    }
     let current = after.checked_sub(1).map(|i| &body.ticks[i]);
     let deciding = body.ticks.iter().filter(|t| (entry.seq..=exit.seq).contains(&t.seq));
     match fixed_before_acceptance(&body.epochs, current, deciding) {
@@ -361,6 +398,65 @@ pub fn check_receipt(receipt: &Receipt, trusted_key: Option<&str>) -> anyhow::Re
     }
     steps.push(Step::ok("result", format!("{} {}: {result}, paid {payout}", trade.direction, trade.symbol)));
     Ok(steps)
+}
+
+/// The step that checks a void trade against the rules (docs/fairness.md §6): the tick it
+/// waited for came after its deadline, for the reason recorded.
+fn check_void(terms: &Terms, grace_ms: i64, spots: &[Spot], recorded: Option<&str>) -> Step {
+    let recorded = recorded.unwrap_or("no reason");
+    match trade::verdict(terms, grace_ms, spots) {
+        trade::Verdict::Void { stall, deadline } if stall.reason() == recorded => {
+            let came = late_tick(terms, spots, stall).map_or(0, |t| t.ts);
+            Step::ok(
+                "result",
+                format!(
+                    "void by the rules: {recorded}: the tick came at {}, after the deadline {} (grace \
+                     {grace_ms} ms); the stake was refunded",
+                    time(came),
+                    time(deadline)
+                ),
+            )
+        }
+        trade::Verdict::Void { stall, .. } => Step::fail(
+            "result",
+            format!("the rules give \"{}\", the receipt says \"{recorded}\"", stall.reason()),
+        ),
+        trade::Verdict::Settled { expires_at, .. } => {
+            let deciding = spots.iter().find(|s| s.ts > expires_at).map_or(0, |s| s.ts);
+            Step::fail(
+                "result",
+                format!(
+                    "the rules settle this trade: the tick after expiry came at {}, within the deadline {}; \
+                     it should not be void",
+                    time(deciding),
+                    time(expires_at + grace_ms)
+                ),
+            )
+        }
+        trade::Verdict::Waiting { deadline, .. } => Step::pending(
+            "result",
+            format!(
+                "the trade is void: {recorded}; no tick after the deadline {} is in the receipt yet, so the \
+                 record cannot show when the feed resumed",
+                time(deadline)
+            ),
+        ),
+    }
+}
+
+/// The tick that came too late for `stall`: the entry, or the first tick after expiry.
+fn late_tick(terms: &Terms, spots: &[Spot], stall: Stall) -> Option<Spot> {
+    let entry = spots.iter().find(|s| s.ts > terms.accepted_at)?;
+    match stall {
+        Stall::NoEntry => Some(*entry),
+        Stall::NoExit => spots.iter().find(|s| s.ts > entry.ts + terms.duration_ms).copied(),
+    }
+}
+
+/// A time in ms as an RFC 3339 UTC text, as the web verifier writes it.
+fn time(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map_or_else(|| ms.to_string(), |t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
 }
 
 /// `"0.8500"` → 8500 basis points.
@@ -485,6 +581,7 @@ mod tests {
                 exit_seq: None,
                 payout: None,
                 void_reason: None,
+                feed_grace_ms: Some(1_500),
             },
             epochs,
             ticks,
@@ -557,6 +654,70 @@ mod tests {
         let (receipt, key) = signed(&settled(from_three, accepted_at, 2 * INTERVAL));
         let steps = check_receipt(&receipt, Some(&key)).unwrap();
         assert_eq!(failed(&steps), vec![("entry", "the receipt lacks the tick at or before acceptance")]);
+    }
+
+    /// [`body`] as a void trade, its feed stalled for `stall_ms` from the tick at index
+    /// `from` on (the ticks before are on time).
+    fn voided(reason: &str, from: usize, stall_ms: i64) -> ReceiptBody {
+        let mut body = body(1, None);
+        for tick in &mut body.ticks[from..] {
+            tick.ts += stall_ms;
+        }
+        let trade = &mut body.trade;
+        (trade.status, trade.void_reason) = ("void".into(), Some(reason.into()));
+        (trade.result, trade.exit_seq, trade.payout) = (None, None, Some(trade.stake.clone()));
+        body
+    }
+
+    fn outcome_of(body: &ReceiptBody, check: &str) -> (Outcome, String) {
+        let (receipt, key) = signed(body);
+        let steps = check_receipt(&receipt, Some(&key)).unwrap();
+        let step = steps.iter().find(|s| s.check == check).unwrap_or_else(|| panic!("no {check}: {steps:?}"));
+        (step.outcome, step.detail.clone())
+    }
+
+    #[test]
+    fn a_settled_trade_whose_deciding_tick_came_after_the_grace_period_should_have_been_void() {
+        // Entry seq 2, expiry at seq 4's time; seq 5 decides it, 1 s after expiry.
+        let (outcome, detail) = outcome_of(&body(1, None), "grace");
+        assert_eq!(outcome, Outcome::Ok, "{detail}");
+        let mut short = body(1, None);
+        short.trade.feed_grace_ms = Some(999);
+        let (outcome, detail) = outcome_of(&short, "grace");
+        assert_eq!(outcome, Outcome::Failed);
+        assert!(
+            detail.starts_with("the rules void this trade: no tick arrived within the grace period"),
+            "{detail}"
+        );
+    }
+
+    #[test]
+    fn a_void_trade_is_checked_against_the_tick_times() {
+        const NO_EXIT: &str = "no tick arrived within the grace period after expiry";
+        // Seq 5, the first after expiry, came 1 s + 5 s after it: past the 1.5 s grace.
+        let (outcome, detail) = outcome_of(&voided(NO_EXIT, 4, 5_000), "result");
+        assert_eq!(outcome, Outcome::Ok, "{detail}");
+        assert!(detail.starts_with("void by the rules: no tick arrived within"), "{detail}");
+        // The feed did not stall: the rules settle it.
+        let (outcome, detail) = outcome_of(&voided(NO_EXIT, 4, 0), "result");
+        assert_eq!(outcome, Outcome::Failed);
+        assert!(detail.starts_with("the rules settle this trade"), "{detail}");
+        // Stalled from the entry on: the reason is the entry's.
+        let (outcome, detail) = outcome_of(&voided(NO_EXIT, 1, 5_000), "result");
+        assert_eq!(outcome, Outcome::Failed);
+        assert!(
+            detail.starts_with("the rules give \"no tick arrived after the trade was accepted\""),
+            "{detail}"
+        );
+        // No tick after expiry in the receipt yet: nothing shows when the feed resumed.
+        let mut waiting = voided(NO_EXIT, 4, 0);
+        waiting.ticks.truncate(4);
+        let (outcome, _) = outcome_of(&waiting, "result");
+        assert_eq!(outcome, Outcome::Pending);
+        // Without the grace period (receipts before version 3), a void cannot be checked.
+        let mut older = voided(NO_EXIT, 4, 5_000);
+        older.trade.feed_grace_ms = None;
+        assert_eq!(outcome_of(&older, "result").0, Outcome::Pending);
     }
 
     #[test]

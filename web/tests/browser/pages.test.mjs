@@ -190,7 +190,7 @@ describe('the web app in Chromium', { skip: skip ?? false, timeout: 900000 }, ()
     const summary = page.locator('#receipt-summary[data-outcome="ok"]');
     await summary.waitFor({ timeout: 30000 });
     assert.match(await summary.textContent(), /^Verified/);
-    for (const check of ['key', 'signature', 'commitment', 'ticks', 'entry', 'seeds', 'result', 'payout']) {
+    for (const check of ['key', 'signature', 'commitment', 'ticks', 'entry', 'grace', 'seeds', 'result', 'payout']) {
       assert.equal(await page.locator(`#receipt-steps li[data-check="${check}"][data-outcome="failed"]`).count(), 0, check);
       assert.ok(await page.locator(`#receipt-steps li[data-check="${check}"][data-outcome="ok"]`).count() >= 1, check);
     }

@@ -49,6 +49,8 @@ pub struct TradeRecord {
     pub payout: Option<Money>,
     pub settled_at: Option<i64>,
     pub void_reason: Option<String>,
+    /// The feed's grace period (ms) it was settled or voided under.
+    pub feed_grace_ms: Option<i64>,
 }
 
 impl TradeRecord {
@@ -71,6 +73,7 @@ impl TradeRecord {
             payout: None,
             settled_at: None,
             void_reason: None,
+            feed_grace_ms: None,
         }
     }
 
@@ -106,9 +109,20 @@ pub enum OpenOutcome {
 /// How an active trade ends.
 #[derive(Clone, Debug)]
 pub enum Ending {
-    Settled { exit: TradeSpot, result: TradeResult },
-    Sold { value: Money },
-    Void { reason: String },
+    /// By the rules, under the feed's grace period `grace_ms`.
+    Settled {
+        exit: TradeSpot,
+        result: TradeResult,
+        grace_ms: i64,
+    },
+    Sold {
+        value: Money,
+    },
+    /// Its feed stalled past the grace period `grace_ms`.
+    Void {
+        reason: String,
+        grace_ms: i64,
+    },
 }
 
 /// One trade to end, with the transfer that pays it (built by the caller from the rules).
@@ -204,7 +218,7 @@ fn listed_by_key<const C: usize>(binds: &mut Binds, rows: &[[Param; C]]) -> Stri
 
 const TRADE_COLUMNS: &str = "id, user_id, symbol, direction, stake, duration_ms, payout_rate_bp, status, result, \
      accepted_at, entry_seq, entry_ts, entry_price, entry_epoch_id, expires_at, exit_seq, exit_ts, exit_price, \
-     exit_epoch_id, payout, settled_at, void_reason";
+     exit_epoch_id, payout, settled_at, void_reason, feed_grace_ms";
 
 /// [`TRADE_COLUMNS`] named as of `trades`, for a write's RETURNING where another source of the
 /// statement has columns of the same names.
@@ -236,6 +250,7 @@ struct TradeRow {
     payout: Option<i64>,
     settled_at: Option<i64>,
     void_reason: Option<String>,
+    feed_grace_ms: Option<i64>,
 }
 
 impl DualRow for TradeRow {
@@ -264,6 +279,7 @@ impl DualRow for TradeRow {
             payout: row.get(19)?,
             settled_at: row.get(20)?,
             void_reason: row.get(21)?,
+            feed_grace_ms: row.get(22)?,
         })
     }
 }
@@ -312,6 +328,7 @@ impl TryFrom<TradeRow> for TradeRecord {
             payout: r.payout.map(Money::from_cents),
             settled_at: r.settled_at,
             void_reason: r.void_reason,
+            feed_grace_ms: r.feed_grace_ms,
         })
     }
 }
@@ -667,19 +684,21 @@ impl Store {
         finishes: &[&Finish],
         now: DateTime<Utc>,
     ) -> StoreResult<HashMap<i64, TradeRecord>> {
-        let settled: Vec<(i64, TradeResult, TradeSpot, Money)> = finishes
+        let settled: Vec<(i64, TradeResult, TradeSpot, Money, i64)> = finishes
             .iter()
             .filter_map(|f| match &f.ending {
-                Ending::Settled { exit, result } => Some((f.trade_id, *result, *exit, f.payout)),
+                Ending::Settled { exit, result, grace_ms } => {
+                    Some((f.trade_id, *result, *exit, f.payout, *grace_ms))
+                }
                 _ => None,
             })
             .collect();
         let mut ended = HashMap::with_capacity(settled.len());
         for chunk in settled.chunks(CHUNK) {
             let mut binds = self.binds();
-            let rows: Vec<[Param; 7]> = chunk
+            let rows: Vec<[Param; 8]> = chunk
                 .iter()
-                .map(|(id, result, exit, payout)| {
+                .map(|(id, result, exit, payout, grace_ms)| {
                     [
                         (*id).into(),
                         result.as_str().into(),
@@ -688,6 +707,7 @@ impl Store {
                         exit.price.units().into(),
                         exit.epoch_id.into(),
                         payout.cents().into(),
+                        (*grace_ms).into(),
                     ]
                 })
                 .collect();
@@ -695,13 +715,14 @@ impl Store {
             let sql = format!(
                 "UPDATE trades SET status = 'settled', result = d.result, exit_seq = d.exit_seq, \
                         exit_ts = d.exit_ts, exit_price = d.exit_price, exit_epoch_id = d.exit_epoch_id, \
-                        payout = d.payout, settled_at = {settled_at} \
+                        payout = d.payout, settled_at = {settled_at}, feed_grace_ms = d.feed_grace_ms \
                  FROM (SELECT column1 AS id, column2 AS result, column3 AS exit_seq, column4 AS exit_ts, \
-                              column5 AS exit_price, column6 AS exit_epoch_id, column7 AS payout \
+                              column5 AS exit_price, column6 AS exit_epoch_id, column7 AS payout, \
+                              column8 AS feed_grace_ms \
                        FROM ({}) AS v) AS d \
                  WHERE trades.id = d.id AND {} AND trades.settled_at IS NULL \
                  RETURNING {}",
-                binds.rows([Int, Text, Int, Int, Int, Int, Int], &rows),
+                binds.rows([Int, Text, Int, Int, Int, Int, Int, Int], &rows),
                 listed_by_key(&mut binds, &rows),
                 *UPDATED_TRADE_COLUMNS,
             );
@@ -721,18 +742,23 @@ impl Store {
         finish: &Finish,
         now: DateTime<Utc>,
     ) -> StoreResult<Option<TradeRecord>> {
-        let (status, result, exit, reason) = match &finish.ending {
-            Ending::Settled { exit, result } => (TradeStatus::Settled, Some(*result), Some(*exit), None),
-            Ending::Sold { .. } => (TradeStatus::Sold, None, None, None),
-            Ending::Void { reason } => (TradeStatus::Void, None, None, Some(reason.as_str())),
+        let (status, result, exit, reason, grace_ms) = match &finish.ending {
+            Ending::Settled { exit, result, grace_ms } => {
+                (TradeStatus::Settled, Some(*result), Some(*exit), None, Some(*grace_ms))
+            }
+            Ending::Sold { .. } => (TradeStatus::Sold, None, None, None, None),
+            Ending::Void { reason, grace_ms } => {
+                (TradeStatus::Void, None, None, Some(reason.as_str()), Some(*grace_ms))
+            }
         };
         // Still active, said as in `listed_by_key`.
         let updated: Option<TradeRow> = tx
             .fetch_optional(
                 &format!(
                     "UPDATE trades SET status = $1, result = $2, exit_seq = $3, exit_ts = $4, exit_price = $5, \
-                            exit_epoch_id = $6, payout = $7, settled_at = $8, void_reason = $9 \
-                     WHERE id = $10 AND settled_at IS NULL RETURNING {TRADE_COLUMNS}"
+                            exit_epoch_id = $6, payout = $7, settled_at = $8, void_reason = $9, \
+                            feed_grace_ms = $10 \
+                     WHERE id = $11 AND settled_at IS NULL RETURNING {TRADE_COLUMNS}"
                 ),
                 &[
                     status.as_str().into(),
@@ -744,6 +770,7 @@ impl Store {
                     finish.payout.cents().into(),
                     now.timestamp_millis().into(),
                     reason.map(str::to_owned).into(),
+                    grace_ms.into(),
                     finish.trade_id.into(),
                 ],
             )

@@ -276,7 +276,7 @@ async fn a_batch_of_many_users_and_stakes_books_every_posting_on_its_own_transac
             Finish {
                 trade_id: id,
                 user_id: *user,
-                ending: Ending::Settled { exit: spot(2), result },
+                ending: Ending::Settled { exit: spot(2), result, grace_ms: 10_000 },
                 transfer: trade::settlement_transfer(result, new.stake, new.payout_rate_bp).unwrap(),
                 payout: trade::returned(result, new.stake, new.payout_rate_bp),
             }
@@ -318,7 +318,7 @@ async fn entries_and_endings_apply_once_and_only_to_trades_still_active() {
     let finish = |id: i64| Finish {
         trade_id: id,
         user_id: user,
-        ending: Ending::Settled { exit: spot(2), result: TradeResult::Win },
+        ending: Ending::Settled { exit: spot(2), result: TradeResult::Win, grace_ms: 10_000 },
         transfer: trade::settlement_transfer(TradeResult::Win, new.stake, new.payout_rate_bp).unwrap(),
         payout: trade::returned(TradeResult::Win, new.stake, new.payout_rate_bp),
     };
@@ -333,13 +333,14 @@ async fn entries_and_endings_apply_once_and_only_to_trades_still_active() {
         "the two already ended are skipped"
     );
     assert!(second.iter().all(|t| t.status == TradeStatus::Settled && t.entry == Some(spot(1))));
+    assert!(second.iter().all(|t| t.feed_grace_ms == Some(10_000)), "settled in bulk, with its grace period");
     assert!(app.store.set_entries(&entries).await.unwrap().is_empty(), "an ended trade takes no entry");
 
     // A void ends alone (not in the bulk write of settled endings), and comes back as ended.
     let void = || Finish {
         trade_id: voided,
         user_id: user,
-        ending: Ending::Void { reason: "no tick".into() },
+        ending: Ending::Void { reason: "no tick".into(), grace_ms: 10_000 },
         transfer: trade::release_transfer(TransactionKind::Refund, new.stake, new.stake).unwrap(),
         payout: new.stake,
     };
@@ -348,6 +349,7 @@ async fn entries_and_endings_apply_once_and_only_to_trades_still_active() {
     let (status, reason, payout) = (ended[0].status, ended[0].void_reason.as_deref(), ended[0].payout);
     assert_eq!((status, reason, payout), (TradeStatus::Void, Some("no tick"), Some(new.stake)));
     assert!(ended[0].settled_at.is_some());
+    assert_eq!(ended[0].feed_grace_ms, Some(10_000), "the grace period it was voided under");
     assert!(
         app.store.finish_trades(&[void()], Utc::now()).await.into_result().unwrap().is_empty(),
         "voided once"
@@ -498,7 +500,7 @@ async fn two_entered_trades_on_postgres() -> Option<(TestApp, UserId, [Finish; 2
     let finish = |trade_id, user_id| Finish {
         trade_id,
         user_id,
-        ending: Ending::Settled { exit: spot(2), result: TradeResult::Lose },
+        ending: Ending::Settled { exit: spot(2), result: TradeResult::Lose, grace_ms: 10_000 },
         transfer: trade::settlement_transfer(TradeResult::Lose, new.stake, new.payout_rate_bp).unwrap(),
         payout: trade::returned(TradeResult::Lose, new.stake, new.payout_rate_bp),
     };

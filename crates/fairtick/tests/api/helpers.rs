@@ -158,6 +158,7 @@ impl TestApp {
         adjust(&mut config);
         let app = Application::build(&config).await.expect("the application builds");
         let store = app.state().store.clone();
+        let markets = app.state().markets.clone();
         let listener = match send_buffer {
             None => tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind port 0"),
             Some(bytes) => {
@@ -174,6 +175,14 @@ impl TestApp {
         let server = tokio::spawn(app.serve(listener, async move {
             let _ = stopped.await;
         }));
+        // Trades are refused until their market's first tick; markets that tick within a
+        // second have one before the test goes on.
+        for market in markets.catalog().iter().filter(|m| m.tick_interval_ms <= 1_000) {
+            eventually(Duration::from_secs(10), || async {
+                markets.accepted_at(&market.symbol, chrono::Utc::now()).map(|_| ())
+            })
+            .await;
+        }
         TestApp {
             base,
             client: reqwest::Client::new(),

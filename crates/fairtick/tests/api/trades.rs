@@ -353,11 +353,31 @@ async fn a_sale_retried_with_its_idempotency_key_answers_the_same_sale_once() {
 }
 
 #[tokio::test]
-async fn a_sale_is_refused_before_the_entry_tick() {
+async fn a_trade_is_refused_before_its_markets_first_tick() {
+    // Hourly ticks on a new database: the first is not due yet.
     let app = TestApp::spawn_with(|config| {
-        config.markets = fairtick::services::market::catalog::default_markets(60_000).unwrap();
+        config.markets = fairtick::services::market::catalog::default_markets(3_600_000).unwrap();
     })
     .await;
+    let token = app.signed_up("early-bird@example.com").await;
+    let (status, code, _) = error_of(
+        app.post_json("/api/flash-trade/create", Some(&token), &open_body("SIMV25", "up", "10", 5)).await,
+    )
+    .await;
+    assert_eq!((status, code.as_str()), (StatusCode::CONFLICT, "no_price"));
+    assert_eq!(app.balance(&token).await["available"], "10000.00", "nothing was staked");
+}
+
+#[tokio::test]
+async fn a_sale_is_refused_before_the_entry_tick() {
+    // The markets have ticked; then they tick once a minute, so the entry is far off.
+    let mut ticked = TestApp::spawn().await;
+    ticked.stop().await;
+    let app = ticked
+        .spawn_sibling(|config| {
+            config.markets = fairtick::services::market::catalog::default_markets(60_000).unwrap();
+        })
+        .await;
     let token = app.signed_up("early@example.com").await;
     let opened = open(&app, &token, &open_body("SIMV25", "up", "10", 5)).await;
     let (status, code, _) = error_of(
@@ -736,4 +756,52 @@ async fn with_two_nodes_on_postgres_every_trade_is_settled_exactly_once() {
     assert_eq!(releases.len(), 40);
     assert!(releases.iter().all(|(_, n)| *n == 1), "one release per trade: {releases:?}");
     assert!(a.store.audit().await.unwrap().is_clean());
+}
+
+/// A trade whose market stops past its expiry and the grace period is void, decided by the
+/// recorded tick times (the first tick after the restart is timed after the deadline), and its
+/// receipt shows it: the verify command re-derives the void.
+#[tokio::test]
+async fn a_feed_that_stops_past_the_grace_period_voids_the_trade_and_the_receipt_proves_it() {
+    let one_second = |config: &mut fairtick::config::Config| config.trading.feed_grace_secs = 1;
+    let mut first = TestApp::spawn_with(one_second).await;
+    let token = first.signed_up("stalled@example.com").await;
+    let id = open(&first, &token, &open_body("SIMV25", "up", "10", 1)).await["id"].as_i64().unwrap();
+    eventually(Duration::from_secs(5), || async {
+        trade(&first, &token, id).await["entry"].is_object().then_some(())
+    })
+    .await;
+    first.stop().await;
+    // Down for longer than the 1 s trade and the 1 s grace period.
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    let second = first.spawn_sibling(one_second).await;
+    let voided = ended(&second, &token, id, Duration::from_secs(10)).await;
+    assert_eq!(voided["status"], "void", "{voided}");
+    assert_eq!(voided["voidReason"], "no tick arrived within the grace period after expiry");
+    assert_eq!(second.balance(&token).await["available"], "10000.00", "the stake is refunded");
+
+    // Once the epochs of its ticks have revealed their seeds.
+    let (receipt, payload) = eventually(Duration::from_secs(10), || async {
+        let receipt = body(second.get(&format!("/api/flash-trade/{id}/receipt"), Some(&token)).await).await;
+        let payload: Value = serde_json::from_str(receipt["payload"].as_str().unwrap()).unwrap();
+        payload["epochs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| !e["seed"].is_null())
+            .then_some((receipt, payload))
+    })
+    .await;
+    assert_eq!(payload["trade"]["feedGraceMs"], 1_000);
+    let file = second.data_dir.path().join("void-receipt.json");
+    std::fs::write(&file, receipt.to_string()).unwrap();
+    let checked = tokio::process::Command::new(env!("CARGO_BIN_EXE_fairtick"))
+        .args(["verify", "trade", "--receipt", file.to_str().unwrap(), "--public-key"])
+        .arg(receipt["publicKey"].as_str().unwrap())
+        .output()
+        .await
+        .unwrap();
+    let report = String::from_utf8_lossy(&checked.stdout);
+    assert!(checked.status.success() && report.contains("VERDICT: OK"), "{report}");
+    assert!(report.contains("void by the rules: no tick arrived within the grace period"), "{report}");
 }

@@ -75,12 +75,10 @@ impl TickBus {
     }
 
     /// See [`Markets::accepted_at`].
-    fn accepted_at(&self, symbol: &str, now: DateTime<Utc>) -> DateTime<Utc> {
-        let shown = self.shown.get(symbol).map(|ts| ts.load(Ordering::Acquire));
-        match shown.and_then(DateTime::from_timestamp_millis) {
-            Some(shown) if shown > now => shown,
-            _ => now,
-        }
+    fn accepted_at(&self, symbol: &str, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let shown = self.shown.get(symbol).map(|ts| ts.load(Ordering::Acquire))?;
+        let shown = DateTime::from_timestamp_millis(shown).filter(|_| shown != i64::MIN)?;
+        Some(shown.max(now))
     }
 }
 
@@ -106,9 +104,22 @@ impl Markets {
     /// When a trade on `symbol` asked for at `now` is accepted: `now`, or the time of the
     /// market's newest tick if that is later (ticks count on from the last one when a clock
     /// was set back, or run ahead on another node). Its entry, the first tick after, is then
-    /// one that nobody could have seen when the trade was asked for.
-    pub fn accepted_at(&self, symbol: &str, now: DateTime<Utc>) -> DateTime<Utc> {
+    /// one that nobody could have seen when the trade was asked for. `None` while this node has
+    /// shown no tick of the market: a trade then would come before a commitment anyone can be
+    /// shown to have seen (docs/fairness.md §6), and it would have no price to be quoted at.
+    pub fn accepted_at(&self, symbol: &str, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
         self.bus.accepted_at(symbol, now)
+    }
+
+    /// Counts each market's newest stored tick as shown: it was public before this node
+    /// started, so no trade here is accepted before it, nor refused for want of a price.
+    pub async fn recall_shown_ticks(&self) -> Result<()> {
+        for market in self.catalog.iter() {
+            if let Some(last) = self.store.last_tick(&market.symbol).await? {
+                self.bus.about_to_show(&market.symbol, last.ts);
+            }
+        }
+        Ok(())
     }
 
     pub fn catalog(&self) -> &[Arc<MarketDefinition>] {
@@ -233,13 +244,14 @@ mod tests {
         let bus = TickBus::new(&catalog);
         let symbol = catalog[0].symbol.as_str();
         let now = DateTime::from_timestamp_millis(1_000_000).unwrap();
-        assert_eq!(bus.accepted_at(symbol, now), now, "no tick shown yet");
+        assert_eq!(bus.accepted_at(symbol, now), None, "no tick shown yet: not accepted");
         bus.about_to_show(symbol, 999_000);
-        assert_eq!(bus.accepted_at(symbol, now), now, "ticks from before: the request's own time");
+        assert_eq!(bus.accepted_at(symbol, now), Some(now), "ticks from before: the request's own time");
         // A clock set back: the feed's ticks count on from the last one, ahead of the clock.
         bus.about_to_show(symbol, 1_005_000);
         bus.about_to_show(symbol, 1_001_000);
-        assert_eq!(bus.accepted_at(symbol, now).timestamp_millis(), 1_005_000, "the newest tick shown");
-        assert_eq!(bus.accepted_at("OTHER", now), now, "each market on its own");
+        let accepted = bus.accepted_at(symbol, now).map(|t| t.timestamp_millis());
+        assert_eq!(accepted, Some(1_005_000), "the newest tick shown");
+        assert_eq!(bus.accepted_at("OTHER", now), None, "not a market");
     }
 }

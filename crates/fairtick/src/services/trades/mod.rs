@@ -282,9 +282,15 @@ impl Trades {
         now: DateTime<Utc>,
     ) -> Result<(TradeRecord, bool)> {
         self.markets.market(&request.symbol)?;
-        let now = self.markets.accepted_at(&request.symbol, now);
+        let accepted_at = self.markets.accepted_at(&request.symbol, now);
         self.check_terms(request.stake, request.duration_secs)?;
         self.check_open(&request.symbol)?;
+        let Some(now) = accepted_at else {
+            return Err(Error::Conflict {
+                code: "no_price",
+                message: format!("{} has no price yet: try again in a moment", request.symbol),
+            });
+        };
         let rate = self.offered_rate(user, request.stake)?;
         if let Some(expected) = request.expected_payout_rate_bp
             && expected != rate

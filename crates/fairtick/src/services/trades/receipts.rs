@@ -12,8 +12,9 @@ use super::format_rate;
 use crate::services::{Error, Result};
 use crate::store::{EpochRecord, TickRecord, TradeRecord};
 
-/// 2: each epoch carries its announcement of the next (docs/fairness.md §4).
-pub const RECEIPT_VERSION: u32 = 2;
+/// 2: each epoch carries its announcement of the next (docs/fairness.md §4). 3: the trade
+/// carries the grace period it was ended under (§6).
+pub const RECEIPT_VERSION: u32 = 3;
 
 /// The server's receipt-signing key. Every node of one deployment must use the same key.
 #[derive(Clone)]
@@ -114,6 +115,9 @@ pub struct ReceiptTrade {
     pub exit_seq: Option<i64>,
     pub payout: Option<String>,
     pub void_reason: Option<String>,
+    /// The feed's grace period (ms) it was settled or voided under (docs/fairness.md §6);
+    /// absent from receipts of version 2 and before, and for sold trades.
+    pub feed_grace_ms: Option<i64>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -169,6 +173,7 @@ pub fn body(
             exit_seq: trade.exit.map(|e| e.seq),
             payout: trade.payout.map(|p| p.to_string()),
             void_reason: trade.void_reason.clone(),
+            feed_grace_ms: trade.feed_grace_ms,
         },
         epochs: epochs
             .iter()

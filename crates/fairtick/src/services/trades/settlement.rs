@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use fairtick_core::ledger::TransactionKind;
-use fairtick_core::trade::{self, Progress, Spot, TradeStatus};
+use fairtick_core::trade::{self, Progress, Spot, Stall, TradeStatus, Verdict};
 use futures::{Stream, StreamExt, stream};
 use tokio::sync::broadcast::{self, error::RecvError};
 use tokio::sync::{Mutex, mpsc};
@@ -33,6 +33,9 @@ use crate::store::{Ending, Finish, StoreError, StoreResult, TickRecord, TradeRec
 /// Most ticks read for one market in one step: the longest duration plus the grace period at
 /// the fastest tick rate fits in half of them (`settings::check_against_markets`).
 pub const MAX_TICKS_PER_STEP: u32 = 200_000;
+/// How long after a deadline with no tick a trade is voided by the clock: a tick timed before
+/// the deadline may still be on its way into the database (docs/fairness.md §6).
+const IN_FLIGHT_MS: i64 = 1_000;
 /// How often a step runs without a tick, to void trades whose feed stalled.
 const IDLE_STEP: Duration = Duration::from_secs(1);
 /// How often the open trades are read again in full, in case an event was lost.
@@ -219,26 +222,25 @@ impl Settlement {
                 ticks.iter().map(|t| Spot { seq: t.seq, ts: t.ts, price: t.price }).collect();
             for trade in trades {
                 let after = spots.partition_point(|s| s.ts <= trade.accepted_at);
-                let progress = trade::progress(&trade.terms(), &spots[after..]);
                 let spot_of = |s: &Spot| trade_spot(&ticks, s);
-                match progress {
-                    Progress::AwaitingEntry => {
-                        if now_ms > trade.accepted_at + trade.duration_ms + grace_ms {
-                            finishes.push(void(trade, "no tick arrived after the trade was accepted")?);
+                let entered = |entry: &Spot, expires_at| (trade.id, spot_of(entry), expires_at);
+                match trade::verdict(&trade.terms(), grace_ms, &spots[after..]) {
+                    Verdict::Waiting { progress, deadline, stall } => {
+                        if let Progress::Running { entry, expires_at } = progress
+                            && trade.entry.is_none()
+                        {
+                            entries.push(entered(&entry, expires_at));
+                        }
+                        // A tick being stored as the clock passed the deadline is timed before
+                        // it: given a second to land, it decides the trade, not this clock.
+                        if now_ms > deadline + IN_FLIGHT_MS {
+                            finishes.push(void(trade, stall, grace_ms)?);
                         }
                     }
-                    Progress::Running { entry, expires_at } => {
+                    Verdict::Void { stall, .. } => finishes.push(void(trade, stall, grace_ms)?),
+                    Verdict::Settled { entry, expires_at, exit, result } => {
                         if trade.entry.is_none() {
-                            entries.push((trade.id, spot_of(&entry), expires_at));
-                        }
-                        if now_ms > expires_at + grace_ms {
-                            finishes
-                                .push(void(trade, "no tick arrived within the grace period after expiry")?);
-                        }
-                    }
-                    Progress::Decided { entry, expires_at, exit, result } => {
-                        if trade.entry.is_none() {
-                            entries.push((trade.id, spot_of(&entry), expires_at));
+                            entries.push(entered(&entry, expires_at));
                         }
                         let payout = trade::returned(result, trade.stake, trade.payout_rate_bp);
                         let transfer = trade::settlement_transfer(result, trade.stake, trade.payout_rate_bp)
@@ -248,7 +250,7 @@ impl Settlement {
                         finishes.push(Finish {
                             trade_id: trade.id,
                             user_id: trade.user_id,
-                            ending: Ending::Settled { exit: spot_of(&exit), result },
+                            ending: Ending::Settled { exit: spot_of(&exit), result, grace_ms },
                             transfer,
                             payout,
                         });
@@ -398,13 +400,13 @@ fn trade_spot(ticks: &[TickRecord], spot: &Spot) -> TradeSpot {
     TradeSpot { seq: spot.seq, ts: spot.ts, price: spot.price, epoch_id }
 }
 
-fn void(trade: &TradeRecord, reason: &str) -> Result<Finish> {
+fn void(trade: &TradeRecord, stall: Stall, grace_ms: i64) -> Result<Finish> {
     let transfer = trade::release_transfer(TransactionKind::Refund, trade.stake, trade.stake)
         .map_err(|e| crate::services::Error::Internal(format!("trade {}: {e}", trade.id)))?;
     Ok(Finish {
         trade_id: trade.id,
         user_id: trade.user_id,
-        ending: Ending::Void { reason: reason.to_owned() },
+        ending: Ending::Void { reason: stall.reason().to_owned(), grace_ms },
         transfer,
         payout: trade.stake,
     })
