@@ -215,7 +215,17 @@ export async function checkReceipt(receipt, trustedKey, options = {}) {
   // shows nothing either.
   const lacksTickBefore = spots.length === 0 || (after === 0 && spots[0].seq !== 1);
 
-  // 3. A void trade is checked against the rule it was voided by (docs/fairness.md §6).
+  // The grace period is a term the server could otherwise pick per trade: it must be one the
+  // terms allow (whole seconds, 1 s to an hour, longer than two of the market's ticks).
+  if (graceMs !== null) {
+    const interval = Math.max(0, ...body.epochs.map((e) => Number(e.tickIntervalMs)));
+    if (graceMs % 1000 !== 0 || graceMs < 1000 || graceMs > 3600000 || graceMs <= 2 * interval) {
+      return push(step('grace', 'failed', `a grace period of ${graceMs} ms is not one the terms allow: whole seconds, 1 s to an hour, longer than two ticks (${interval} ms each)`));
+    }
+  }
+
+  // 3. A void trade is checked against the rule it was voided by (docs/fairness.md §6), and
+  // refunds its stake.
   if (trade.status === 'void' && graceMs !== null) {
     if (lacksTickBefore) return push(step('entry', 'failed', 'the receipt lacks the tick at or before acceptance'));
     const recorded = trade.voidReason ?? 'no reason';
@@ -229,7 +239,11 @@ export async function checkReceipt(receipt, trustedKey, options = {}) {
     if (rules.reason !== recorded) {
       return push(step('result', 'failed', `the rules give "${rules.reason}", the receipt says "${recorded}"`));
     }
-    return push(step('result', 'ok', `void by the rules: ${rules.reason}: the tick came at ${iso(rules.tickTs)}, after the deadline ${iso(rules.deadline)} (grace ${graceMs} ms); the stake was refunded`));
+    push(step('result', 'ok', `void by the rules: ${rules.reason}: the tick came at ${iso(rules.tickTs)}, after the deadline ${iso(rules.deadline)} (grace ${graceMs} ms); the stake was refunded`));
+    if (trade.payout === null || trade.payout === undefined || parseCents(trade.payout) !== parseCents(trade.stake)) {
+      return push(step('payout', 'failed', `a void trade refunds its stake, ${trade.stake}; the receipt says ${trade.payout}`));
+    }
+    return push(step('payout', 'ok', `the stake of ${trade.stake} was refunded`));
   }
 
   // Only a settled trade has a result to re-derive.

@@ -260,8 +260,26 @@ test('an open trade has its ticks checked and its result pending', async () => {
 
 const NO_ENTRY = 'no tick arrived after the trade was accepted';
 const NO_EXIT = 'no tick arrived within the grace period after expiry';
-const GRACE_MS = 2000;
+const GRACE_MS = 3000;
 const iso = (ms) => new Date(ms).toISOString();
+
+// graceBody's trade when the feed does not stall (ticks 1 s apart, seq 100 at T0): accepted at
+// T0 + 2300 for 5 s, the entry seq 103 at T0 + 3000, expiry and the exit seq 108 at T0 + 8000,
+// the deciding tick seq 109 at T0 + 9000.
+const ACCEPTED_AT = T0 + 2300;
+const DURATION_MS = 5000;
+const ENTRY_TS = T0 + 3000;
+const EXPIRES_AT = ENTRY_TS + DURATION_MS;
+const DECIDING_TS = EXPIRES_AT + 1000;
+// The deadlines under GRACE_MS: for the entry, and for the first tick after expiry.
+const ENTRY_DEADLINE = ACCEPTED_AT + DURATION_MS + GRACE_MS;
+const EXIT_DEADLINE = EXPIRES_AT + GRACE_MS;
+// Stalls that make seq 109 (stalled at 9) or seq 103 (stalled at 3) come exactly at its deadline.
+const EXIT_AT_DEADLINE = EXIT_DEADLINE - DECIDING_TS;
+const ENTRY_AT_DEADLINE = ENTRY_DEADLINE - ENTRY_TS;
+// Stalls well past the deadlines: seq 109 six seconds after expiry, seq 103 ten seconds late.
+const LATE_EXIT_STALL = 5000;
+const LATE_ENTRY_STALL = 10000;
 
 /**
  * settledBody's trade (accepted at T0 + 2300 for 5 s, entry seq 103, exit seq 108) ended under a
@@ -282,8 +300,8 @@ async function graceBody({ stalledAt = 12, stallMs = 0, through = 10, status = '
     version: 2,
     issuedAt: T0 + 60000,
     trade: {
-      id: 45, userId: 1, symbol: 'SIMV25', direction: 'up', stake: '100.00', durationMs: 5000, payoutRate: '0.8500',
-      acceptedAt: T0 + 2300, status, result: settled ? result : null, entrySeq: 103, expiresAt: ticks[3].ts + 5000,
+      id: 45, userId: 1, symbol: 'SIMV25', direction: 'up', stake: '100.00', durationMs: DURATION_MS, payoutRate: '0.8500',
+      acceptedAt: ACCEPTED_AT, status, result: settled ? result : null, entrySeq: 103, expiresAt: ticks[3].ts + DURATION_MS,
       exitSeq: settled ? 108 : null, payout: settled ? { win: '185.00', tie: '100.00', lose: '0.00' }[result] : '100.00',
       voidReason, feedGraceMs,
     },
@@ -294,18 +312,32 @@ async function graceBody({ stalledAt = 12, stallMs = 0, through = 10, status = '
 
 const GRACE_OK = ['signature:ok', 'commitment:ok', 'ticks:ok', 'entry:ok', 'grace:ok', 'seeds:ok', 'result:ok', 'payout:ok'];
 const GRACE_FAILED = ['signature:ok', 'commitment:ok', 'ticks:ok', 'entry:ok', 'grace:failed'];
+const GRACE_UNLAWFUL = ['signature:ok', 'commitment:ok', 'ticks:ok', 'grace:failed'];
 const VOID = (outcome) => ['signature:ok', 'commitment:ok', 'ticks:ok', `result:${outcome}`];
+const VOID_OK = [...VOID('ok'), 'payout:ok'];
+
+test('the grace period of these tests is one the terms allow: whole seconds, longer than two ticks', () => {
+  assert.equal(GRACE_MS % 1000, 0);
+  assert.ok(GRACE_MS > 2 * EPOCH.tickIntervalMs);
+  // The boundary stalls are real stalls, and the late ones really are late.
+  assert.ok(EXIT_AT_DEADLINE > 0 && ENTRY_AT_DEADLINE > 0);
+  assert.ok(DECIDING_TS + LATE_EXIT_STALL > EXIT_DEADLINE && ENTRY_TS + LATE_ENTRY_STALL > ENTRY_DEADLINE);
+});
 
 test('a settled receipt whose ticks came within the grace period passes it, between entry and seeds', async () => {
   const key = await keyPair();
-  // The entry 700 ms after acceptance; expiry T0 + 8000; the deciding tick 1 s after it.
+  // The entry 700 ms after acceptance; the deciding tick 1 s after expiry.
   const { steps } = await checked(key, await graceBody());
   assert.deepEqual(outcomes(steps), GRACE_OK);
-  assert.equal(steps[4].detail, 'the entry came 700 ms after acceptance and the deciding tick 1000 ms after expiry, within the grace period of 2000 ms');
-  // Exactly at the deadline is in time.
-  const edge = await checked(key, await graceBody({ stalledAt: 9, stallMs: 1000 }));
+  assert.equal(steps[4].detail, `the entry came ${ENTRY_TS - ACCEPTED_AT} ms after acceptance and the deciding tick ${DECIDING_TS - EXPIRES_AT} ms after expiry, within the grace period of ${GRACE_MS} ms`);
+  // The deciding tick exactly at the deadline is in time.
+  const edge = await checked(key, await graceBody({ stalledAt: 9, stallMs: EXIT_AT_DEADLINE }));
   assert.deepEqual(outcomes(edge.steps), GRACE_OK);
-  assert.match(edge.steps[4].detail, /the deciding tick 2000 ms after expiry/);
+  assert.match(edge.steps[4].detail, new RegExp(`the deciding tick ${GRACE_MS} ms after expiry`));
+  // So is the entry exactly at its deadline; the exit and the deciding tick follow it as usual.
+  const entryEdge = await checked(key, await graceBody({ stalledAt: 3, stallMs: ENTRY_AT_DEADLINE }));
+  assert.deepEqual(outcomes(entryEdge.steps), GRACE_OK);
+  assert.match(entryEdge.steps[4].detail, new RegExp(`^the entry came ${DURATION_MS + GRACE_MS} ms after acceptance and the deciding tick 1000 ms after expiry`));
   // A grace period of null, as in a receipt from before it was recorded: no grace step.
   const older = await checked(key, await graceBody({ stalledAt: 9, stallMs: 60000, feedGraceMs: null }));
   assert.deepEqual(outcomes(older.steps), ['signature:ok', 'commitment:ok', 'ticks:ok', 'entry:ok', 'seeds:ok', 'result:ok', 'payout:ok']);
@@ -313,49 +345,93 @@ test('a settled receipt whose ticks came within the grace period passes it, betw
 
 test('a settled receipt whose deciding tick came after expiry plus the grace period fails at grace', async () => {
   const key = await keyPair();
-  // Seq 109 at T0 + 10001: 1 ms past the deadline T0 + 10000.
-  const { steps } = await checked(key, await graceBody({ stalledAt: 9, stallMs: 1001 }));
+  // Seq 109 1 ms past the deadline, expiry + GRACE_MS.
+  const { steps } = await checked(key, await graceBody({ stalledAt: 9, stallMs: EXIT_AT_DEADLINE + 1 }));
   assert.deepEqual(outcomes(steps), GRACE_FAILED);
-  assert.equal(steps[4].detail, `the rules void this trade: ${NO_EXIT}: the tick came at ${iso(T0 + 10001)}, after the deadline ${iso(T0 + 10000)} (grace 2000 ms)`);
+  assert.equal(steps[4].detail, `the rules void this trade: ${NO_EXIT}: the tick came at ${iso(EXIT_DEADLINE + 1)}, after the deadline ${iso(EXIT_DEADLINE)} (grace ${GRACE_MS} ms)`);
   assert.equal(verdict(steps), 'failed');
 });
 
 test('a settled receipt whose entry came after acceptance plus duration plus the grace period fails at grace', async () => {
   const key = await keyPair();
-  // Seq 103 at T0 + 13000, past the deadline T0 + 2300 + 5000 + 2000; the exit and the
-  // deciding tick follow it as usual, so only the entry is late.
-  const { steps } = await checked(key, await graceBody({ stalledAt: 3, stallMs: 10000 }));
+  // Seq 103 past the deadline acceptance + duration + GRACE_MS; the exit and the deciding tick
+  // follow it as usual, so only the entry is late.
+  const { steps } = await checked(key, await graceBody({ stalledAt: 3, stallMs: LATE_ENTRY_STALL }));
   assert.deepEqual(outcomes(steps), GRACE_FAILED);
-  assert.equal(steps[4].detail, `the rules void this trade: ${NO_ENTRY}: the tick came at ${iso(T0 + 13000)}, after the deadline ${iso(T0 + 9300)} (grace 2000 ms)`);
+  assert.equal(steps[4].detail, `the rules void this trade: ${NO_ENTRY}: the tick came at ${iso(ENTRY_TS + LATE_ENTRY_STALL)}, after the deadline ${iso(ENTRY_DEADLINE)} (grace ${GRACE_MS} ms)`);
+  // 1 ms past the deadline is enough.
+  const edge = await checked(key, await graceBody({ stalledAt: 3, stallMs: ENTRY_AT_DEADLINE + 1 }));
+  assert.deepEqual(outcomes(edge.steps), GRACE_FAILED);
+  assert.equal(edge.steps[4].detail, `the rules void this trade: ${NO_ENTRY}: the tick came at ${iso(ENTRY_DEADLINE + 1)}, after the deadline ${iso(ENTRY_DEADLINE)} (grace ${GRACE_MS} ms)`);
+});
+
+test('a receipt whose grace period the terms do not allow fails at grace, right after the ticks', async () => {
+  const key = await keyPair();
+  // The ticks came in time under any of these: only the grace period itself is wrong.
+  const cases = [
+    [2 * EPOCH.tickIntervalMs, 'two ticks, not longer'],
+    [2500, 'not whole seconds'],
+    [3601000, 'over an hour'],
+  ];
+  for (const [feedGraceMs, what] of cases) {
+    const { steps } = await checked(key, await graceBody({ feedGraceMs }));
+    assert.deepEqual(outcomes(steps), GRACE_UNLAWFUL, what);
+    assert.equal(steps[3].detail, `a grace period of ${feedGraceMs} ms is not one the terms allow: whole seconds, 1 s to an hour, longer than two ticks (${EPOCH.tickIntervalMs} ms each)`, what);
+    assert.equal(verdict(steps), 'failed', what);
+  }
+  // A void receipt is refused there too, before its void is checked.
+  const voided = await checked(key, await graceBody({ stalledAt: 9, stallMs: LATE_EXIT_STALL, status: 'void', voidReason: NO_EXIT, feedGraceMs: 2500 }));
+  assert.deepEqual(outcomes(voided.steps), GRACE_UNLAWFUL);
+  assert.match(voided.steps[3].detail, /^a grace period of 2500 ms is not one the terms allow: /);
+  // An hour exactly is allowed.
+  const hour = await checked(key, await graceBody({ feedGraceMs: 3600000 }));
+  assert.deepEqual(outcomes(hour.steps), GRACE_OK);
 });
 
 test('a void receipt is checked against the ticks that voided it', async () => {
   const key = await keyPair();
   // The deciding tick 6 s after expiry: void for no exit, as recorded.
-  const late = await checked(key, await graceBody({ stalledAt: 9, stallMs: 5000, status: 'void', voidReason: NO_EXIT }));
-  assert.deepEqual(outcomes(late.steps), VOID('ok'));
-  assert.equal(late.steps[3].detail, `void by the rules: ${NO_EXIT}: the tick came at ${iso(T0 + 14000)}, after the deadline ${iso(T0 + 10000)} (grace 2000 ms); the stake was refunded`);
+  const late = await checked(key, await graceBody({ stalledAt: 9, stallMs: LATE_EXIT_STALL, status: 'void', voidReason: NO_EXIT }));
+  assert.deepEqual(outcomes(late.steps), VOID_OK);
+  assert.equal(late.steps[3].detail, `void by the rules: ${NO_EXIT}: the tick came at ${iso(DECIDING_TS + LATE_EXIT_STALL)}, after the deadline ${iso(EXIT_DEADLINE)} (grace ${GRACE_MS} ms); the stake was refunded`);
+  assert.equal(late.steps[4].detail, 'the stake of 100.00 was refunded');
   assert.equal(verdict(late.steps), 'ok');
+  // 1 ms past the deadline is void already.
+  const edge = await checked(key, await graceBody({ stalledAt: 9, stallMs: EXIT_AT_DEADLINE + 1, status: 'void', voidReason: NO_EXIT }));
+  assert.deepEqual(outcomes(edge.steps), VOID_OK);
   // The entry 10.7 s after acceptance: void for no entry, as recorded.
-  const noEntry = await checked(key, await graceBody({ stalledAt: 3, stallMs: 10000, through: 4, status: 'void', voidReason: NO_ENTRY }));
-  assert.deepEqual(outcomes(noEntry.steps), VOID('ok'));
-  assert.equal(noEntry.steps[3].detail, `void by the rules: ${NO_ENTRY}: the tick came at ${iso(T0 + 13000)}, after the deadline ${iso(T0 + 9300)} (grace 2000 ms); the stake was refunded`);
+  const noEntry = await checked(key, await graceBody({ stalledAt: 3, stallMs: LATE_ENTRY_STALL, through: 4, status: 'void', voidReason: NO_ENTRY }));
+  assert.deepEqual(outcomes(noEntry.steps), VOID_OK);
+  assert.equal(noEntry.steps[3].detail, `void by the rules: ${NO_ENTRY}: the tick came at ${iso(ENTRY_TS + LATE_ENTRY_STALL)}, after the deadline ${iso(ENTRY_DEADLINE)} (grace ${GRACE_MS} ms); the stake was refunded`);
+});
+
+test('a void receipt proven void by the rules that does not refund the stake fails at payout', async () => {
+  const key = await keyPair();
+  const body = await graceBody({ stalledAt: 9, stallMs: LATE_EXIT_STALL, status: 'void', voidReason: NO_EXIT });
+  const { steps } = await checked(key, { ...body, trade: { ...body.trade, payout: '0.00' } });
+  assert.deepEqual(outcomes(steps), [...VOID('ok'), 'payout:failed']);
+  assert.equal(steps[4].detail, 'a void trade refunds its stake, 100.00; the receipt says 0.00');
+  assert.equal(verdict(steps), 'failed');
 });
 
 test('a void receipt whose ticks came in time fails: the rules settle it', async () => {
   const key = await keyPair();
   const { steps } = await checked(key, await graceBody({ status: 'void', voidReason: NO_EXIT }));
   assert.deepEqual(outcomes(steps), VOID('failed'));
-  assert.equal(steps[3].detail, `the rules settle this trade: the tick after expiry came at ${iso(T0 + 9000)}, within the deadline ${iso(T0 + 10000)}; it should not be void`);
+  assert.equal(steps[3].detail, `the rules settle this trade: the tick after expiry came at ${iso(DECIDING_TS)}, within the deadline ${iso(EXIT_DEADLINE)}; it should not be void`);
+  // Exactly at the deadline is still in time.
+  const edge = await checked(key, await graceBody({ stalledAt: 9, stallMs: EXIT_AT_DEADLINE, status: 'void', voidReason: NO_EXIT }));
+  assert.deepEqual(outcomes(edge.steps), VOID('failed'));
+  assert.equal(edge.steps[3].detail, `the rules settle this trade: the tick after expiry came at ${iso(EXIT_DEADLINE)}, within the deadline ${iso(EXIT_DEADLINE)}; it should not be void`);
 });
 
 test('a void receipt that records another reason than the rules give fails', async () => {
   const key = await keyPair();
-  const { steps } = await checked(key, await graceBody({ stalledAt: 9, stallMs: 5000, status: 'void', voidReason: NO_ENTRY }));
+  const { steps } = await checked(key, await graceBody({ stalledAt: 9, stallMs: LATE_EXIT_STALL, status: 'void', voidReason: NO_ENTRY }));
   assert.deepEqual(outcomes(steps), VOID('failed'));
   assert.equal(steps[3].detail, `the rules give "${NO_EXIT}", the receipt says "${NO_ENTRY}"`);
   // No reason recorded at all.
-  const none = await checked(key, await graceBody({ stalledAt: 9, stallMs: 5000, status: 'void', voidReason: null }));
+  const none = await checked(key, await graceBody({ stalledAt: 9, stallMs: LATE_EXIT_STALL, status: 'void', voidReason: null }));
   assert.deepEqual(outcomes(none.steps), VOID('failed'));
   assert.equal(none.steps[3].detail, `the rules give "${NO_EXIT}", the receipt says "no reason"`);
 });
@@ -365,17 +441,17 @@ test('a void receipt with no tick after the deadline yet waits', async () => {
   // The receipt ends at the exit, seq 108: nothing shows when the feed resumed.
   const { steps } = await checked(key, await graceBody({ through: 9, status: 'void', voidReason: NO_EXIT }));
   assert.deepEqual(outcomes(steps), VOID('pending'));
-  assert.equal(steps[3].detail, `the trade is void: ${NO_EXIT}; no tick after the deadline ${iso(T0 + 10000)} is in the receipt yet, so the record cannot show when the feed resumed`);
+  assert.equal(steps[3].detail, `the trade is void: ${NO_EXIT}; no tick after the deadline ${iso(EXIT_DEADLINE)} is in the receipt yet, so the record cannot show when the feed resumed`);
   assert.equal(verdict(steps), 'pending');
   // No tick after acceptance at all: the deadline is the entry's.
   const noEntry = await checked(key, await graceBody({ through: 3, status: 'void', voidReason: NO_ENTRY }));
   assert.deepEqual(outcomes(noEntry.steps), VOID('pending'));
-  assert.match(noEntry.steps[3].detail, new RegExp(`the deadline ${iso(T0 + 9300).replace(/\./g, '\\.')} `));
+  assert.match(noEntry.steps[3].detail, new RegExp(`the deadline ${iso(ENTRY_DEADLINE).replace(/\./g, '\\.')} `));
 });
 
 test('a void receipt without the tick at or before acceptance fails at entry', async () => {
   const key = await keyPair();
-  const body = await graceBody({ stalledAt: 9, stallMs: 5000, status: 'void', voidReason: NO_EXIT });
+  const body = await graceBody({ stalledAt: 9, stallMs: LATE_EXIT_STALL, status: 'void', voidReason: NO_EXIT });
   const { steps } = await checked(key, { ...body, ticks: body.ticks.slice(1) });
   assert.deepEqual(outcomes(steps), ['signature:ok', 'commitment:ok', 'ticks:ok', 'entry:failed']);
   assert.equal(steps[3].detail, 'the receipt lacks the tick at or before acceptance');

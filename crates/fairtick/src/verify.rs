@@ -295,6 +295,21 @@ pub fn check_receipt(receipt: &Receipt, trusted_key: Option<&str>) -> anyhow::Re
     ));
 
     let grace_ms = trade.feed_grace_ms;
+    // The grace period is a term the server could otherwise pick per trade: it must be one the
+    // terms allow (whole seconds, 1 s to an hour, longer than two of the market's ticks).
+    if let Some(grace_ms) = grace_ms {
+        let interval = body.epochs.iter().map(|e| e.tick_interval_ms).max().unwrap_or(0);
+        if grace_ms % 1_000 != 0 || !(1_000..=3_600_000).contains(&grace_ms) || grace_ms <= 2 * interval {
+            steps.push(Step::fail(
+                "grace",
+                format!(
+                    "a grace period of {grace_ms} ms is not one the terms allow: whole seconds, 1 s to an hour, \
+                     longer than two ticks ({interval} ms each)"
+                ),
+            ));
+            return Ok(steps);
+        }
+    }
     let checkable = trade.status == "settled" || (trade.status == "void" && grace_ms.is_some());
     if !checkable {
         let status = &trade.status;
@@ -320,7 +335,23 @@ pub fn check_receipt(receipt: &Receipt, trusted_key: Option<&str>) -> anyhow::Re
         return Ok(steps);
     }
     if let (true, Some(grace_ms)) = (trade.status == "void", grace_ms) {
-        steps.push(check_void(&terms, grace_ms, &spots[after..], trade.void_reason.as_deref()));
+        let step = check_void(&terms, grace_ms, &spots[after..], trade.void_reason.as_deref());
+        let proven = step.outcome == Outcome::Ok;
+        steps.push(step);
+        if proven {
+            let refunded = trade.payout.as_deref().and_then(|p| Money::parse(p).ok()) == Some(terms.stake);
+            steps.push(if refunded {
+                Step::ok("payout", format!("the stake of {} was refunded", trade.stake))
+            } else {
+                Step::fail(
+                    "payout",
+                    format!(
+                        "a void trade refunds its stake, {}; the receipt says {:?}",
+                        trade.stake, trade.payout
+                    ),
+                )
+            });
+        }
         return Ok(steps);
     }
     let Progress::Decided { entry, exit, result, .. } = progress(&terms, &spots[after..]) else {
@@ -581,7 +612,7 @@ mod tests {
                 exit_seq: None,
                 payout: None,
                 void_reason: None,
-                feed_grace_ms: Some(1_500),
+                feed_grace_ms: Some(3_000),
             },
             epochs,
             ticks,
@@ -681,9 +712,10 @@ mod tests {
         // Entry seq 2, expiry at seq 4's time; seq 5 decides it, 1 s after expiry.
         let (outcome, detail) = outcome_of(&body(1, None), "grace");
         assert_eq!(outcome, Outcome::Ok, "{detail}");
-        let mut short = body(1, None);
-        short.trade.feed_grace_ms = Some(999);
-        let (outcome, detail) = outcome_of(&short, "grace");
+        // Seq 5 came 6 s after expiry, past the 3 s grace period.
+        let mut stalled = body(1, None);
+        stalled.ticks[4].ts += 5_000;
+        let (outcome, detail) = outcome_of(&stalled, "grace");
         assert_eq!(outcome, Outcome::Failed);
         assert!(
             detail.starts_with("the rules void this trade: no tick arrived within the grace period"),
@@ -692,12 +724,28 @@ mod tests {
     }
 
     #[test]
+    fn a_grace_period_the_terms_do_not_allow_is_refused() {
+        // Two ticks of 1 s, not longer; not whole seconds; more than an hour.
+        for grace_ms in [2_000, 2_500, 3_601_000] {
+            let mut picked = body(1, None);
+            picked.trade.feed_grace_ms = Some(grace_ms);
+            let (outcome, detail) = outcome_of(&picked, "grace");
+            assert_eq!(outcome, Outcome::Failed, "{grace_ms}");
+            assert!(detail.starts_with(&format!("a grace period of {grace_ms} ms is not one")), "{detail}");
+        }
+    }
+
+    #[test]
     fn a_void_trade_is_checked_against_the_tick_times() {
         const NO_EXIT: &str = "no tick arrived within the grace period after expiry";
-        // Seq 5, the first after expiry, came 1 s + 5 s after it: past the 1.5 s grace.
+        // Seq 5, the first after expiry, came 1 s + 5 s after it: past the 3 s grace.
         let (outcome, detail) = outcome_of(&voided(NO_EXIT, 4, 5_000), "result");
         assert_eq!(outcome, Outcome::Ok, "{detail}");
         assert!(detail.starts_with("void by the rules: no tick arrived within"), "{detail}");
+        assert_eq!(outcome_of(&voided(NO_EXIT, 4, 5_000), "payout").0, Outcome::Ok);
+        let mut unpaid = voided(NO_EXIT, 4, 5_000);
+        unpaid.trade.payout = Some("0.00".into());
+        assert_eq!(outcome_of(&unpaid, "payout").0, Outcome::Failed, "a void refunds the stake");
         // The feed did not stall: the rules settle it.
         let (outcome, detail) = outcome_of(&voided(NO_EXIT, 4, 0), "result");
         assert_eq!(outcome, Outcome::Failed);

@@ -61,6 +61,9 @@ pub struct TradeDto {
     pub profit: Option<String>,
     pub settled_at: Option<String>,
     pub void_reason: Option<String>,
+    /// The feed's grace period, fixed at acceptance: void if the entry, or the first tick
+    /// after expiry, comes later than it allows (docs/fairness.md §6).
+    pub feed_grace_seconds: Option<i64>,
     /// The current sell-back bid of an active, entered trade.
     pub bid: Option<String>,
 }
@@ -93,6 +96,7 @@ impl From<&TradeRecord> for TradeDto {
             profit: t.payout.and_then(|p| p.checked_sub(t.stake)).map(|p| p.to_string()),
             settled_at: t.settled_at.map(|ms| timestamp(time_from_ms(ms))),
             void_reason: t.void_reason.clone(),
+            feed_grace_seconds: t.feed_grace_ms.map(|ms| ms / 1_000),
             bid: None,
         }
     }

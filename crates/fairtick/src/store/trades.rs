@@ -49,7 +49,8 @@ pub struct TradeRecord {
     pub payout: Option<Money>,
     pub settled_at: Option<i64>,
     pub void_reason: Option<String>,
-    /// The feed's grace period (ms) it was settled or voided under.
+    /// The feed's grace period (ms), fixed when it was accepted; none for trades accepted
+    /// before it was recorded and not yet ended.
     pub feed_grace_ms: Option<i64>,
 }
 
@@ -73,7 +74,7 @@ impl TradeRecord {
             payout: None,
             settled_at: None,
             void_reason: None,
-            feed_grace_ms: None,
+            feed_grace_ms: Some(new.feed_grace_ms),
         }
     }
 
@@ -96,6 +97,9 @@ pub struct NewTrade {
     pub stake: Money,
     pub duration_ms: i64,
     pub payout_rate_bp: u32,
+    /// The feed's grace period (ms), fixed with the other terms: it decides whether the trade
+    /// is void (docs/fairness.md §6).
+    pub feed_grace_ms: i64,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -411,10 +415,11 @@ impl Store {
             }
         }
         let trades = NewRows {
-            head: "INSERT INTO trades (user_id, symbol, direction, stake, duration_ms, payout_rate_bp, accepted_at)",
-            types: [Int, Text, Text, Int, Int, Int, Int],
+            head: "INSERT INTO trades (user_id, symbol, direction, stake, duration_ms, payout_rate_bp, accepted_at, \
+                                       feed_grace_ms)",
+            types: [Int, Text, Text, Int, Int, Int, Int, Int],
             rows: &accepted,
-            values: |&i: &usize| -> [Param; 7] {
+            values: |&i: &usize| -> [Param; 8] {
                 let (user, new, now) = requests[i];
                 [
                     user.0.into(),
@@ -424,6 +429,7 @@ impl Store {
                     new.duration_ms.into(),
                     i64::from(new.payout_rate_bp).into(),
                     now.timestamp_millis().into(),
+                    new.feed_grace_ms.into(),
                 ]
             },
         };
@@ -757,7 +763,7 @@ impl Store {
                 &format!(
                     "UPDATE trades SET status = $1, result = $2, exit_seq = $3, exit_ts = $4, exit_price = $5, \
                             exit_epoch_id = $6, payout = $7, settled_at = $8, void_reason = $9, \
-                            feed_grace_ms = $10 \
+                            feed_grace_ms = COALESCE($10, feed_grace_ms) \
                      WHERE id = $11 AND settled_at IS NULL RETURNING {TRADE_COLUMNS}"
                 ),
                 &[

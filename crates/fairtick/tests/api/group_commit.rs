@@ -30,6 +30,7 @@ fn trade(stake: &str, payout_rate_bp: u32) -> NewTrade {
         stake: Money::parse(stake).unwrap(),
         duration_ms: 5_000,
         payout_rate_bp,
+        feed_grace_ms: 10_000,
     }
 }
 

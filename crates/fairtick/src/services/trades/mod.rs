@@ -114,16 +114,33 @@ impl Trades {
             Some(last) => last - after_seq,
             None => span * 2,
         };
-        let mut ticks = self
-            .store
-            .ticks(
-                &trade.symbol,
-                None,
-                None,
-                Some(after_seq),
-                u32::try_from(wanted.clamp(1, 200_000)).unwrap_or(1),
-            )
-            .await?;
+        let mut ticks = match (last_needed, trade.feed_grace_ms) {
+            // Unsettled with a grace period: every tick up to the latest deadline it can have
+            // (a late entry's, plus a duration and the grace period), and the first after it,
+            // which shows whether the feed stalled past it (docs/fairness.md §6).
+            (None, Some(grace_ms)) => {
+                let latest_deadline = trade.accepted_at + 2 * (trade.duration_ms + grace_ms);
+                let mut ticks = self
+                    .store
+                    .ticks(&trade.symbol, None, Some(latest_deadline + 1), Some(after_seq), 200_000)
+                    .await?;
+                let next =
+                    self.store.ticks(&trade.symbol, Some(latest_deadline + 1), None, Some(after_seq), 1);
+                ticks.extend(next.await?);
+                ticks
+            }
+            _ => {
+                self.store
+                    .ticks(
+                        &trade.symbol,
+                        None,
+                        None,
+                        Some(after_seq),
+                        u32::try_from(wanted.clamp(1, 200_000)).unwrap_or(1),
+                    )
+                    .await?
+            }
+        };
         // With no tick at or before acceptance, the trade came before the market's first tick
         // (seq 1), or its ticks were deleted with the retention: then no receipt can show them.
         if before.is_empty() && ticks.first().is_some_and(|first| first.seq != 1) {
@@ -310,6 +327,7 @@ impl Trades {
             stake: request.stake,
             duration_ms: i64::from(request.duration_secs) * 1_000,
             payout_rate_bp: rate,
+            feed_grace_ms: i64::from(self.terms().feed_grace_secs) * 1_000,
         };
         let key = idempotency_key.map(|key| {
             let canonical = format!(

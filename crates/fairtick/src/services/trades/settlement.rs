@@ -8,7 +8,7 @@
 //! task of its own takes the trade events off the bus as they come, so that a step that takes
 //! a while does not make settlement miss events (each miss cost a full read: 0.5–0.8 s with
 //! 40,000 open trades). Each step reads only the ticks since the oldest open trade of each
-//! market, applies `fairtick_core::trade::progress`, ends the decided (or voided) trades and
+//! market, applies `fairtick_core::trade::verdict`, ends the decided (or voided) trades and
 //! then records the new entries, in transactions of [`WRITE_CHUNK`] trades (several at once
 //! where the store allows, see [`crate::store::Store::settlement_writes_at_once`]). A stale index
 //! costs nothing but time: the store only ends a trade that is still active, so with several
@@ -210,7 +210,8 @@ impl Settlement {
         for trade in open.trades.values() {
             by_symbol.entry(trade.symbol.as_str()).or_default().push(trade);
         }
-        let grace_ms = i64::from(self.trades.terms().feed_grace_secs) * 1_000;
+        // For trades accepted before the grace period was fixed with them.
+        let current_grace_ms = i64::from(self.trades.terms().feed_grace_secs) * 1_000;
         let now_ms = now.timestamp_millis();
         let mut report = StepReport::default();
         let mut entries = Vec::new();
@@ -224,6 +225,7 @@ impl Settlement {
                 let after = spots.partition_point(|s| s.ts <= trade.accepted_at);
                 let spot_of = |s: &Spot| trade_spot(&ticks, s);
                 let entered = |entry: &Spot, expires_at| (trade.id, spot_of(entry), expires_at);
+                let grace_ms = trade.feed_grace_ms.unwrap_or(current_grace_ms);
                 match trade::verdict(&trade.terms(), grace_ms, &spots[after..]) {
                     Verdict::Waiting { progress, deadline, stall } => {
                         if let Progress::Running { entry, expires_at } = progress
@@ -237,7 +239,19 @@ impl Settlement {
                             finishes.push(void(trade, stall, grace_ms)?);
                         }
                     }
-                    Verdict::Void { stall, .. } => finishes.push(void(trade, stall, grace_ms)?),
+                    Verdict::Void { stall, .. } => {
+                        // Entered in time, then stalled: its entry is part of its record.
+                        if let (
+                            Stall::NoExit,
+                            Progress::Running { entry, expires_at }
+                            | Progress::Decided { entry, expires_at, .. },
+                        ) = (stall, trade::progress(&trade.terms(), &spots[after..]))
+                            && trade.entry.is_none()
+                        {
+                            entries.push(entered(&entry, expires_at));
+                        }
+                        finishes.push(void(trade, stall, grace_ms)?);
+                    }
                     Verdict::Settled { entry, expires_at, exit, result } => {
                         if trade.entry.is_none() {
                             entries.push(entered(&entry, expires_at));
@@ -438,6 +452,7 @@ mod tests {
             stake: Money::from_cents(100),
             duration_ms: 5_000,
             payout_rate_bp: 8_500,
+            feed_grace_ms: 10_000,
         };
         TradeRecord::opened(id, UserId(1), &new, 0)
     }
