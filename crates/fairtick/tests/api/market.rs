@@ -314,14 +314,20 @@ async fn no_tick_is_added_to_an_epoch_that_has_ended() {
     assert_eq!(count, 0);
 }
 
-#[tokio::test]
-async fn a_restart_continues_seq_without_gap_and_reveals_the_interrupted_epoch() {
-    let mut first = TestApp::spawn().await;
+/// A server that produced ten ticks of SIMV25, then stopped gracefully.
+async fn stopped_after_ten_ticks() -> TestApp {
+    let mut app = TestApp::spawn().await;
     eventually(Duration::from_secs(10), || async {
-        (all_ticks(&first, "SIMV25").await.len() >= 10).then_some(())
+        (all_ticks(&app, "SIMV25").await.len() >= 10).then_some(())
     })
     .await;
-    first.stop().await;
+    app.stop().await;
+    app
+}
+
+#[tokio::test]
+async fn a_restart_continues_seq_without_gap_and_reveals_the_interrupted_epoch() {
+    let first = stopped_after_ten_ticks().await;
     let mut conn = raw_connection(&first.database_url).await;
     let before = stored_ticks(&mut conn, "SIMV25").await;
     assert_eq!(
@@ -360,12 +366,7 @@ async fn a_restart_continues_seq_without_gap_and_reveals_the_interrupted_epoch()
 /// announced when the trades reaching past the boundary were accepted.
 #[tokio::test]
 async fn an_epoch_stopped_before_its_first_tick_starts_again_as_announced() {
-    let mut first = TestApp::spawn().await;
-    eventually(Duration::from_secs(10), || async {
-        (all_ticks(&first, "SIMV25").await.len() >= 10).then_some(())
-    })
-    .await;
-    first.stop().await;
+    let first = stopped_after_ten_ticks().await;
     let mut conn = raw_connection(&first.database_url).await;
     let (last_seq, last_price, epoch): (i64, i64, i64) = sqlx::query_as(
         "SELECT seq, price, epoch_id FROM ticks WHERE symbol = 'SIMV25' ORDER BY seq DESC LIMIT 1",

@@ -27,18 +27,24 @@ async fn migrate_before(database_url: &str, version: &str, scratch: &Path) {
     Migrator::new(older.as_path()).await.unwrap().run(&mut conn).await.unwrap();
 }
 
+/// A new database (and its data directory) migrated as a server built before `version` left it.
+async fn database_before(version: &str) -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut database_url = fresh_database_url(dir.path()).await;
+    if database_url.starts_with("sqlite") {
+        database_url.push_str("?mode=rwc");
+    }
+    migrate_before(&database_url, version, dir.path()).await;
+    (dir, database_url)
+}
+
 async fn execute(conn: &mut sqlx::AnyConnection, sql: &str) -> Result<u64, sqlx::Error> {
     sqlx::query(sql).execute(conn).await.map(|done| done.rows_affected())
 }
 
 #[tokio::test]
 async fn postings_written_before_they_were_unique_by_transaction_are_kept_and_still_append_only() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut database_url = fresh_database_url(dir.path()).await;
-    if database_url.starts_with("sqlite") {
-        database_url.push_str("?mode=rwc");
-    }
-    migrate_before(&database_url, POSTINGS_BY_TRANSACTION, dir.path()).await;
+    let (dir, database_url) = database_before(POSTINGS_BY_TRANSACTION).await;
 
     // A user's deposit and a stake, as the server wrote them then: the in-play posting with a
     // balance too.
@@ -108,12 +114,7 @@ async fn epochs_stored_before_announcements_keep_their_ids_and_new_ones_come_aft
     use fairtick::store::{NewEpoch, Store};
     use fairtick_core::price::Price;
 
-    let dir = tempfile::tempdir().unwrap();
-    let mut database_url = fresh_database_url(dir.path()).await;
-    if database_url.starts_with("sqlite") {
-        database_url.push_str("?mode=rwc");
-    }
-    migrate_before(&database_url, EPOCH_ANNOUNCEMENTS, dir.path()).await;
+    let (_dir, database_url) = database_before(EPOCH_ANNOUNCEMENTS).await;
     // Three epochs as the server stored them then, their ids given by the database.
     let mut conn = raw_connection(&database_url).await;
     for _ in 0..3 {
