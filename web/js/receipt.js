@@ -7,12 +7,12 @@
  *
  * - entry: the first tick strictly after acceptance; expiry = entry time + duration;
  * - exit: the last tick at or before expiry; decided once a later tick exists;
- * - grace (receipts that record `feedGraceMs`, G): the trade is void, its stake refunded, if
- *   its entry came later than acceptance + duration + G ("no tick arrived after the trade was
- *   accepted"), or else if the first tick after expiry came later than expiry + G ("no tick
- *   arrived within the grace period after expiry"); a settled trade must not be void by this
- *   rule, and a void trade must be, for the reason it records; while the receipt holds no tick
- *   after the deadline, a void waits (§6);
+ * - grace (`feedGraceMs`, G): the trade is void, its stake refunded, if its entry came later
+ *   than acceptance + duration + G ("no tick arrived after the trade was accepted"), or else if
+ *   the first tick after expiry came later than expiry + G ("no tick arrived within the grace
+ *   period after expiry"); a settled trade must not be void by this rule, and a void trade must
+ *   be, for the reason it records; while the receipt holds no tick after the deadline, a void
+ *   waits (§6); a receipt that does not record G leaves this rule, and so its verdict, pending;
  * - seeds: every tick from entry to exit belongs to the epoch current at acceptance, or to the
  *   next epoch it announced (id and commitment), with the same market parameters, which began
  *   at its announced end (§4, §6);
@@ -208,8 +208,10 @@ export async function checkReceipt(receipt, trustedKey, options = {}) {
 
   const acceptedAt = Number(trade.acceptedAt);
   const after = spots.findIndex((s) => s.ts > acceptedAt);
-  // The grace period the trade ended under; older receipts do not record it (missing = null).
-  const graceMs = typeof trade.feedGraceMs === 'number' ? trade.feedGraceMs : null;
+  // The grace period the trade ended under; older receipts do not record it (missing: left out
+  // or null).
+  const recordedGrace = trade.feedGraceMs;
+  const graceMs = recordedGrace === undefined || recordedGrace === null ? null : recordedGrace;
   // A tick at or before acceptance shows that the entry is the first tick after it, unless the
   // trade came before the market's first tick (seq 1), which nothing can precede. No tick at all
   // shows nothing either.
@@ -217,9 +219,11 @@ export async function checkReceipt(receipt, trustedKey, options = {}) {
 
   // The grace period is a term the server could otherwise pick per trade: it must be one the
   // terms allow (whole seconds, 1 s to an hour, longer than two of the market's ticks).
+  // Anything recorded that is not a whole number of milliseconds (a string, a fraction) is
+  // refused like an unlawful one, not taken as missing.
   if (graceMs !== null) {
     const interval = Math.max(0, ...body.epochs.map((e) => Number(e.tickIntervalMs)));
-    if (graceMs % 1000 !== 0 || graceMs < 1000 || graceMs > 3600000 || graceMs <= 2 * interval) {
+    if (!Number.isSafeInteger(graceMs) || graceMs % 1000 !== 0 || graceMs < 1000 || graceMs > 3600000 || graceMs <= 2 * interval) {
       return push(step('grace', 'failed', `a grace period of ${graceMs} ms is not one the terms allow: whole seconds, 1 s to an hour, longer than two ticks (${interval} ms each)`));
     }
   }
@@ -265,8 +269,12 @@ export async function checkReceipt(receipt, trustedKey, options = {}) {
   }
   push(step('entry', 'ok', `accepted at ${new Date(acceptedAt).toISOString()}; entry = first tick after: seq ${entry.seq} at ${entry.text}; expiry ${new Date(expiresAt).toISOString()}; exit = last tick at or before expiry: seq ${exit.seq} at ${exit.text}`));
 
-  // 5. The feed did not stall past the grace period: else the trade would be void (§6).
-  if (graceMs !== null) {
+  // 5. The feed did not stall past the grace period: else the trade would be void (§6). A
+  // receipt that does not record the grace period cannot show that: the rest is still checked,
+  // but the verdict waits.
+  if (graceMs === null) {
+    push(step('grace', 'pending', 'the receipt does not record the grace period the trade was accepted under, so the void rule cannot be checked'));
+  } else {
     const rules = byTheRules(spots, acceptedAt, Number(trade.durationMs), graceMs);
     if (rules.kind === 'void') {
       return push(step('grace', 'failed', `the rules void this trade: ${rules.reason}: the tick came at ${iso(rules.tickTs)}, after the deadline ${iso(rules.deadline)} (grace ${graceMs} ms)`));

@@ -13,6 +13,10 @@ import { checkReceipt, parseReceipt, returned, verdict } from '../js/receipt.js'
 const SEED = '3f1c5a2b9d8e7f60112233445566778899aabbccddeeff00102030405060708a';
 const EPOCH = { id: 7, kind: 'simulated', volatilityBp: 2500, tickIntervalMs: 1000, startTick: 100, startPrice: '1000.00000000' };
 const T0 = 1795700000000;
+// The grace period the settled trades here were accepted under: whole seconds, longer than two
+// of EPOCH's 1 s ticks; their entries come 300 or 700 ms after acceptance and their deciding ticks
+// 1 s after expiry, well in time.
+const GRACE_MS = 3000;
 
 const hex = (bytes) => [...new Uint8Array(bytes)].map((b) => b.toString(16).padStart(2, '0')).join('');
 
@@ -40,6 +44,7 @@ async function settledBody(direction = 'up', { revealed = true } = {}) {
     trade: {
       id: 42, userId: 1, symbol: 'SIMV25', direction, stake: '100.00', durationMs: 5000, payoutRate: '0.8500',
       acceptedAt: T0 + 2300, status: 'settled', result, entrySeq: 103, expiresAt: T0 + 8000, exitSeq: 108, payout, voidReason: null,
+      feedGraceMs: GRACE_MS,
     },
     epochs: [{ ...EPOCH, commitment: await commitmentOf(SEED), seed: revealed ? SEED : null }],
     // From the last tick at or before acceptance to the first one after expiry.
@@ -54,7 +59,7 @@ test('a genuine settled receipt passes every step', async () => {
   for (const direction of ['up', 'down']) {
     const receipt = parseReceipt(JSON.stringify(await sign(key, await settledBody(direction))));
     const { steps, body } = await checkReceipt(receipt, key.publicKey);
-    assert.deepEqual(outcomes(steps), ['signature:ok', 'commitment:ok', 'ticks:ok', 'entry:ok', 'seeds:ok', 'result:ok', 'payout:ok']);
+    assert.deepEqual(outcomes(steps), ['signature:ok', 'commitment:ok', 'ticks:ok', 'entry:ok', 'grace:ok', 'seeds:ok', 'result:ok', 'payout:ok']);
     assert.equal(verdict(steps), 'ok');
     assert.equal(body.trade.direction, direction);
   }
@@ -74,6 +79,7 @@ async function acceptedBeforeTick(first) {
     trade: {
       id: 43, userId: 1, symbol: 'SIMV25', direction: 'up', stake: '100.00', durationMs: 5000, payoutRate: '0.8500',
       acceptedAt: T0 - 300, status: 'settled', result, entrySeq: first, expiresAt: T0 + 5000, exitSeq: first + 5, payout, voidReason: null,
+      feedGraceMs: GRACE_MS,
     },
     epochs: [epoch],
     ticks,
@@ -84,8 +90,8 @@ test("a trade accepted before its market's first tick is derived from that tick,
   const key = await keyPair();
   const first = await checkReceipt(parseReceipt(JSON.stringify(await sign(key, await acceptedBeforeTick(1)))), key.publicKey);
   // Nothing shows the first epoch was committed before the trade.
-  assert.deepEqual(outcomes(first.steps), ['signature:ok', 'commitment:ok', 'ticks:ok', 'entry:ok', 'seeds:failed']);
-  assert.equal(first.steps[4].detail, "no tick at or before acceptance shows that the first epoch's commitment came before the trade");
+  assert.deepEqual(outcomes(first.steps), ['signature:ok', 'commitment:ok', 'ticks:ok', 'entry:ok', 'grace:ok', 'seeds:failed']);
+  assert.equal(first.steps[5].detail, "no tick at or before acceptance shows that the first epoch's commitment came before the trade");
   // From seq 2, the tick before acceptance is missing: an earlier tick may have come after it.
   const later = await checkReceipt(parseReceipt(JSON.stringify(await sign(key, await acceptedBeforeTick(2)))), key.publicKey);
   assert.deepEqual(outcomes(later.steps), ['signature:ok', 'commitment:ok', 'ticks:ok', 'entry:failed']);
@@ -119,7 +125,7 @@ async function crossingBody({ split, accepted = 2, announce = {}, secondVolatili
     trade: {
       id: 44, userId: 1, symbol: 'SIMV25', direction: 'up', stake: '100.00', durationMs: 5000, payoutRate: '0.8500',
       acceptedAt: T0 + accepted * 1000 + 300, status: 'settled', result, entrySeq: 101 + accepted,
-      expiresAt: T0 + (accepted + 6) * 1000, exitSeq: 106 + accepted, payout, voidReason: null,
+      expiresAt: T0 + (accepted + 6) * 1000, exitSeq: 106 + accepted, payout, voidReason: null, feedGraceMs: GRACE_MS,
     },
     epochs: [
       { ...EPOCH, commitment: await commitmentOf(SEED), seed: SEED, ...announcement },
@@ -130,14 +136,14 @@ async function crossingBody({ split, accepted = 2, announce = {}, secondVolatili
 }
 
 const checked = async (key, body) => checkReceipt(await sign(key, body), key.publicKey);
-const TWO_EPOCHS_OK = ['signature:ok', 'commitment:ok', 'commitment:ok', 'ticks:ok', 'entry:ok', 'seeds:ok', 'result:ok', 'payout:ok'];
-const SEEDS_FAILED = ['signature:ok', 'commitment:ok', 'commitment:ok', 'ticks:ok', 'entry:ok', 'seeds:failed'];
+const TWO_EPOCHS_OK = ['signature:ok', 'commitment:ok', 'commitment:ok', 'ticks:ok', 'entry:ok', 'grace:ok', 'seeds:ok', 'result:ok', 'payout:ok'];
+const SEEDS_FAILED = ['signature:ok', 'commitment:ok', 'commitment:ok', 'ticks:ok', 'entry:ok', 'grace:ok', 'seeds:failed'];
 
 test('a trade across an epoch boundary passes when the epoch current at acceptance announced the next', async () => {
   const key = await keyPair();
   const { steps } = await checked(key, await crossingBody({ split: 106 }));
   assert.deepEqual(outcomes(steps), TWO_EPOCHS_OK);
-  assert.equal(steps[5].detail, "every price from entry to exit was fixed before acceptance: by epoch 7's commitment, and epoch 8's, announced with it");
+  assert.equal(steps[6].detail, "every price from entry to exit was fixed before acceptance: by epoch 7's commitment, and epoch 8's, announced with it");
   // Hex case does not matter in the announced commitment.
   const upper = await crossingBody({ split: 106 });
   upper.epochs[0].nextCommitment = upper.epochs[0].nextCommitment.toUpperCase();
@@ -156,7 +162,7 @@ test('a trade across a boundary to an epoch not announced by the one current at 
   for (const [what, announce] of cases) {
     const { steps } = await checked(key, await crossingBody({ split: 106, announce }));
     assert.deepEqual(outcomes(steps), SEEDS_FAILED, what);
-    assert.equal(steps[5].detail, 'epoch 8 was not announced by epoch 7, the epoch current at acceptance: its seed could have been drawn after the trade was accepted', what);
+    assert.equal(steps[6].detail, 'epoch 8 was not announced by epoch 7, the epoch current at acceptance: its seed could have been drawn after the trade was accepted', what);
   }
 });
 
@@ -165,7 +171,7 @@ test('a trade across a boundary into the announced epoch run with other market p
   // The announced seed, but another volatility: other prices, set after the trade.
   const { steps } = await checked(key, await crossingBody({ split: 106, secondVolatilityBp: 3000 }));
   assert.deepEqual(outcomes(steps), SEEDS_FAILED);
-  assert.match(steps[5].detail, /^epoch 8 does not have the market parameters of epoch 7, which announced it: /);
+  assert.match(steps[6].detail, /^epoch 8 does not have the market parameters of epoch 7, which announced it: /);
 });
 
 test('a trade across a boundary that was not where it was announced fails at seeds', async () => {
@@ -173,25 +179,25 @@ test('a trade across a boundary that was not where it was announced fails at see
   // Epoch 7 planned to run to seq 110 but epoch 8 began at 106: epoch 8's start was not fixed.
   const early = await checked(key, await crossingBody({ split: 106, announce: { plannedEndTick: 110 } }));
   assert.deepEqual(outcomes(early.steps), SEEDS_FAILED);
-  assert.match(early.steps[5].detail, /^epoch 7 ended at seq 105, not at its announced end 110: /);
+  assert.match(early.steps[6].detail, /^epoch 7 ended at seq 105, not at its announced end 110: /);
   const late = await checked(key, await crossingBody({ split: 106, announce: { plannedEndTick: 104 } }));
   assert.deepEqual(outcomes(late.steps), SEEDS_FAILED);
   const unplanned = await checked(key, await crossingBody({ split: 106, announce: { plannedEndTick: null } }));
   assert.deepEqual(outcomes(unplanned.steps), SEEDS_FAILED);
-  assert.match(unplanned.steps[5].detail, /^epoch 7 ended at seq 105 with no announced end: /);
+  assert.match(unplanned.steps[6].detail, /^epoch 7 ended at seq 105 with no announced end: /);
 });
 
 test('a trade within one epoch needs no announcement', async () => {
   const key = await keyPair();
   // settledBody's epoch has none of the announcement fields.
   const { steps } = await checked(key, await settledBody('up'));
-  assert.deepEqual(outcomes(steps), ['signature:ok', 'commitment:ok', 'ticks:ok', 'entry:ok', 'seeds:ok', 'result:ok', 'payout:ok']);
-  assert.equal(steps[4].detail, "every price from entry to exit was fixed before acceptance: by epoch 7's commitment");
+  assert.deepEqual(outcomes(steps), ['signature:ok', 'commitment:ok', 'ticks:ok', 'entry:ok', 'grace:ok', 'seeds:ok', 'result:ok', 'payout:ok']);
+  assert.equal(steps[5].detail, "every price from entry to exit was fixed before acceptance: by epoch 7's commitment");
   // The tick after expiry decides when the exit is known, not any price: it may be in an
   // epoch nobody announced. Accepted after seq 102, the exit is 108 and seq 109 is epoch 8's first.
   const deciding = await checked(key, await crossingBody({ split: 109, announce: null }));
   assert.deepEqual(outcomes(deciding.steps), TWO_EPOCHS_OK);
-  assert.equal(deciding.steps[5].detail, "every price from entry to exit was fixed before acceptance: by epoch 7's commitment");
+  assert.equal(deciding.steps[6].detail, "every price from entry to exit was fixed before acceptance: by epoch 7's commitment");
 });
 
 test("a trade accepted at an epoch's last tick needs that epoch's announcement of the next, whose first tick is the entry", async () => {
@@ -201,7 +207,7 @@ test("a trade accepted at an epoch's last tick needs that epoch's announcement o
   assert.deepEqual(outcomes(without.steps), SEEDS_FAILED);
   const announced = await checked(key, await crossingBody({ split: 103 }));
   assert.deepEqual(outcomes(announced.steps), TWO_EPOCHS_OK);
-  assert.match(announced.steps[5].detail, /and epoch 8's, announced with it$/);
+  assert.match(announced.steps[6].detail, /and epoch 8's, announced with it$/);
 });
 
 test('each kind of tampering fails at the step that catches it', async () => {
@@ -260,7 +266,6 @@ test('an open trade has its ticks checked and its result pending', async () => {
 
 const NO_ENTRY = 'no tick arrived after the trade was accepted';
 const NO_EXIT = 'no tick arrived within the grace period after expiry';
-const GRACE_MS = 3000;
 const iso = (ms) => new Date(ms).toISOString();
 
 // graceBody's trade when the feed does not stall (ticks 1 s apart, seq 100 at T0): accepted at
@@ -338,10 +343,8 @@ test('a settled receipt whose ticks came within the grace period passes it, betw
   const entryEdge = await checked(key, await graceBody({ stalledAt: 3, stallMs: ENTRY_AT_DEADLINE }));
   assert.deepEqual(outcomes(entryEdge.steps), GRACE_OK);
   assert.match(entryEdge.steps[4].detail, new RegExp(`^the entry came ${DURATION_MS + GRACE_MS} ms after acceptance and the deciding tick 1000 ms after expiry`));
-  // A grace period of null, as in a receipt from before it was recorded: no grace step.
-  const older = await checked(key, await graceBody({ stalledAt: 9, stallMs: 60000, feedGraceMs: null }));
-  assert.deepEqual(outcomes(older.steps), ['signature:ok', 'commitment:ok', 'ticks:ok', 'entry:ok', 'seeds:ok', 'result:ok', 'payout:ok']);
 });
+
 
 test('a settled receipt whose deciding tick came after expiry plus the grace period fails at grace', async () => {
   const key = await keyPair();
@@ -386,6 +389,41 @@ test('a receipt whose grace period the terms do not allow fails at grace, right 
   // An hour exactly is allowed.
   const hour = await checked(key, await graceBody({ feedGraceMs: 3600000 }));
   assert.deepEqual(outcomes(hour.steps), GRACE_OK);
+});
+
+test('a settled receipt without a grace period, from before it was recorded, is checked on but pending at grace', async () => {
+  const key = await keyPair();
+  const GRACE_PENDING = ['signature:ok', 'commitment:ok', 'ticks:ok', 'entry:ok', 'grace:pending', 'seeds:ok', 'result:ok', 'payout:ok'];
+  // The field null, or left out: nothing says by which grace period the void rule would apply.
+  for (const absent of [false, true]) {
+    const body = await settledBody('up');
+    if (absent) delete body.trade.feedGraceMs;
+    else body.trade.feedGraceMs = null;
+    const { steps } = await checked(key, body);
+    assert.deepEqual(outcomes(steps), GRACE_PENDING, absent ? 'absent' : 'null');
+    assert.equal(steps[4].detail, 'the receipt does not record the grace period the trade was accepted under, so the void rule cannot be checked');
+    assert.equal(verdict(steps), 'pending', absent ? 'absent' : 'null');
+  }
+  // Even a stall that any lawful grace period would void is not judged without one.
+  const stalled = await checked(key, await graceBody({ stalledAt: 9, stallMs: 60000, feedGraceMs: null }));
+  assert.deepEqual(outcomes(stalled.steps), GRACE_PENDING);
+  assert.equal(verdict(stalled.steps), 'pending');
+});
+
+test('a grace period recorded as anything but a whole number of milliseconds fails at grace, right after the ticks', async () => {
+  const key = await keyPair();
+  // A string is not a missing grace period: it is refused, not left pending.
+  const { steps } = await checked(key, await graceBody({ feedGraceMs: '3000' }));
+  assert.deepEqual(outcomes(steps), GRACE_UNLAWFUL);
+  assert.equal(steps[3].detail, `a grace period of 3000 ms is not one the terms allow: whole seconds, 1 s to an hour, longer than two ticks (${EPOCH.tickIntervalMs} ms each)`);
+  assert.equal(verdict(steps), 'failed');
+  for (const feedGraceMs of [3000.5, true, [3000], { ms: 3000 }]) {
+    const other = await checked(key, await graceBody({ feedGraceMs }));
+    assert.deepEqual(outcomes(other.steps), GRACE_UNLAWFUL, JSON.stringify(feedGraceMs));
+  }
+  // On a void receipt too, before its void is checked.
+  const voided = await checked(key, await graceBody({ stalledAt: 9, stallMs: LATE_EXIT_STALL, status: 'void', voidReason: NO_EXIT, feedGraceMs: '3000' }));
+  assert.deepEqual(outcomes(voided.steps), GRACE_UNLAWFUL);
 });
 
 test('a void receipt is checked against the ticks that voided it', async () => {
@@ -482,7 +520,7 @@ test('the key the server publishes is the one trusted', async () => {
 test('without the published key the signature proves nothing yet, and the verdict waits', async () => {
   const key = await keyPair();
   const { steps } = await checkReceipt(await sign(key, await settledBody()), null);
-  assert.deepEqual(outcomes(steps), ['signature:pending', 'commitment:ok', 'ticks:ok', 'entry:ok', 'seeds:ok', 'result:ok', 'payout:ok']);
+  assert.deepEqual(outcomes(steps), ['signature:pending', 'commitment:ok', 'ticks:ok', 'entry:ok', 'grace:ok', 'seeds:ok', 'result:ok', 'payout:ok']);
   assert.equal(verdict(steps), 'pending');
 });
 

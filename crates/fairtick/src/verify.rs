@@ -372,35 +372,38 @@ pub fn check_receipt(receipt: &Receipt, trusted_key: Option<&str>) -> anyhow::Re
         "entry",
         format!("entry seq {} at {}, exit seq {} at {}", entry.seq, entry.price, exit.seq, exit.price),
     ));
-    // In time, by the grace period it was settled under (receipts from version 3 on).
-    if let Some(grace_ms) = grace_ms {
-        match trade::verdict(&terms, grace_ms, &spots[after..]) {
-            trade::Verdict::Void { stall, deadline } => {
-                let came = late_tick(&terms, &spots[after..], stall).map_or(0, |t| t.ts);
-                steps.push(Step::fail(
-                    "grace",
-                    format!(
-                        "the rules void this trade: {}: the tick came at {}, after the deadline {} (grace \
-                         {grace_ms} ms)",
-                        stall.reason(),
-                        time(came),
-                        time(deadline)
-                    ),
-                ));
-                return Ok(steps);
-            }
-            _ => {
-                let expires_at = entry.ts + terms.duration_ms;
-                let decided_after = spots.iter().find(|s| s.ts > expires_at).map_or(0, |d| d.ts - expires_at);
-                steps.push(Step::ok(
-                    "grace",
-                    format!(
-                        "the entry came {} ms after acceptance and the deciding tick {decided_after} ms after \
-                         expiry, within the grace period of {grace_ms} ms",
-                        entry.ts - terms.accepted_at
-                    ),
-                ));
-            }
+    // In time, by the grace period it was accepted under (receipts from version 3 on). Without
+    // it nothing shows the trade should not have been void: that step, and so the verdict, waits.
+    match grace_ms.map(|grace_ms| (grace_ms, trade::verdict(&terms, grace_ms, &spots[after..]))) {
+        None => steps.push(Step::pending(
+            "grace",
+            "the receipt does not record the grace period the trade was accepted under, so the void rule cannot \
+             be checked",
+        )),
+        Some((grace_ms, trade::Verdict::Void { stall, deadline })) => {
+            let came = late_tick(&terms, &spots[after..], stall).map_or(0, |t| t.ts);
+            steps.push(Step::fail(
+                "grace",
+                format!(
+                    "the rules void this trade: {}: the tick came at {}, after the deadline {} (grace {grace_ms} ms)",
+                    stall.reason(),
+                    time(came),
+                    time(deadline)
+                ),
+            ));
+            return Ok(steps);
+        }
+        Some((grace_ms, _)) => {
+            let expires_at = entry.ts + terms.duration_ms;
+            let decided_after = spots.iter().find(|s| s.ts > expires_at).map_or(0, |d| d.ts - expires_at);
+            steps.push(Step::ok(
+                "grace",
+                format!(
+                    "the entry came {} ms after acceptance and the deciding tick {decided_after} ms after expiry, \
+                     within the grace period of {grace_ms} ms",
+                    entry.ts - terms.accepted_at
+                ),
+            ));
         }
     }
     let current = after.checked_sub(1).map(|i| &body.ticks[i]);
@@ -721,6 +724,18 @@ mod tests {
             detail.starts_with("the rules void this trade: no tick arrived within the grace period"),
             "{detail}"
         );
+    }
+
+    #[test]
+    fn a_settled_receipt_without_its_grace_period_waits_at_that_step_and_checks_the_rest() {
+        let mut silent = body(1, None);
+        silent.trade.feed_grace_ms = None;
+        let (receipt, key) = signed(&silent);
+        let steps = check_receipt(&receipt, Some(&key)).unwrap();
+        let open: Vec<_> = failed(&steps).into_iter().map(|(check, _)| check).collect();
+        assert_eq!(open, ["grace"], "{steps:?}");
+        assert_eq!(steps.iter().find(|s| s.check == "grace").unwrap().outcome, Outcome::Pending);
+        assert!(steps.iter().any(|s| s.check == "result" && s.outcome == Outcome::Ok), "{steps:?}");
     }
 
     #[test]

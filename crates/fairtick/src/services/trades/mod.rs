@@ -12,7 +12,7 @@ use fairtick_core::fairness::{MarketParams, Probability, model};
 use fairtick_core::ledger::TransactionKind;
 use fairtick_core::settings::TradingSettings;
 use fairtick_core::stats::{Interval, wilson_interval};
-use fairtick_core::trade::{self, Direction, TradeStatus};
+use fairtick_core::trade::{self, Direction, Spot, TradeStatus};
 use fairtick_core::{Money, UserId};
 use sha2::{Digest, Sha256};
 
@@ -102,7 +102,8 @@ impl Trades {
     }
 
     /// A signed receipt for the user's trade: its terms, the ticks from the last one at or
-    /// before acceptance to the first one after expiry, and their epochs.
+    /// before acceptance to the one that decided it (the first after expiry, or for a void the
+    /// one that came too late), and their epochs.
     pub async fn receipt(&self, user: UserId, id: i64, now: DateTime<Utc>) -> Result<receipts::Receipt> {
         let trade = self.own(user, id).await?;
         let before = self.store.ticks(&trade.symbol, None, Some(trade.accepted_at + 1), None, 1).await?;
@@ -114,19 +115,27 @@ impl Trades {
             Some(last) => last - after_seq,
             None => span * 2,
         };
-        let mut ticks = match (last_needed, trade.feed_grace_ms) {
-            // Unsettled with a grace period: every tick up to the latest deadline it can have
-            // (a late entry's, plus a duration and the grace period), and the first after it,
-            // which shows whether the feed stalled past it (docs/fairness.md §6).
-            (None, Some(grace_ms)) => {
+        let mut ticks = match (trade.status, trade.feed_grace_ms) {
+            // Void: every tick up to the latest deadline it can have (a late entry's, plus a
+            // duration and the grace period), and the next, then cut after the tick the rules
+            // void it by, which shows that the feed stalled past it (docs/fairness.md §6).
+            (TradeStatus::Void, Some(grace_ms)) => {
                 let latest_deadline = trade.accepted_at + 2 * (trade.duration_ms + grace_ms);
                 let mut ticks = self
                     .store
                     .ticks(&trade.symbol, None, Some(latest_deadline + 1), Some(after_seq), 200_000)
                     .await?;
-                let next =
-                    self.store.ticks(&trade.symbol, Some(latest_deadline + 1), None, Some(after_seq), 1);
-                ticks.extend(next.await?);
+                let last_seq = ticks.last().map_or(after_seq, |t| t.seq);
+                ticks.extend(self.store.ticks(&trade.symbol, None, None, Some(last_seq), 1).await?);
+                let spots: Vec<Spot> =
+                    ticks.iter().map(|t| Spot { seq: t.seq, ts: t.ts, price: t.price }).collect();
+                let after = spots.partition_point(|s| s.ts <= trade.accepted_at);
+                if let trade::Verdict::Void { deadline, .. } =
+                    trade::verdict(&trade.terms(), grace_ms, &spots[after..])
+                    && let Some(late) = spots[after..].iter().find(|s| s.ts > deadline)
+                {
+                    ticks.retain(|t| t.seq <= late.seq);
+                }
                 ticks
             }
             _ => {

@@ -13,7 +13,7 @@ use crate::services::{Error, Result};
 use crate::store::{EpochRecord, TickRecord, TradeRecord};
 
 /// 2: each epoch carries its announcement of the next (docs/fairness.md §4). 3: the trade
-/// carries the grace period it was ended under (§6).
+/// carries the grace period it was accepted under (§6).
 pub const RECEIPT_VERSION: u32 = 3;
 
 /// The server's receipt-signing key. Every node of one deployment must use the same key.
@@ -92,8 +92,8 @@ pub struct ReceiptBody {
     /// The epochs of the ticks below, with their commitments and, once revealed, seeds.
     pub epochs: Vec<ReceiptEpoch>,
     /// Consecutive ticks from the last one at or before acceptance (or the market's first, for
-    /// a trade accepted before it) to the first one after expiry: enough to re-derive the
-    /// entry, the exit and the result.
+    /// a trade accepted before it) to the one that decided it (the first after expiry, or for a
+    /// void the one that came too late): enough to re-derive the entry, the exit and the result.
     pub ticks: Vec<ReceiptTick>,
 }
 
@@ -115,8 +115,9 @@ pub struct ReceiptTrade {
     pub exit_seq: Option<i64>,
     pub payout: Option<String>,
     pub void_reason: Option<String>,
-    /// The feed's grace period (ms) it was settled or voided under (docs/fairness.md §6);
-    /// absent from receipts of version 2 and before, and for sold trades.
+    /// The feed's grace period (ms), fixed when the trade was accepted (docs/fairness.md §6);
+    /// absent from receipts of version 2 and before, and for trades accepted before it was
+    /// recorded that had not ended by then.
     pub feed_grace_ms: Option<i64>,
 }
 
