@@ -257,7 +257,7 @@ pub async fn quote(
         (status = 201, body = TradeResponse),
         (status = 400, description = "Invalid field", body = ErrorBody),
         (status = 401, body = ErrorBody),
-        (status = 409, description = "`payout_rate_changed`, `market_halted`, `market_disabled`, or `no_price` before the market's first tick", body = ErrorBody),
+        (status = 409, description = "`payout_rate_changed`, `market_halted`, `market_disabled`, `no_price` before the market's first tick, or `grace_too_short`", body = ErrorBody),
         (status = 422, description = "Insufficient available balance, or the key was reused", body = ErrorBody),
     ),
     security(("bearer" = [])))]

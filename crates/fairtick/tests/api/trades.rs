@@ -368,6 +368,27 @@ async fn a_trade_is_refused_before_its_markets_first_tick() {
     assert_eq!(app.balance(&token).await["available"], "10000.00", "nothing was staked");
 }
 
+/// A market whose ticks come further apart than half the feed's grace period (its interval
+/// changed at a restart) takes no trade: a working feed would void it.
+#[tokio::test]
+async fn a_trade_is_refused_while_the_grace_period_is_too_short_for_its_market() {
+    let mut ticked = TestApp::spawn().await;
+    ticked.stop().await;
+    let app = ticked
+        .spawn_sibling(|config| {
+            config.markets = fairtick::services::market::catalog::default_markets(60_000).unwrap();
+            config.trading.feed_grace_secs = 120;
+        })
+        .await;
+    let token = app.signed_up("too-short@example.com").await;
+    let (status, code, _) = error_of(
+        app.post_json("/api/flash-trade/create", Some(&token), &open_body("SIMV25", "up", "10", 5)).await,
+    )
+    .await;
+    assert_eq!((status, code.as_str()), (StatusCode::CONFLICT, "grace_too_short"));
+    assert_eq!(app.balance(&token).await["available"], "10000.00", "nothing was staked");
+}
+
 #[tokio::test]
 async fn a_sale_is_refused_before_the_entry_tick() {
     // The markets have ticked; then they tick once a minute, so the entry is far off.
@@ -376,6 +397,7 @@ async fn a_sale_is_refused_before_the_entry_tick() {
     let app = ticked
         .spawn_sibling(|config| {
             config.markets = fairtick::services::market::catalog::default_markets(60_000).unwrap();
+            config.trading.feed_grace_secs = 121;
         })
         .await;
     let token = app.signed_up("early@example.com").await;

@@ -307,7 +307,7 @@ impl Trades {
         idempotency_key: Option<String>,
         now: DateTime<Utc>,
     ) -> Result<(TradeRecord, bool)> {
-        self.markets.market(&request.symbol)?;
+        let interval_ms = i64::from(self.markets.market(&request.symbol)?.tick_interval_ms);
         let accepted_at = self.markets.accepted_at(&request.symbol, now);
         self.check_terms(request.stake, request.duration_secs)?;
         self.check_open(&request.symbol)?;
@@ -317,6 +317,21 @@ impl Trades {
                 message: format!("{} has no price yet: try again in a moment", request.symbol),
             });
         };
+        // A grace period of two ticks or less would void trades of a feed that is working, and
+        // no verifier accepts it (docs/fairness.md §6). The terms cannot be changed to one, but
+        // a market's interval can be, at a restart.
+        let feed_grace_ms = i64::from(self.terms().feed_grace_secs) * 1_000;
+        if feed_grace_ms <= 2 * interval_ms {
+            return Err(Error::Conflict {
+                code: "grace_too_short",
+                message: format!(
+                    "{} ticks every {interval_ms} ms, too seldom for the feed's grace period of {} s: an admin \
+                     must lengthen feedGraceSeconds",
+                    request.symbol,
+                    feed_grace_ms / 1_000
+                ),
+            });
+        }
         let rate = self.offered_rate(user, request.stake)?;
         if let Some(expected) = request.expected_payout_rate_bp
             && expected != rate
@@ -336,7 +351,7 @@ impl Trades {
             stake: request.stake,
             duration_ms: i64::from(request.duration_secs) * 1_000,
             payout_rate_bp: rate,
-            feed_grace_ms: i64::from(self.terms().feed_grace_secs) * 1_000,
+            feed_grace_ms,
         };
         let key = idempotency_key.map(|key| {
             let canonical = format!(
