@@ -263,9 +263,13 @@ async function showEpoch(symbol, epochId) {
   if (epochId === undefined || state.epochShown === key) return;
   state.epochShown = key;
   try {
-    const { epochs } = await get('/api/market/epochs', { symbol, limit: 1 });
-    const epoch = epochs[0];
-    if (!epoch || state.symbol !== symbol) return;
+    // The newest epoch may already be the next one, stored before its first tick.
+    const { epochs } = await get('/api/market/epochs', { symbol, limit: 2 });
+    const epoch = epochs.find((e) => e.id === epochId);
+    if (!epoch || state.symbol !== symbol) {
+      state.epochShown = null;
+      return;
+    }
     const hash = (hex) => el('code', { text: `${hex.slice(0, 12)}…`, title: hex });
     const next = epoch.nextId === null || epoch.nextId === undefined ? []
       : [`; next #${epoch.nextId} from seq ${epoch.plannedEndTick + 1}, committed as `, hash(epoch.nextCommitment)];

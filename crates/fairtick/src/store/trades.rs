@@ -50,7 +50,7 @@ pub struct TradeRecord {
     pub settled_at: Option<i64>,
     pub void_reason: Option<String>,
     /// The feed's grace period (ms), fixed when it was accepted; none for trades accepted
-    /// before it was recorded and not yet ended.
+    /// before it was recorded (migration 9), until they are settled or voided.
     pub feed_grace_ms: Option<i64>,
 }
 

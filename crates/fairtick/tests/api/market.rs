@@ -397,6 +397,38 @@ async fn an_epoch_stopped_before_its_first_tick_starts_again_as_announced() {
     assert_eq!(epoch_of_tick(&second, "SIMV25", last_seq + 1).await, announced(&second, epoch).await);
 }
 
+/// A server stopped while its new epoch waits for its first tick withdraws that epoch rather
+/// than closing it empty: the next start can run it as announced.
+#[tokio::test]
+async fn an_epoch_still_waiting_for_its_first_tick_at_a_clean_stop_is_withdrawn() {
+    let first = stopped_after_ten_ticks().await;
+    // Minute ticks: a new epoch waits up to a minute for its first.
+    let mut waiting = first
+        .spawn_sibling(|config| {
+            config.markets = fairtick::services::market::catalog::default_markets(60_000).unwrap();
+        })
+        .await;
+    let new_epoch = eventually(Duration::from_secs(10), || async {
+        let mut conn = raw_connection(&first.database_url).await;
+        let open: Vec<(i64,)> = sqlx::query_as(
+            "SELECT id FROM epochs WHERE symbol = 'SIMV25' AND ended_at IS NULL AND tick_interval_ms = 60000",
+        )
+        .fetch_all(&mut conn)
+        .await
+        .unwrap();
+        open.first().map(|(id,)| *id)
+    })
+    .await;
+    waiting.stop().await;
+    let mut conn = raw_connection(&first.database_url).await;
+    let (left,): (i64,) = sqlx::query_as("SELECT CAST(COUNT(*) AS BIGINT) FROM epochs WHERE id = $1")
+        .bind(new_epoch)
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(left, 0, "withdrawn, not closed empty");
+}
+
 fn serve_process(app: &TestApp) -> tokio::process::Child {
     tokio::process::Command::new(env!("CARGO_BIN_EXE_fairtick"))
         .args(["serve", "--addr", "127.0.0.1:0", "--tick-interval-ms", "20", "--epoch-ms", "60000"])

@@ -160,8 +160,14 @@ impl Producer<'_> {
                 }
             }
             let now = Utc::now().timestamp_millis();
-            let revealed = seed.as_ref().map(Seed::to_hex);
-            self.store.close_epoch(epoch_id, cursor.next_seq - 1, revealed.as_deref(), now).await?;
+            // Stopped before its first tick, it fixed no price: withdrawn, it starts again as
+            // announced (see `resume`).
+            let withdrawn =
+                cursor.next_seq == epoch_start && self.store.withdraw_empty_epoch(epoch_id).await?;
+            if !withdrawn {
+                let revealed = seed.as_ref().map(Seed::to_hex);
+                self.store.close_epoch(epoch_id, cursor.next_seq - 1, revealed.as_deref(), now).await?;
+            }
             let horizon = now - i64::try_from(self.settings.retention.as_millis()).unwrap_or(i64::MAX);
             self.store.prune_ticks(&self.market.symbol, horizon).await?;
             if cancelled {

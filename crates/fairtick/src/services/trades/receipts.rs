@@ -117,7 +117,7 @@ pub struct ReceiptTrade {
     pub void_reason: Option<String>,
     /// The feed's grace period (ms), fixed when the trade was accepted (docs/fairness.md §6);
     /// absent from receipts of version 2 and before, and for trades accepted before it was
-    /// recorded that had not ended by then.
+    /// recorded (migration 9) that were sold, or had ended, before it was.
     pub feed_grace_ms: Option<i64>,
 }
 
