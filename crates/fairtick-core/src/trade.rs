@@ -88,8 +88,8 @@ pub enum Progress {
     AwaitingEntry,
     /// Entered; no tick after expiry yet.
     Running { entry: Spot, expires_at: i64 },
-    /// A tick after expiry exists: the trade is decided.
-    Decided { entry: Spot, expires_at: i64, exit: Spot, result: TradeResult },
+    /// A tick after expiry exists (`deciding`, the first): the trade is decided.
+    Decided { entry: Spot, expires_at: i64, exit: Spot, deciding: Spot, result: TradeResult },
 }
 
 /// Applies the rules to `ticks`, the market's ticks after acceptance in `seq` order (more
@@ -109,8 +109,9 @@ pub fn progress(terms: &Terms, ticks: &[Spot]) -> Progress {
         return Progress::Running { entry, expires_at };
     };
     // The entry tick itself is at or before expiry, so the exit always exists.
-    let exit = after_entry[deciding - 1];
-    Progress::Decided { entry, expires_at, exit, result: decide(terms.direction, entry.price, exit.price) }
+    let (exit, deciding) = (after_entry[deciding - 1], after_entry[deciding]);
+    let result = decide(terms.direction, entry.price, exit.price);
+    Progress::Decided { entry, expires_at, exit, deciding, result }
 }
 
 /// Why a trade is void: its market's feed stalled past the grace period.
@@ -147,12 +148,16 @@ pub enum Verdict {
         entry: Spot,
         expires_at: i64,
         exit: Spot,
+        deciding: Spot,
         result: TradeResult,
     },
-    /// The tick it waited for came after `deadline`.
+    /// The tick it waited for, `late`, came after `deadline`; `progress` is what the ticks say
+    /// of the trade otherwise.
     Void {
         stall: Stall,
         deadline: i64,
+        late: Spot,
+        progress: Progress,
     },
 }
 
@@ -168,18 +173,16 @@ pub fn verdict(terms: &Terms, grace_ms: i64, ticks: &[Spot]) -> Verdict {
             Verdict::Waiting { progress, deadline: entry_deadline, stall: Stall::NoEntry }
         }
         Progress::Running { entry, .. } | Progress::Decided { entry, .. } if entry.ts > entry_deadline => {
-            Verdict::Void { stall: Stall::NoEntry, deadline: entry_deadline }
+            Verdict::Void { stall: Stall::NoEntry, deadline: entry_deadline, late: entry, progress }
         }
         Progress::Running { expires_at, .. } => {
             Verdict::Waiting { progress, deadline: expires_at + grace_ms, stall: Stall::NoExit }
         }
-        Progress::Decided { entry, expires_at, exit, result } => {
-            let deadline = expires_at + grace_ms;
-            if ticks.iter().find(|t| t.ts > expires_at).is_some_and(|deciding| deciding.ts > deadline) {
-                Verdict::Void { stall: Stall::NoExit, deadline }
-            } else {
-                Verdict::Settled { entry, expires_at, exit, result }
-            }
+        Progress::Decided { expires_at, deciding, .. } if deciding.ts > expires_at + grace_ms => {
+            Verdict::Void { stall: Stall::NoExit, deadline: expires_at + grace_ms, late: deciding, progress }
+        }
+        Progress::Decided { entry, expires_at, exit, deciding, result } => {
+            Verdict::Settled { entry, expires_at, exit, deciding, result }
         }
     }
 }
@@ -282,7 +285,11 @@ mod tests {
             Verdict::Waiting { progress: Progress::AwaitingEntry, deadline: 2_500, stall: Stall::NoEntry }
         );
         // The entry came 1.5 s after acceptance plus 1 ms: too late.
-        assert_eq!(verdict(&[spot(2, 2_501, 5)]), Verdict::Void { stall: Stall::NoEntry, deadline: 2_500 });
+        let late_entry = verdict(&[spot(2, 2_501, 5)]);
+        assert!(
+            matches!(late_entry, Verdict::Void { stall: Stall::NoEntry, deadline: 2_500, late, .. } if late.seq == 2),
+            "{late_entry:?}"
+        );
         let entered = verdict(&[spot(2, 1_100, 5), spot(3, 2_000, 6)]);
         assert!(
             matches!(entered, Verdict::Waiting { deadline: 2_600, stall: Stall::NoExit, .. }),
@@ -292,7 +299,10 @@ mod tests {
         let in_time = verdict(&[spot(2, 1_100, 5), spot(3, 2_000, 6), spot(4, 2_600, 1)]);
         assert!(matches!(in_time, Verdict::Settled { result: TradeResult::Win, .. }), "{in_time:?}");
         let late = verdict(&[spot(2, 1_100, 5), spot(3, 2_000, 6), spot(4, 2_601, 1)]);
-        assert_eq!(late, Verdict::Void { stall: Stall::NoExit, deadline: 2_600 });
+        assert!(
+            matches!(late, Verdict::Void { stall: Stall::NoExit, deadline: 2_600, late, .. } if late.seq == 4),
+            "{late:?}"
+        );
     }
 
     #[test]
@@ -314,7 +324,7 @@ mod tests {
                 spot(5, 2_101, 1),
             ];
             // The tick at ts 1_000 is not after acceptance (1_000), so it is not the entry.
-            let Progress::Decided { entry, expires_at, exit: got, result } =
+            let Progress::Decided { entry, expires_at, exit: got, result, .. } =
                 progress(&terms(direction), &ticks[1..])
             else {
                 panic!("decided");

@@ -8,7 +8,7 @@ use fairtick_core::Money;
 use fairtick_core::fairness::verifier::recompute_ticks;
 use fairtick_core::fairness::{Commitment, MarketParams, Seed, VerifyError, verify_epoch};
 use fairtick_core::price::Price;
-use fairtick_core::trade::{self, Progress, Spot, Stall, Terms, progress, returned};
+use fairtick_core::trade::{self, Progress, Spot, Terms, progress, returned};
 
 use crate::http::market::EpochDetail;
 use crate::services::trades::receipts::{Receipt, ReceiptEpoch, ReceiptTick};
@@ -354,7 +354,8 @@ pub fn check_receipt(receipt: &Receipt, trusted_key: Option<&str>) -> anyhow::Re
         }
         return Ok(steps);
     }
-    let Progress::Decided { entry, exit, result, .. } = progress(&terms, &spots[after..]) else {
+    let Progress::Decided { entry, expires_at, exit, deciding, result } = progress(&terms, &spots[after..])
+    else {
         steps.push(Step::fail("result", "the ticks given do not decide the trade"));
         return Ok(steps);
     };
@@ -380,22 +381,20 @@ pub fn check_receipt(receipt: &Receipt, trusted_key: Option<&str>) -> anyhow::Re
             "the receipt does not record the grace period the trade was accepted under, so the void rule cannot \
              be checked",
         )),
-        Some((grace_ms, trade::Verdict::Void { stall, deadline })) => {
-            let came = late_tick(&terms, &spots[after..], stall).map_or(0, |t| t.ts);
+        Some((grace_ms, trade::Verdict::Void { stall, deadline, late, .. })) => {
             steps.push(Step::fail(
                 "grace",
                 format!(
                     "the rules void this trade: {}: the tick came at {}, after the deadline {} (grace {grace_ms} ms)",
                     stall.reason(),
-                    time(came),
+                    time(late.ts),
                     time(deadline)
                 ),
             ));
             return Ok(steps);
         }
         Some((grace_ms, _)) => {
-            let expires_at = entry.ts + terms.duration_ms;
-            let decided_after = spots.iter().find(|s| s.ts > expires_at).map_or(0, |d| d.ts - expires_at);
+            let decided_after = deciding.ts - expires_at;
             steps.push(Step::ok(
                 "grace",
                 format!(
@@ -439,34 +438,28 @@ pub fn check_receipt(receipt: &Receipt, trusted_key: Option<&str>) -> anyhow::Re
 fn check_void(terms: &Terms, grace_ms: i64, spots: &[Spot], recorded: Option<&str>) -> Step {
     let recorded = recorded.unwrap_or("no reason");
     match trade::verdict(terms, grace_ms, spots) {
-        trade::Verdict::Void { stall, deadline } if stall.reason() == recorded => {
-            let came = late_tick(terms, spots, stall).map_or(0, |t| t.ts);
-            Step::ok(
-                "result",
-                format!(
-                    "void by the rules: {recorded}: the tick came at {}, after the deadline {} (grace \
+        trade::Verdict::Void { stall, deadline, late, .. } if stall.reason() == recorded => Step::ok(
+            "result",
+            format!(
+                "void by the rules: {recorded}: the tick came at {}, after the deadline {} (grace \
                      {grace_ms} ms); the stake was refunded",
-                    time(came),
-                    time(deadline)
-                ),
-            )
-        }
+                time(late.ts),
+                time(deadline)
+            ),
+        ),
         trade::Verdict::Void { stall, .. } => Step::fail(
             "result",
             format!("the rules give \"{}\", the receipt says \"{recorded}\"", stall.reason()),
         ),
-        trade::Verdict::Settled { expires_at, .. } => {
-            let deciding = spots.iter().find(|s| s.ts > expires_at).map_or(0, |s| s.ts);
-            Step::fail(
-                "result",
-                format!(
-                    "the rules settle this trade: the tick after expiry came at {}, within the deadline {}; \
+        trade::Verdict::Settled { expires_at, deciding, .. } => Step::fail(
+            "result",
+            format!(
+                "the rules settle this trade: the tick after expiry came at {}, within the deadline {}; \
                      it should not be void",
-                    time(deciding),
-                    time(expires_at + grace_ms)
-                ),
-            )
-        }
+                time(deciding.ts),
+                time(expires_at + grace_ms)
+            ),
+        ),
         trade::Verdict::Waiting { deadline, .. } => Step::pending(
             "result",
             format!(
@@ -475,15 +468,6 @@ fn check_void(terms: &Terms, grace_ms: i64, spots: &[Spot], recorded: Option<&st
                 time(deadline)
             ),
         ),
-    }
-}
-
-/// The tick that came too late for `stall`: the entry, or the first tick after expiry.
-fn late_tick(terms: &Terms, spots: &[Spot], stall: Stall) -> Option<Spot> {
-    let entry = spots.iter().find(|s| s.ts > terms.accepted_at)?;
-    match stall {
-        Stall::NoEntry => Some(*entry),
-        Stall::NoExit => spots.iter().find(|s| s.ts > entry.ts + terms.duration_ms).copied(),
     }
 }
 
@@ -638,7 +622,7 @@ mod tests {
             .iter()
             .map(|t| Spot { seq: t.seq, ts: t.ts, price: Price::parse(&t.price).unwrap() })
             .collect();
-        let Progress::Decided { entry, expires_at, exit, result } = progress(&terms, &spots) else {
+        let Progress::Decided { entry, expires_at, exit, result, .. } = progress(&terms, &spots) else {
             panic!("the ticks decide the trade");
         };
         let trade = &mut body.trade;

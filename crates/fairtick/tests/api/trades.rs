@@ -72,7 +72,7 @@ pub(crate) async fn assert_settled_by_the_rules(app: &TestApp, trade: &Value) {
         accepted_at,
     };
     let after = spots.partition_point(|s| s.ts <= accepted_at);
-    let Progress::Decided { entry, exit, result, expires_at } = progress(&terms, &spots[after..]) else {
+    let Progress::Decided { entry, exit, result, expires_at, .. } = progress(&terms, &spots[after..]) else {
         panic!("the stored ticks do not decide trade {trade}");
     };
     assert_eq!(trade["entry"]["seq"].as_i64().unwrap(), entry.seq, "entry: the first tick after acceptance");
@@ -359,47 +359,45 @@ async fn a_trade_is_refused_before_its_markets_first_tick() {
         config.markets = fairtick::services::market::catalog::default_markets(3_600_000).unwrap();
     })
     .await;
-    let token = app.signed_up("early-bird@example.com").await;
+    assert_eq!(refused_opening(&app, "early-bird@example.com").await, "no_price");
+}
+
+/// The code of the 409 a new user's opening gets, once it is checked that nothing was staked.
+async fn refused_opening(app: &TestApp, email: &str) -> String {
+    let token = app.signed_up(email).await;
     let (status, code, _) = error_of(
         app.post_json("/api/flash-trade/create", Some(&token), &open_body("SIMV25", "up", "10", 5)).await,
     )
     .await;
-    assert_eq!((status, code.as_str()), (StatusCode::CONFLICT, "no_price"));
+    assert_eq!(status, StatusCode::CONFLICT, "{code}");
     assert_eq!(app.balance(&token).await["available"], "10000.00", "nothing was staked");
+    code
+}
+
+/// A server whose markets have ticked, restarted with a tick a minute and `grace_secs`.
+async fn minute_markets(grace_secs: u32) -> TestApp {
+    let mut ticked = TestApp::spawn().await;
+    ticked.stop().await;
+    ticked
+        .spawn_sibling(|config| {
+            config.markets = fairtick::services::market::catalog::default_markets(60_000).unwrap();
+            config.trading.feed_grace_secs = grace_secs;
+        })
+        .await
 }
 
 /// A market whose ticks come further apart than half the feed's grace period (its interval
 /// changed at a restart) takes no trade: a working feed would void it.
 #[tokio::test]
 async fn a_trade_is_refused_while_the_grace_period_is_too_short_for_its_market() {
-    let mut ticked = TestApp::spawn().await;
-    ticked.stop().await;
-    let app = ticked
-        .spawn_sibling(|config| {
-            config.markets = fairtick::services::market::catalog::default_markets(60_000).unwrap();
-            config.trading.feed_grace_secs = 120;
-        })
-        .await;
-    let token = app.signed_up("too-short@example.com").await;
-    let (status, code, _) = error_of(
-        app.post_json("/api/flash-trade/create", Some(&token), &open_body("SIMV25", "up", "10", 5)).await,
-    )
-    .await;
-    assert_eq!((status, code.as_str()), (StatusCode::CONFLICT, "grace_too_short"));
-    assert_eq!(app.balance(&token).await["available"], "10000.00", "nothing was staked");
+    let app = minute_markets(120).await;
+    assert_eq!(refused_opening(&app, "too-short@example.com").await, "grace_too_short");
 }
 
 #[tokio::test]
 async fn a_sale_is_refused_before_the_entry_tick() {
-    // The markets have ticked; then they tick once a minute, so the entry is far off.
-    let mut ticked = TestApp::spawn().await;
-    ticked.stop().await;
-    let app = ticked
-        .spawn_sibling(|config| {
-            config.markets = fairtick::services::market::catalog::default_markets(60_000).unwrap();
-            config.trading.feed_grace_secs = 121;
-        })
-        .await;
+    // The markets tick once a minute, so the entry is far off.
+    let app = minute_markets(121).await;
     let token = app.signed_up("early@example.com").await;
     let opened = open(&app, &token, &open_body("SIMV25", "up", "10", 5)).await;
     let (status, code, _) = error_of(

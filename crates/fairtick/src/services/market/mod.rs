@@ -76,8 +76,8 @@ impl TickBus {
 
     /// See [`Markets::accepted_at`].
     fn accepted_at(&self, symbol: &str, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
-        let shown = self.shown.get(symbol).map(|ts| ts.load(Ordering::Acquire))?;
-        let shown = DateTime::from_timestamp_millis(shown).filter(|_| shown != i64::MIN)?;
+        // Nothing shown is i64::MIN, which is no time.
+        let shown = DateTime::from_timestamp_millis(self.shown.get(symbol)?.load(Ordering::Acquire))?;
         Some(shown.max(now))
     }
 }

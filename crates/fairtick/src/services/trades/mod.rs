@@ -130,9 +130,8 @@ impl Trades {
                 let spots: Vec<Spot> =
                     ticks.iter().map(|t| Spot { seq: t.seq, ts: t.ts, price: t.price }).collect();
                 let after = spots.partition_point(|s| s.ts <= trade.accepted_at);
-                if let trade::Verdict::Void { deadline, .. } =
+                if let trade::Verdict::Void { late, .. } =
                     trade::verdict(&trade.terms(), grace_ms, &spots[after..])
-                    && let Some(late) = spots[after..].iter().find(|s| s.ts > deadline)
                 {
                     ticks.retain(|t| t.seq <= late.seq);
                 }

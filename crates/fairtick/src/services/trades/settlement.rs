@@ -239,20 +239,20 @@ impl Settlement {
                             finishes.push(void(trade, stall, grace_ms)?);
                         }
                     }
-                    Verdict::Void { stall, .. } => {
+                    Verdict::Void { stall, progress, .. } => {
                         // Entered in time, then stalled: its entry is part of its record.
                         if let (
                             Stall::NoExit,
                             Progress::Running { entry, expires_at }
                             | Progress::Decided { entry, expires_at, .. },
-                        ) = (stall, trade::progress(&trade.terms(), &spots[after..]))
+                        ) = (stall, progress)
                             && trade.entry.is_none()
                         {
                             entries.push(entered(&entry, expires_at));
                         }
                         finishes.push(void(trade, stall, grace_ms)?);
                     }
-                    Verdict::Settled { entry, expires_at, exit, result } => {
+                    Verdict::Settled { entry, expires_at, exit, result, .. } => {
                         if trade.entry.is_none() {
                             entries.push(entered(&entry, expires_at));
                         }
