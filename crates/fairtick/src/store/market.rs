@@ -16,6 +16,18 @@ pub struct TickRecord {
     pub price: Price,
 }
 
+/// What became of a tick offered to the store.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[must_use]
+pub enum Appended {
+    Stored,
+    /// Stamped at or before its market's void horizon: a trade was voided because no tick had
+    /// come by then, so none may be recorded as having come.
+    Late {
+        horizon: i64,
+    },
+}
+
 /// An epoch as stored.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EpochRecord {
@@ -267,8 +279,31 @@ impl Store {
         Ok(deleted == 1)
     }
 
+    /// Adds the market's void horizon, at time 0, unless it has one: before its first tick,
+    /// since a tick is stored only while the horizon's row can be held (`append_tick`).
+    pub async fn add_void_horizon(&self, symbol: &str) -> StoreResult<()> {
+        let sql =
+            "INSERT INTO void_horizons (symbol, horizon) VALUES ($1, 0) ON CONFLICT (symbol) DO NOTHING";
+        self.write_now(sql, &[symbol.into()]).await?;
+        Ok(())
+    }
+
+    /// Closes the market's record through `through` (ms) before a trade is voided for want of
+    /// a tick by then: once this returns, every tick stamped at or before it is stored, and so
+    /// read by what follows, or will be refused (docs/fairness.md §6).
     #[tracing::instrument(skip_all)]
-    pub async fn append_tick(&self, tick: &TickRecord) -> StoreResult<()> {
+    pub async fn raise_void_horizon(&self, symbol: &str, through: i64) -> StoreResult<()> {
+        // On PostgreSQL the upsert waits for a tick insert holding the row to commit.
+        let sql = "INSERT INTO void_horizons (symbol, horizon) VALUES ($1, CAST($2 AS BIGINT)) \
+                   ON CONFLICT (symbol) DO UPDATE SET horizon = excluded.horizon \
+                   WHERE void_horizons.horizon < excluded.horizon";
+        self.write_now(sql, &[symbol.into(), through.into()]).await?;
+        Ok(())
+    }
+
+    /// Stores a tick, unless it is stamped at or before its market's void horizon.
+    #[tracing::instrument(skip_all)]
+    pub async fn append_tick(&self, tick: &TickRecord) -> StoreResult<Appended> {
         let params: [Param; 5] = [
             tick.symbol.as_str().into(),
             tick.seq.into(),
@@ -278,22 +313,36 @@ impl Store {
         ];
         // Only into an epoch still open: a producer that lost its lead without knowing it yet
         // must not add ticks to an epoch the next one has closed and revealed, whose prices
-        // anyone could then work out before they were published.
+        // anyone could then work out before they were published. And only after the void
+        // horizon, held shared until committed: a raise waits for this insert, or this insert
+        // for the raise, and then sees it.
+        let share = self.for_share();
         let sql = format!(
             "INSERT INTO ticks (symbol, seq, epoch_id, ts, price) \
              SELECT CAST($1 AS TEXT), CAST($2 AS BIGINT), CAST($3 AS BIGINT), CAST($4 AS BIGINT), \
                     CAST($5 AS BIGINT) \
-             WHERE EXISTS (SELECT 1 FROM epochs WHERE id = $3 AND ended_at IS NULL{})",
-            self.for_share()
+             WHERE EXISTS (SELECT 1 FROM epochs WHERE id = $3 AND ended_at IS NULL{share}) \
+               AND EXISTS (SELECT 1 FROM void_horizons \
+                           WHERE symbol = $1 AND horizon < CAST($4 AS BIGINT){share})"
         );
-        let added = self.write_now(&sql, &params).await?;
-        if added == 0 {
-            return Err(StoreError::Superseded(format!(
+        if self.write_now(&sql, &params).await? == 1 {
+            return Ok(Appended::Stored);
+        }
+        let horizon: Option<(i64,)> = sqlx::query_as("SELECT horizon FROM void_horizons WHERE symbol = $1")
+            .bind(&tick.symbol)
+            .fetch_optional(&self.pool)
+            .await?;
+        match horizon {
+            Some((horizon,)) if horizon >= tick.ts => Ok(Appended::Late { horizon }),
+            Some(_) => Err(StoreError::Superseded(format!(
                 "epoch {} of {} is closed; tick {} was not added",
                 tick.epoch_id, tick.symbol, tick.seq
-            )));
+            ))),
+            None => Err(StoreError::Corrupt(format!(
+                "{} has no void horizon; tick {} was not added",
+                tick.symbol, tick.seq
+            ))),
         }
-        Ok(())
     }
 
     pub async fn last_tick(&self, symbol: &str) -> StoreResult<Option<TickRecord>> {

@@ -32,7 +32,7 @@ pub use admin::{Actor, AdminUserRow, AuditEntry, HouseStats, SettingsVersion, Us
 pub use audit::AuditReport;
 pub use group_commit::{MAX_BATCH, WriteOutcome, WriteRequest};
 pub use ledger::{IdempotencyKey, StatementQuery, StatementRow, WalletOutcome, WalletReceipt};
-pub use market::{Announcement, Candle, EpochIds, EpochRecord, NewEpoch, TickRecord};
+pub use market::{Announcement, Appended, Candle, EpochIds, EpochRecord, NewEpoch, TickRecord};
 pub use postgres::Leadership;
 pub use sessions::{DEFAULT_TTL_MS as DEFAULT_SESSION_TTL_MS, USERS_CHANNEL};
 pub use trades::{

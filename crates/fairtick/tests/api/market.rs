@@ -314,6 +314,39 @@ async fn no_tick_is_added_to_an_epoch_that_has_ended() {
     assert_eq!(count, 0);
 }
 
+/// Once a market's record is closed through a time (as it is before a trade is voided for want
+/// of a tick by then), the feed stores no tick stamped at or before it: the ticks it refuses
+/// wait for their next due time, so seq stays gapless and every later tick is stamped after.
+#[tokio::test]
+async fn no_tick_is_stored_behind_a_void_horizon_and_the_feed_goes_on_after_it() {
+    let app = TestApp::spawn().await;
+    let horizon = chrono::Utc::now().timestamp_millis() + 1_000;
+    app.store.raise_void_horizon("SIMV25", horizon).await.unwrap();
+    let before = app.store.last_tick("SIMV25").await.unwrap().expect("a tick before the horizon");
+    let after = eventually(Duration::from_secs(10), || async {
+        let last = app.store.last_tick("SIMV25").await.unwrap().unwrap();
+        (last.seq > before.seq).then_some(last)
+    })
+    .await;
+    let ticks = all_ticks(&app, "SIMV25").await;
+    let from = ticks.iter().position(|t| t["seq"] == before.seq).unwrap();
+    let next = &ticks[from + 1];
+    assert_eq!(next["seq"], before.seq + 1, "no seq is skipped");
+    assert!(ms(&next["ts"]) > horizon, "the first tick after the raise comes after the horizon: {next}");
+    assert!(after.ts > horizon);
+
+    // A tick offered by hand is refused the same way, and not stored.
+    use fairtick::store::{Appended, TickRecord};
+    let late = TickRecord { seq: 1_000_000_000, ts: horizon, ..after };
+    assert_eq!(app.store.append_tick(&late).await.unwrap(), Appended::Late { horizon });
+    let mut conn = raw_connection(&app.database_url).await;
+    let (count,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM ticks WHERE seq = 1000000000")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(count, 0);
+}
+
 /// A server that produced ten ticks of SIMV25, then stopped gracefully.
 async fn stopped_after_ten_ticks() -> TestApp {
     let mut app = TestApp::spawn().await;

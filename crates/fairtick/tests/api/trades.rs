@@ -778,6 +778,80 @@ async fn with_two_nodes_on_postgres_every_trade_is_settled_exactly_once() {
     assert!(a.store.audit().await.unwrap().is_clean());
 }
 
+/// A tick whose insert stalls until after the clock has voided the trade it would have decided
+/// is not stored behind the void: it is refused, and stored at a due time after the deadline,
+/// so the record agrees with the void. On PostgreSQL, where another transaction can hold the
+/// ticks table while the server reads it and settles.
+#[tokio::test]
+async fn a_tick_stalled_past_a_void_is_stored_after_the_deadline_not_before() {
+    if std::env::var("TEST_DATABASE_URL").is_err() {
+        eprintln!("skipped: a stalled tick insert needs PostgreSQL (TEST_DATABASE_URL)");
+        return;
+    }
+    let app = TestApp::spawn_with(|config| {
+        config.markets = fairtick::services::market::catalog::default_markets(1_000).unwrap();
+        config.feed.epoch_length = Duration::from_secs(60);
+        config.trading.feed_grace_secs = 3;
+    })
+    .await;
+    let token = app.signed_up("stalled-insert@example.com").await;
+    let id = open(&app, &token, &open_body("SIMV25", "up", "10", 1)).await["id"].as_i64().unwrap();
+    let entered = eventually(Duration::from_secs(5), || async {
+        let trade = trade(&app, &token, id).await;
+        trade["entry"].is_object().then_some(trade)
+    })
+    .await;
+    let expires_at = ms(&entered["expiresAt"]);
+    let deadline = expires_at + 3_000;
+
+    // The tick at expiry decides nothing; the one after it, due a second later, would.
+    let at_expiry = eventually(Duration::from_secs(5), || async {
+        let last = app.store.last_tick("SIMV25").await.unwrap().unwrap();
+        (last.ts >= expires_at).then_some(last)
+    })
+    .await;
+    assert_eq!(at_expiry.ts, expires_at, "the table is held before the deciding tick is stored");
+    let mut holder = raw_connection(&app.database_url).await;
+    sqlx::query("BEGIN").execute(&mut holder).await.unwrap();
+    sqlx::query("LOCK TABLE ticks IN EXCLUSIVE MODE").execute(&mut holder).await.unwrap();
+    let (newest,): (i64,) = sqlx::query_as("SELECT MAX(seq) FROM ticks WHERE symbol = 'SIMV25'")
+        .fetch_one(&mut holder)
+        .await
+        .unwrap();
+    assert_eq!(newest, at_expiry.seq);
+    eventually(Duration::from_secs(5), || async {
+        let mut watcher = raw_connection(&app.database_url).await;
+        let (waiting,): (i64,) = sqlx::query_as(
+            "SELECT CAST(COUNT(*) AS BIGINT) FROM pg_stat_activity WHERE datname = current_database() \
+             AND wait_event_type = 'Lock' AND query LIKE 'INSERT INTO ticks%'",
+        )
+        .fetch_one(&mut watcher)
+        .await
+        .unwrap();
+        (waiting >= 1).then_some(())
+    })
+    .await;
+
+    let voided = ended(&app, &token, id, Duration::from_secs(15)).await;
+    assert_eq!(voided["status"], "void", "{voided}");
+    assert_eq!(voided["voidReason"], "no tick arrived within the grace period after expiry");
+    sqlx::query("COMMIT").execute(&mut holder).await.unwrap();
+
+    let deciding = eventually(Duration::from_secs(10), || async {
+        let last = app.store.last_tick("SIMV25").await.unwrap().unwrap();
+        (last.seq > at_expiry.seq).then_some(())?;
+        let (ts,): (i64,) = sqlx::query_as("SELECT ts FROM ticks WHERE symbol = 'SIMV25' AND seq = $1")
+            .bind(at_expiry.seq + 1)
+            .fetch_one(&mut raw_connection(&app.database_url).await)
+            .await
+            .unwrap();
+        Some(ts)
+    })
+    .await;
+    assert!(deciding > deadline, "the stalled tick is stamped after the deadline ({deciding} <= {deadline})");
+    assert_eq!(app.balance(&token).await["available"], "10000.00", "the stake is refunded");
+}
+
 /// A trade whose market stops past its expiry and the grace period is void, decided by the
 /// recorded tick times (the first tick after the restart is timed after the deadline), and its
 /// receipt shows it: the verify command re-derives the void.

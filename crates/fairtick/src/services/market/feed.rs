@@ -22,7 +22,7 @@ use super::catalog::{MarketDefinition, MarketSource};
 use super::pacer::Pacer;
 use crate::services::events::EventBus;
 use crate::services::sealing::DataKey;
-use crate::store::{EpochRecord, Leadership, NewEpoch, Store, StoreError, TickRecord};
+use crate::store::{Appended, EpochRecord, Leadership, NewEpoch, Store, StoreError, TickRecord};
 
 /// A tick as it travels inside the process.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -126,30 +126,39 @@ impl Producer<'_> {
             pacer.skip_passed();
             let epoch_start = cursor.next_seq;
             let mut cancelled = false;
-            for price in prices {
-                let due = tokio::select! {
-                    due = pacer.tick() => due?,
-                    () = cancel.cancelled() => { cancelled = true; break; }
-                };
-                let tick = Tick {
-                    symbol: symbol.clone(),
-                    seq: cursor.next_seq,
-                    epoch_id,
-                    // After the last tick and the epoch's start even if the wall clock was set
-                    // back meanwhile, or the pacer's thread announced a time late.
-                    ts: due.max(cursor.last_ts + 1).max(started_at),
-                    price,
-                };
-                self.bus.about_to_show(&self.market.symbol, tick.ts);
-                self.store
-                    .append_tick(&TickRecord {
+            'epoch: for price in prices {
+                let tick = loop {
+                    let due = tokio::select! {
+                        due = pacer.tick() => due?,
+                        () = cancel.cancelled() => { cancelled = true; break 'epoch; }
+                    };
+                    let tick = Tick {
+                        symbol: symbol.clone(),
+                        seq: cursor.next_seq,
+                        epoch_id,
+                        // After the last tick and the epoch's start even if the wall clock was
+                        // set back meanwhile, or the pacer's thread announced a time late.
+                        ts: due.max(cursor.last_ts + 1).max(started_at),
+                        price,
+                    };
+                    self.bus.about_to_show(&self.market.symbol, tick.ts);
+                    let record = TickRecord {
                         symbol: self.market.symbol.clone(),
                         seq: tick.seq,
                         epoch_id,
                         ts: tick.ts,
                         price,
-                    })
-                    .await?;
+                    };
+                    match self.store.append_tick(&record).await? {
+                        Appended::Stored => break tick,
+                        // Its insert stalled, or this clock is behind settlement's: the slot is
+                        // missed, and the same tick waits for the next.
+                        Appended::Late { horizon } => tracing::warn!(
+                            symbol = %self.market.symbol, seq = tick.seq, ts = tick.ts, horizon,
+                            "a tick came after a trade was voided for want of it; it waits for its next due time"
+                        ),
+                    }
+                };
                 cursor = Cursor { next_seq: tick.seq + 1, price, last_ts: tick.ts };
                 metrics::counter!("ticks_produced_total", "symbol" => self.market.symbol.clone())
                     .increment(1);
@@ -179,6 +188,7 @@ impl Producer<'_> {
     /// Closes and reveals any epoch a previous producer left open, and finds where to continue
     /// and the epoch the last one announced.
     async fn resume(&self) -> Result<(Cursor, Option<Next>), StoreError> {
+        self.store.add_void_horizon(&self.market.symbol).await?;
         let now = Utc::now().timestamp_millis();
         for epoch in self.store.open_epochs(&self.market.symbol).await? {
             // Stopped before its first tick: withdrawn, so that it starts again as announced

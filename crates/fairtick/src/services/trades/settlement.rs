@@ -34,7 +34,8 @@ use crate::store::{Ending, Finish, StoreError, StoreResult, TickRecord, TradeRec
 /// the fastest tick rate fits in half of them (`settings::check_against_markets`).
 pub const MAX_TICKS_PER_STEP: u32 = 200_000;
 /// How long after a deadline with no tick a trade is voided by the clock: a tick timed before
-/// the deadline may still be on its way into the database (docs/fairness.md §6).
+/// the deadline may still be on its way into the database, and would be refused once the
+/// market's record is closed for the void (docs/fairness.md §6).
 const IN_FLIGHT_MS: i64 = 1_000;
 /// How often a step runs without a tick, to void trades whose feed stalled.
 const IDLE_STEP: Duration = Duration::from_secs(1);
@@ -217,25 +218,49 @@ impl Settlement {
         let mut entries = Vec::new();
         let mut finishes = Vec::new();
         for (symbol, trades) in by_symbol {
+            let grace_of = |trade: &TradeRecord| trade.feed_grace_ms.unwrap_or(current_grace_ms);
             let oldest = trades.iter().map(|t| t.accepted_at).min().expect("at least one trade");
-            let ticks = store.ticks(symbol, Some(oldest + 1), None, None, MAX_TICKS_PER_STEP).await?;
-            let spots: Vec<Spot> =
-                ticks.iter().map(|t| Spot { seq: t.seq, ts: t.ts, price: t.price }).collect();
-            for trade in trades {
-                let after = spots.partition_point(|s| s.ts <= trade.accepted_at);
+            let read = || store.ticks(symbol, Some(oldest + 1), None, None, MAX_TICKS_PER_STEP);
+            let judge_all = |ticks: &[TickRecord]| -> Vec<Verdict> {
+                let spots = spots_of(ticks);
+                let judge = |trade: &&TradeRecord| {
+                    let after = spots.partition_point(|s| s.ts <= trade.accepted_at);
+                    trade::verdict(&trade.terms(), grace_of(trade), &spots[after..])
+                };
+                trades.iter().map(judge).collect()
+            };
+            let mut ticks = read().await?;
+            let mut verdicts = judge_all(&ticks);
+            // A tick being stored as the clock passed a deadline is timed before it: given a
+            // second to land, it decides the trade, not this clock. After that, the record is
+            // closed through the latest such deadline, so that no tick can come in behind the
+            // voids, and read again for any that landed just before.
+            let horizon = verdicts
+                .iter()
+                .filter_map(|verdict| match verdict {
+                    Verdict::Waiting { deadline, .. } => {
+                        Some(*deadline).filter(|d| now_ms > d + IN_FLIGHT_MS)
+                    }
+                    _ => None,
+                })
+                .max();
+            if let Some(horizon) = horizon {
+                store.raise_void_horizon(symbol, horizon).await?;
+                ticks = read().await?;
+                verdicts = judge_all(&ticks);
+            }
+            for (trade, verdict) in trades.iter().zip(verdicts) {
                 let spot_of = |s: &Spot| trade_spot(&ticks, s);
                 let entered = |entry: &Spot, expires_at| (trade.id, spot_of(entry), expires_at);
-                let grace_ms = trade.feed_grace_ms.unwrap_or(current_grace_ms);
-                match trade::verdict(&trade.terms(), grace_ms, &spots[after..]) {
+                let grace_ms = grace_of(trade);
+                match verdict {
                     Verdict::Waiting { progress, deadline, stall } => {
                         if let Progress::Running { entry, expires_at } = progress
                             && trade.entry.is_none()
                         {
                             entries.push(entered(&entry, expires_at));
                         }
-                        // A tick being stored as the clock passed the deadline is timed before
-                        // it: given a second to land, it decides the trade, not this clock.
-                        if now_ms > deadline + IN_FLIGHT_MS {
+                        if horizon.is_some_and(|horizon| deadline <= horizon) {
                             finishes.push(void(trade, stall, grace_ms)?);
                         }
                     }
@@ -406,6 +431,10 @@ async fn listen(mut events: broadcast::Receiver<Event>, hear: mpsc::UnboundedSen
             return;
         }
     }
+}
+
+fn spots_of(ticks: &[TickRecord]) -> Vec<Spot> {
+    ticks.iter().map(|t| Spot { seq: t.seq, ts: t.ts, price: t.price }).collect()
 }
 
 fn trade_spot(ticks: &[TickRecord], spot: &Spot) -> TradeSpot {
