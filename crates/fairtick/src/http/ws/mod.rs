@@ -339,9 +339,8 @@ impl Session {
                 format!("at most {MAX_SUBSCRIPTIONS} markets per connection"),
             ));
         }
-        let mut catch_up = Vec::with_capacity(from_seq.len());
         for (symbol, &after) in &from_seq {
-            catch_up.push((symbol, after, self.latest_seq(symbol, after).await?));
+            self.latest_seq(symbol, after).await?;
         }
         for symbol in &symbols {
             let after = from_seq.get(symbol).copied();
@@ -359,8 +358,8 @@ impl Session {
                 }
             }
         }
-        for (symbol, after, latest) in catch_up {
-            self.replay(symbol, after, latest).await;
+        for (symbol, &after) in &from_seq {
+            self.replay(symbol, after).await;
         }
         self.outlet.send(&frame("subscribed", json!({ "symbols": symbols })));
         Ok(())
@@ -392,13 +391,22 @@ impl Session {
     /// (a `replay_truncated` message says where they start when more were missed), then goes
     /// live. Sent a part at a time, each written out before the next: a long catch-up is not
     /// a slow consumer.
-    async fn replay(&mut self, symbol: &str, after: i64, latest: i64) {
-        let from = after.max(latest - i64::from(MAX_REPLAY));
-        if from > after {
-            let data = json!({ "symbol": symbol, "fromSeq": after, "firstSeq": from + 1 });
-            self.outlet.send(&frame("replay_truncated", data));
-        }
-        let ticks = self.state.markets.ticks(symbol, None, None, Some(from), Some(MAX_REPLAY)).await;
+    async fn replay(&mut self, symbol: &str, after: i64) {
+        // The latest read again, now that live ticks are held: one stored since `subscribe`
+        // checked `after` is in the catch-up (when it is cut, not only among the held ones,
+        // with a gap before them).
+        let ticks = match self.latest_seq(symbol, after).await {
+            Ok(latest) => {
+                let from = after.max(latest - i64::from(MAX_REPLAY));
+                if from > after {
+                    let data = json!({ "symbol": symbol, "fromSeq": after, "firstSeq": from + 1 });
+                    self.outlet.send(&frame("replay_truncated", data));
+                }
+                let read = self.state.markets.ticks(symbol, None, None, Some(from), Some(MAX_REPLAY)).await;
+                read.map_err(|e| error_frame("replay_failed", e.to_string()))
+            }
+            Err(refused) => Err(refused),
+        };
         let Some(subscription) = self.subscriptions.get(symbol) else { return };
         match ticks {
             Ok(ticks) => {
@@ -418,7 +426,7 @@ impl Session {
                     }
                 }
             }
-            Err(e) => self.outlet.send(&error_frame("replay_failed", e.to_string())),
+            Err(refused) => self.outlet.send(&refused),
         }
         subscription.subscriber().release();
     }
