@@ -288,17 +288,41 @@ impl Store {
         Ok(())
     }
 
-    /// Closes the market's record through `through` (ms) before a trade is voided for want of
-    /// a tick by then: once this returns, every tick stamped at or before it is stored, and so
-    /// read by what follows, or will be refused (docs/fairness.md §6).
+    /// Closes the market's record through `through` (ms), before trades are voided for want of
+    /// a tick by then, and returns the horizon now in force: every tick stamped at or before it
+    /// is stored, and so read by what follows, or will be refused (docs/fairness.md §6). Never
+    /// closed past `margin_ms` before the database's clock: a node whose clock runs ahead would
+    /// otherwise close it over ticks not yet due, and stop the market's feed until then.
     #[tracing::instrument(skip_all)]
-    pub async fn raise_void_horizon(&self, symbol: &str, through: i64) -> StoreResult<()> {
-        // On PostgreSQL the upsert waits for a tick insert holding the row to commit.
+    pub async fn raise_void_horizon(&self, symbol: &str, through: i64, margin_ms: i64) -> StoreResult<i64> {
+        let through = through.min(self.database_now_ms().await? - margin_ms);
+        // On PostgreSQL the upsert locks the row even when it changes nothing, and so waits for
+        // a tick insert holding it to commit.
         let sql = "INSERT INTO void_horizons (symbol, horizon) VALUES ($1, CAST($2 AS BIGINT)) \
                    ON CONFLICT (symbol) DO UPDATE SET horizon = excluded.horizon \
                    WHERE void_horizons.horizon < excluded.horizon";
         self.write_now(sql, &[symbol.into(), through.into()]).await?;
-        Ok(())
+        let (horizon,): (i64,) = sqlx::query_as("SELECT horizon FROM void_horizons WHERE symbol = $1")
+            .bind(symbol)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(horizon)
+    }
+
+    /// The time on the database's clock (ms): the one clock every node of a PostgreSQL store
+    /// shares; SQLite's is this process's own.
+    async fn database_now_ms(&self) -> StoreResult<i64> {
+        match self.backend() {
+            Backend::Sqlite => Ok(chrono::Utc::now().timestamp_millis()),
+            Backend::Postgres => {
+                let (now,): (i64,) = sqlx::query_as(
+                    "SELECT CAST(FLOOR(EXTRACT(EPOCH FROM clock_timestamp()) * 1000) AS BIGINT)",
+                )
+                .fetch_one(&self.pool)
+                .await?;
+                Ok(now)
+            }
+        }
     }
 
     /// Stores a tick, unless it is stamped at or before its market's void horizon.

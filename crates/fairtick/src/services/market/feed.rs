@@ -126,6 +126,7 @@ impl Producer<'_> {
             pacer.skip_passed();
             let epoch_start = cursor.next_seq;
             let mut cancelled = false;
+            let mut refused = None;
             'epoch: for price in prices {
                 let tick = loop {
                     let due = tokio::select! {
@@ -151,12 +152,16 @@ impl Producer<'_> {
                     };
                     match self.store.append_tick(&record).await? {
                         Appended::Stored => break tick,
-                        // Its insert stalled, or this clock is behind settlement's: the slot is
-                        // missed, and the same tick waits for the next.
-                        Appended::Late { horizon } => tracing::warn!(
-                            symbol = %self.market.symbol, seq = tick.seq, ts = tick.ts, horizon,
-                            "a tick came after a trade was voided for want of it; it waits for its next due time"
-                        ),
+                        // Its insert stalled, or this clock is behind the database's: the slot
+                        // is missed, and the same tick waits for the next. Said once per tick.
+                        Appended::Late { horizon } if refused != Some(tick.seq) => {
+                            refused = Some(tick.seq);
+                            tracing::warn!(
+                                symbol = %self.market.symbol, seq = tick.seq, ts = tick.ts, horizon,
+                                "a tick came after a trade was voided for want of it; it waits for a later due time"
+                            );
+                        }
+                        Appended::Late { .. } => {}
                     }
                 };
                 cursor = Cursor { next_seq: tick.seq + 1, price, last_ts: tick.ts };

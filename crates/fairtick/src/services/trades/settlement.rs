@@ -233,9 +233,10 @@ impl Settlement {
             let mut verdicts = judge_all(&ticks);
             // A tick being stored as the clock passed a deadline is timed before it: given a
             // second to land, it decides the trade, not this clock. After that, the record is
-            // closed through the latest such deadline, so that no tick can come in behind the
-            // voids, and read again for any that landed just before.
-            let horizon = verdicts
+            // closed through the latest such deadline (or less, if this clock is ahead of the
+            // database's), so that no tick can come in behind the voids, and read again for any
+            // that landed just before. Only trades whose deadline it covers are voided.
+            let overdue = verdicts
                 .iter()
                 .filter_map(|verdict| match verdict {
                     Verdict::Waiting { deadline, .. } => {
@@ -244,8 +245,9 @@ impl Settlement {
                     _ => None,
                 })
                 .max();
-            if let Some(horizon) = horizon {
-                store.raise_void_horizon(symbol, horizon).await?;
+            let mut horizon = None;
+            if let Some(overdue) = overdue {
+                horizon = Some(store.raise_void_horizon(symbol, overdue, IN_FLIGHT_MS).await?);
                 ticks = read().await?;
                 verdicts = judge_all(&ticks);
             }
