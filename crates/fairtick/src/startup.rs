@@ -49,13 +49,15 @@ impl Application {
         if let Err(error) = check_against_markets(&settings.current(), intervals) {
             tracing::warn!(%error, "the trading terms in force do not suit the markets; change them at /admin");
         }
-        if let Some(longest) = beyond_the_next_epoch(&settings.current(), config.feed.epoch_length, intervals)
+        if let Some((longest, symbol)) =
+            beyond_the_next_epoch(&settings.current(), config.feed.epoch_length, &config.markets)
         {
             tracing::warn!(
                 longest_secs = longest,
+                symbol,
                 epoch_ms = config.feed.epoch_length.as_millis(),
                 "trades of the longest duration can outlast the next epoch: their receipts will not prove them \
-                 fair; offer shorter durations or make epochs longer"
+                 fair; offer shorter durations, or make that market's epochs longer (--epoch-ms, or a replay's file)"
             );
         }
         let markets = Markets::new(store.clone(), config.markets.clone(), config.feed.epoch_length);

@@ -474,9 +474,11 @@ pub async fn update_settings(
     let known: Vec<String> = catalog.iter().map(|m| m.symbol.clone()).collect();
     let intervals = TickIntervals::of(catalog.iter().map(|m| &m.tick_interval_ms));
     let next = state.settings.update(&admin.actor, input.into(), &known, intervals, Utc::now()).await?;
-    if let Some(longest) = beyond_the_next_epoch(&next, state.markets.epoch_length(), intervals) {
+    let markets = catalog.iter().map(|market| &**market);
+    if let Some((longest, symbol)) = beyond_the_next_epoch(&next, state.markets.epoch_length(), markets) {
         tracing::warn!(
             longest_secs = longest,
+            symbol,
             "trades of the longest duration can outlast the next epoch: their receipts will not prove them fair"
         );
     }

@@ -15,6 +15,7 @@ use parking_lot::RwLock;
 use serde_json::Value;
 
 use super::events::{Event, EventBus, Notice};
+use super::market::catalog::MarketDefinition;
 use super::trades::settlement::MAX_TICKS_PER_STEP;
 use super::{Error, Result};
 use crate::store::{Actor, SettingsVersion, Store};
@@ -92,18 +93,23 @@ pub fn check_against_markets(terms: &TradingSettings, markets: TickIntervals) ->
     Ok(())
 }
 
-/// The longest duration offered, if a trade that long can reach past the epoch after the one
-/// it was accepted in (one of the slowest market's intervals is the most its entry can come
-/// after a boundary): the prices it ends on were then not fixed when it was accepted, and its
-/// receipt does not prove it fair (docs/fairness.md §4).
-pub fn beyond_the_next_epoch(
+/// The longest duration offered, and the first market on which a trade that long can reach
+/// past the epoch after the one it was accepted in: accepted just after an epoch's last tick,
+/// it enters on the next epoch's first, and its exit (the last tick at or before expiry) is in
+/// that epoch only if the duration is shorter than the epoch's span. Otherwise the prices it
+/// ends on were not fixed when it was accepted, and its receipt does not prove it fair
+/// (docs/fairness.md §4).
+pub fn beyond_the_next_epoch<'a>(
     terms: &TradingSettings,
     epoch_length: Duration,
-    markets: TickIntervals,
-) -> Option<u32> {
+    markets: impl IntoIterator<Item = &'a MarketDefinition>,
+) -> Option<(u32, &'a str)> {
     let longest = terms.durations_secs.iter().max().copied()?;
-    let reach = u128::from(longest) * 1_000 + u128::from(markets.slowest_ms);
-    (reach > epoch_length.as_millis()).then_some(longest)
+    let longest_ms = u128::from(longest) * 1_000;
+    markets
+        .into_iter()
+        .find(|market| longest_ms >= market.epoch_span(epoch_length).as_millis())
+        .map(|market| (longest, market.symbol.as_str()))
 }
 
 #[derive(Clone)]
@@ -247,14 +253,37 @@ impl Settings {
 
 #[cfg(test)]
 mod tests {
+    use fairtick_core::price::Price;
+
     use super::*;
+    use crate::services::market::catalog::{self, MarketSource, Replay};
 
     #[test]
     fn a_duration_is_provable_when_it_ends_within_the_epoch_after_its_acceptance() {
         let terms = TradingSettings { durations_secs: vec![5, 300], ..TradingSettings::default() };
-        let markets = TickIntervals { fastest_ms: 250, slowest_ms: 1_000 };
-        assert_eq!(beyond_the_next_epoch(&terms, Duration::from_secs(600), markets), None);
-        assert_eq!(beyond_the_next_epoch(&terms, Duration::from_millis(301_000), markets), None);
-        assert_eq!(beyond_the_next_epoch(&terms, Duration::from_millis(300_999), markets), Some(300));
+        let markets = catalog::default_markets(1_000).unwrap();
+        let beyond = |epoch_ms| beyond_the_next_epoch(&terms, Duration::from_millis(epoch_ms), &markets);
+        assert_eq!(beyond(600_000), None);
+        assert_eq!(beyond(301_000), None);
+        // 300 ticks of a second.
+        assert_eq!(beyond(300_999), Some((300, "SIMV25")));
+    }
+
+    #[test]
+    fn a_replay_market_is_checked_against_its_file_not_the_epoch_length() {
+        let terms = TradingSettings { durations_secs: vec![5, 10], ..TradingSettings::default() };
+        let replay = |prices: usize| MarketDefinition {
+            symbol: "REPLAY-X".into(),
+            name: "Replay of X".into(),
+            tick_interval_ms: 1_000,
+            source: MarketSource::Replay(Arc::new(Replay {
+                source: "x.csv".into(),
+                digest: String::new(),
+                prices: vec![Price::parse("1").unwrap(); prices],
+            })),
+        };
+        let hour = Duration::from_secs(3_600);
+        assert_eq!(beyond_the_next_epoch(&terms, hour, &[replay(11)]), None);
+        assert_eq!(beyond_the_next_epoch(&terms, hour, &[replay(10)]), Some((10, "REPLAY-X")));
     }
 }

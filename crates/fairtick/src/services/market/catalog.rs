@@ -6,6 +6,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context, bail, ensure};
 use fairtick_core::fairness::MarketParams;
@@ -51,6 +52,24 @@ impl MarketDefinition {
             MarketSource::Simulated { params, .. } => Some(params.volatility_bp()),
             MarketSource::Replay(_) => None,
         }
+    }
+
+    /// How many ticks each of its epochs holds: a simulated market's fill `epoch_length` (one
+    /// at least); a replay's epoch is its whole file, whatever `epoch_length` says.
+    pub fn ticks_per_epoch(&self, epoch_length: Duration) -> u64 {
+        let ticks = match &self.source {
+            MarketSource::Simulated { .. } => {
+                (epoch_length.as_millis() / u128::from(self.tick_interval_ms.max(1))).max(1)
+            }
+            MarketSource::Replay(replay) => replay.prices.len() as u128,
+        };
+        u64::try_from(ticks).unwrap_or(u64::MAX)
+    }
+
+    /// How long each of its epochs lasts while no tick is missed.
+    pub fn epoch_span(&self, epoch_length: Duration) -> Duration {
+        Duration::from_millis(u64::from(self.tick_interval_ms))
+            .saturating_mul(u32::try_from(self.ticks_per_epoch(epoch_length)).unwrap_or(u32::MAX))
     }
 }
 

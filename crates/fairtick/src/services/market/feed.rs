@@ -37,7 +37,7 @@ pub struct Tick {
 /// How the feeds run.
 #[derive(Clone, Debug)]
 pub struct FeedSettings {
-    /// How long a simulated market's epoch lasts; it holds `epoch_length / tick_interval` ticks.
+    /// How long a simulated market's epoch lasts (`MarketDefinition::ticks_per_epoch`).
     pub epoch_length: Duration,
     /// Ticks older than this are deleted at each epoch's end.
     pub retention: Duration,
@@ -285,9 +285,7 @@ impl Producer<'_> {
                 let next_seed = fresh_seed();
                 let commitment = seed.commitment().to_string();
                 let next_commitment = next_seed.commitment().to_string();
-                let ticks_per_epoch =
-                    (self.settings.epoch_length.as_millis() / u128::from(params.tick_interval_ms())).max(1);
-                let left = u64::try_from(ticks_per_epoch).unwrap_or(u64::MAX);
+                let left = self.market.ticks_per_epoch(self.settings.epoch_length);
                 let ids = self
                     .store
                     .create_epoch(&NewEpoch {
@@ -318,7 +316,7 @@ impl Producer<'_> {
             }
             MarketSource::Replay(replay) => {
                 let id = announced.filter(|next| next.commitment == replay.digest).map(|next| next.id);
-                let left = u64::try_from(replay.prices.len()).unwrap_or(u64::MAX);
+                let left = self.market.ticks_per_epoch(self.settings.epoch_length);
                 let ids = self
                     .store
                     .create_epoch(&NewEpoch {
