@@ -20,7 +20,9 @@ use serde_json::json;
 use sqlx::AnyConnection;
 use tokio::task::JoinHandle;
 
-use crate::helpers::{TestApp, body, break_the_ending_of, eventually, raw_connection, spawn_process};
+use crate::helpers::{
+    TestApp, body, break_the_ending_of, eventually, raw_connection, spawn_process, until_waiting_for_a_lock,
+};
 use crate::trades::assert_settled_by_the_rules;
 
 fn trade(stake: &str, payout_rate_bp: u32) -> NewTrade {
@@ -456,18 +458,7 @@ async fn a_trade_whose_accounts_are_held_elsewhere_waits_alone() {
     let waiting = tokio::spawn(waiting.send());
     // Until the held user's request waits on the lock: the free one then shows that it is not
     // held up behind it (sent before, it could have run alone and proven nothing).
-    eventually(Duration::from_secs(10), || async {
-        let mut watcher = raw_connection(&app.database_url).await;
-        let (waiting,): (i64,) = sqlx::query_as(
-            "SELECT CAST(COUNT(*) AS BIGINT) FROM pg_stat_activity \
-             WHERE datname = current_database() AND wait_event_type = 'Lock'",
-        )
-        .fetch_one(&mut watcher)
-        .await
-        .unwrap();
-        (waiting >= 1).then_some(())
-    })
-    .await;
+    until_waiting_for_a_lock(&app, "").await;
     let free = tokio::time::timeout(
         Duration::from_secs(10),
         app.post_json("/api/flash-trade/create", Some(&free_token), &request),

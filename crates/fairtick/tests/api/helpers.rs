@@ -308,6 +308,24 @@ pub async fn raw_connection(database_url: &str) -> sqlx::AnyConnection {
     <sqlx::AnyConnection as Connection>::connect(database_url).await.expect("the test database")
 }
 
+/// Waits until a statement of `app`'s database starting with `statement` waits for a lock
+/// another transaction holds (PostgreSQL only).
+pub async fn until_waiting_for_a_lock(app: &TestApp, statement: &str) {
+    eventually(Duration::from_secs(10), || async {
+        let mut watcher = raw_connection(&app.database_url).await;
+        let (waiting,): (i64,) = sqlx::query_as(
+            "SELECT CAST(COUNT(*) AS BIGINT) FROM pg_stat_activity WHERE datname = current_database() \
+             AND wait_event_type = 'Lock' AND query LIKE $1",
+        )
+        .bind(format!("{statement}%"))
+        .fetch_one(&mut watcher)
+        .await
+        .unwrap();
+        (waiting >= 1).then_some(())
+    })
+    .await;
+}
+
 /// The real `fairtick` binary on `app`'s database and data directory, on a free port, for the
 /// tests that kill it with SIGKILL (so `app` should be stopped first). Returns the process and
 /// its base URL once it answers `/readyz`.

@@ -11,6 +11,7 @@ use sha2::{Digest, Sha256};
 
 use crate::helpers::{
     DATA_KEY_HEX, TICK_INTERVAL_MS, TestApp, body, error_of, eventually, ms, raw_connection,
+    until_waiting_for_a_lock,
 };
 
 async fn json(app: &TestApp, path: &str) -> Value {
@@ -363,18 +364,7 @@ async fn raising_a_void_horizon_waits_for_a_tick_insert_in_flight() {
     let store = app.store.clone();
     let through = chrono::Utc::now().timestamp_millis() - 5_000;
     let raise = tokio::spawn(async move { store.raise_void_horizon("SIMV25", through, 1_000).await });
-    eventually(Duration::from_secs(10), || async {
-        let mut watcher = raw_connection(&app.database_url).await;
-        let (waiting,): (i64,) = sqlx::query_as(
-            "SELECT CAST(COUNT(*) AS BIGINT) FROM pg_stat_activity WHERE datname = current_database() \
-             AND wait_event_type = 'Lock' AND query LIKE 'INSERT INTO void_horizons%'",
-        )
-        .fetch_one(&mut watcher)
-        .await
-        .unwrap();
-        (waiting == 1).then_some(())
-    })
-    .await;
+    until_waiting_for_a_lock(&app, "INSERT INTO void_horizons").await;
     assert!(!raise.is_finished(), "the raise waits for the insert holding the row");
     sqlx::query("COMMIT").execute(&mut holder).await.unwrap();
     let raised = tokio::time::timeout(Duration::from_secs(10), raise).await.expect("raised once released");

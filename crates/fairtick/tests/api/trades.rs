@@ -17,7 +17,7 @@ use tokio_tungstenite::tungstenite::Message;
 
 use crate::helpers::{
     TestApp, body, break_the_ending_of, error_of, eventually, heal_the_ending, ms, raw_connection,
-    spawn_process,
+    spawn_process, until_waiting_for_a_lock,
 };
 use crate::realtime::{Socket, connect};
 
@@ -819,18 +819,7 @@ async fn a_tick_stalled_past_a_void_is_stored_after_the_deadline_not_before() {
         .await
         .unwrap();
     assert_eq!(newest, at_expiry.seq);
-    eventually(Duration::from_secs(5), || async {
-        let mut watcher = raw_connection(&app.database_url).await;
-        let (waiting,): (i64,) = sqlx::query_as(
-            "SELECT CAST(COUNT(*) AS BIGINT) FROM pg_stat_activity WHERE datname = current_database() \
-             AND wait_event_type = 'Lock' AND query LIKE 'INSERT INTO ticks%'",
-        )
-        .fetch_one(&mut watcher)
-        .await
-        .unwrap();
-        (waiting >= 1).then_some(())
-    })
-    .await;
+    until_waiting_for_a_lock(&app, "INSERT INTO ticks").await;
 
     let voided = ended(&app, &token, id, Duration::from_secs(15)).await;
     assert_eq!(voided["status"], "void", "{voided}");
