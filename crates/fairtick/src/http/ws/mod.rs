@@ -432,14 +432,17 @@ impl Session {
     }
 
     /// Signs in (or again): registers for the user's events (an admin's also for everyone's
-    /// trades, as the admin API allows), then sends their state in full.
+    /// trades, as the admin API allows), then sends their state in full, read after the
+    /// registration, and only then the events held meanwhile: an event that came during the
+    /// read cannot be overtaken by a state older than it.
     async fn authenticate(&mut self, claims: &Claims, user: &UserRecord) {
+        // The old registration first, so that no event comes twice, once held and once not.
+        self.registration = None;
         let (state, outlet) = (&self.state, &self.outlet);
         let left = (claims.expires_at() - Utc::now()).to_std().unwrap_or_default();
         self.expires = Some(Instant::now() + left);
         let registration =
             state.hub.register(claims.user(), claims.role.is_admin(), user.totp_enabled, outlet.clone());
-        self.registration = Some(registration);
         outlet.send(&frame("authenticated", json!({ "userId": claims.user_id, "role": claims.role })));
         if let Ok(wallet) = state.store.wallet_state(claims.user(), Utc::now()).await {
             outlet.send(&balance_frame(&wallet));
@@ -449,5 +452,7 @@ impl Session {
                 outlet.send(&trade_frame("trade_update", &view.trade, view.bid));
             }
         }
+        registration.release();
+        self.registration = Some(registration);
     }
 }

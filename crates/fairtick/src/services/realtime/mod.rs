@@ -34,6 +34,8 @@ use crate::store::{Store, TradeRecord};
 
 /// How often live bids are refreshed.
 const BID_INTERVAL: Duration = Duration::from_secs(1);
+/// A user's events held for one connection while its state is read at sign-in.
+const MAX_HELD_EVENTS: usize = 1_000;
 
 /// A tick on the wire, shared by every connection subscribed to its market.
 #[derive(Clone, Debug)]
@@ -46,6 +48,8 @@ pub struct PriceFrame {
 struct Connection {
     id: u64,
     outlet: Arc<Outlet>,
+    /// The user's events kept back while the state sent at sign-in is read, `None` after.
+    held: Option<Vec<WireFrame>>,
 }
 
 /// Signed-in connections, by user, and the admins' again by connection, so that routing an
@@ -124,6 +128,21 @@ pub struct Registration {
     id: u64,
 }
 
+impl Registration {
+    /// Sends the events held since it was made, once the state read after that was sent, and
+    /// the user's events from then on as they come. An event of a change the state already
+    /// shows may follow it, but every later one follows that: what arrives last is the newest.
+    pub fn release(&self) {
+        let mut registry = self.hub.registry.lock();
+        let Some(connections) = registry.by_user.get_mut(&self.user) else { return };
+        for connection in connections.iter_mut().filter(|c| c.id == self.id) {
+            for message in connection.held.take().unwrap_or_default() {
+                connection.outlet.send(&message);
+            }
+        }
+    }
+}
+
 impl Drop for Registration {
     fn drop(&mut self) {
         let mut registry = self.hub.registry.lock();
@@ -193,14 +212,15 @@ impl Hub {
         }
     }
 
-    /// Routes `user`'s events (and, for admins, everyone's trades) to `outlet`.
+    /// Routes `user`'s events (and, for admins, everyone's trades) to `outlet`; the user's own
+    /// are held until [`Registration::release`], so that the state read after this comes first.
     pub fn register(&self, user: UserId, admin: bool, two_factor: bool, outlet: Arc<Outlet>) -> Registration {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let mut registry = self.registry.lock();
         if admin {
             registry.admins.insert(id, (outlet.clone(), two_factor));
         }
-        registry.by_user.entry(user).or_default().push(Connection { id, outlet });
+        registry.by_user.entry(user).or_default().push(Connection { id, outlet, held: Some(Vec::new()) });
         Registration { hub: self.clone(), user, id }
     }
 
@@ -210,11 +230,15 @@ impl Hub {
 
     /// Sends to one user's connections the frame `message` makes, made only if there are any.
     fn to_user(&self, user: UserId, message: impl FnOnce() -> WireFrame) {
-        let registry = self.registry.lock();
-        let Some(connections) = registry.by_user.get(&user) else { return };
+        let mut registry = self.registry.lock();
+        let Some(connections) = registry.by_user.get_mut(&user) else { return };
         let message = message();
         for connection in connections {
-            connection.outlet.send(&message);
+            match &mut connection.held {
+                Some(held) if held.len() < MAX_HELD_EVENTS => held.push(message.clone()),
+                Some(_) => connection.outlet.close("slow consumer"),
+                None => connection.outlet.send(&message),
+            }
         }
     }
 
@@ -423,6 +447,26 @@ mod tests {
         assert_eq!(first.closing(), Some("account suspended"));
         assert_eq!(second.closing(), Some("account suspended"));
         assert_eq!(other.closing(), None);
+    }
+
+    #[tokio::test]
+    async fn a_users_events_wait_for_the_state_read_at_sign_in_then_follow_in_order() {
+        use tokio::io::AsyncReadExt;
+        let hub = Hub::new();
+        let (outlet, mut client) = outlet().await;
+        let registration = hub.register(UserId(7), false, false, outlet.clone());
+        // A trade ended while the state was being read, which shows it active.
+        let ended = frame("trade_update", json!({"status": "settled"}));
+        hub.to_user(UserId(7), || ended.clone());
+        let state = frame("trade_update", json!({"status": "active"}));
+        outlet.send(&state);
+        registration.release();
+        let later = frame("balance_update", json!({"balance": "1.00"}));
+        hub.to_user(UserId(7), || later.clone());
+        let expected = [state, ended, later].concat();
+        let mut received = vec![0; expected.len()];
+        client.read_exact(&mut received).await.unwrap();
+        assert_eq!(String::from_utf8_lossy(&received), String::from_utf8_lossy(&expected));
     }
 
     #[tokio::test]
