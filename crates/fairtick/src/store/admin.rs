@@ -123,7 +123,10 @@ impl Store {
             trades: i64,
             last_active: Option<i64>,
         }
-        let pattern = search.query.as_ref().map(|q| format!("%{}%", q.trim().to_lowercase()));
+        // What was typed is matched as text: LIKE's wildcards in it stand for themselves.
+        let typed = search.query.as_deref().map(|q| like_escaped(q.trim()));
+        let folded = typed.as_ref().map(|typed| format!("%{}%", typed.to_lowercase()));
+        let as_typed = typed.map(|typed| format!("%{typed}%"));
         let rows: Vec<Row> = sqlx::query_as(&format!(
             "SELECT {USER_COLUMNS}, \
                     CAST(COALESCE((SELECT SUM(a.balance) FROM accounts a WHERE a.user_id = users.id), 0) AS BIGINT) \
@@ -132,17 +135,23 @@ impl Store {
                     (SELECT MAX(t.accepted_at) FROM trades t WHERE t.user_id = users.id) AS last_active \
              FROM users \
              WHERE id < $1 \
-               AND (CAST($2 AS TEXT) IS NULL OR LOWER(email) LIKE $2 \
-                    OR LOWER(first_name || ' ' || last_name) LIKE $2) \
+               AND (CAST($2 AS TEXT) IS NULL \
+                    OR LOWER(email) LIKE $2 ESCAPE '\\' \
+                    OR LOWER(first_name || ' ' || last_name) LIKE $2 ESCAPE '\\' \
+                    OR email LIKE $6 ESCAPE '\\' \
+                    OR (first_name || ' ' || last_name) LIKE $6 ESCAPE '\\') \
                AND (CAST($3 AS TEXT) IS NULL OR role = $3) \
                AND (CAST($4 AS TEXT) IS NULL OR status = $4) \
              ORDER BY id DESC LIMIT $5"
         ))
         .bind(search.before.unwrap_or(i64::MAX))
-        .bind(pattern)
+        .bind(folded)
         .bind(search.role.map(Role::as_str))
         .bind(search.status.map(UserStatus::as_str))
         .bind(i64::from(search.limit))
+        // SQLite's LOWER folds only ASCII letters: a name typed as stored, accents and all, is
+        // still found there (its LIKE ignores the case of ASCII letters by itself).
+        .bind(as_typed)
         .fetch_all(&self.pool)
         .await?;
         rows.into_iter()
@@ -376,4 +385,16 @@ impl Store {
         .await?;
         Ok(HouseStats { turnover, trades, active_users, house_pnl, open_exposure, open_trades })
     }
+}
+
+/// `text` with LIKE's wildcards, and its escape character, escaped by `\`.
+fn like_escaped(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    for c in text.chars() {
+        if matches!(c, '\\' | '%' | '_') {
+            escaped.push('\\');
+        }
+        escaped.push(c);
+    }
+    escaped
 }

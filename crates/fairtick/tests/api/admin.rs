@@ -489,6 +489,41 @@ async fn every_admin_action_is_in_the_append_only_audit_log() {
     }
 }
 
+/// What an admin types is matched as text: a name with accents, typed as it is stored, is found
+/// on both backends, and LIKE's wildcards match only themselves.
+#[tokio::test]
+async fn the_user_search_matches_what_was_typed_accents_and_wildcards_included() {
+    let app = TestApp::spawn().await;
+    let admin = with_role(&app, "searcher@example.com", "admin").await;
+    let registered = app
+        .post_json(
+            "/api/auth/register",
+            None,
+            &json!({"email": "elodie@example.com", "password": PASSWORD, "firstName": "Élodie", "lastName": "Dubois"}),
+        )
+        .await;
+    assert_eq!(registered.status(), StatusCode::CREATED);
+    app.signed_up("under_score@example.com").await;
+    let found = |query: &'static str| {
+        let (app, admin) = (&app, &admin);
+        async move {
+            let path = format!("/api/admin/users?query={query}");
+            let found = body(call(app, Method::GET, &path, admin, None).await).await;
+            found["users"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|u| u["email"].as_str().unwrap().to_owned())
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(found("%C3%89lodie%20Dub").await, ["elodie@example.com"], "Élodie Dub");
+    assert_eq!(found("DUBOIS").await, ["elodie@example.com"]);
+    assert_eq!(found("%25").await, Vec::<String>::new(), "% is not a wildcard");
+    assert_eq!(found("unde_").await, Vec::<String>::new(), "_ is not a wildcard");
+    assert_eq!(found("er_sc").await, ["under_score@example.com"]);
+}
+
 #[tokio::test]
 async fn admins_list_users_and_trades_with_filters_and_see_house_figures() {
     let app = TestApp::spawn().await;
