@@ -436,13 +436,16 @@ impl Session {
     /// registration, and only then the events held meanwhile: an event that came during the
     /// read cannot be overtaken by a state older than it.
     async fn authenticate(&mut self, claims: &Claims, user: &UserRecord) {
-        // The old registration first, so that no event comes twice, once held and once not.
-        self.registration = None;
         let (state, outlet) = (&self.state, &self.outlet);
         let left = (claims.expires_at() - Utc::now()).to_std().unwrap_or_default();
         self.expires = Some(Instant::now() + left);
-        let registration =
-            state.hub.register(claims.user(), claims.role.is_admin(), user.totp_enabled, outlet.clone());
+        let registration = state.hub.register(
+            claims.user(),
+            claims.role.is_admin(),
+            user.totp_enabled,
+            outlet.clone(),
+            self.registration.take(),
+        );
         outlet.send(&frame("authenticated", json!({ "userId": claims.user_id, "role": claims.role })));
         if let Ok(wallet) = state.store.wallet_state(claims.user(), Utc::now()).await {
             outlet.send(&balance_frame(&wallet));

@@ -48,8 +48,19 @@ pub struct PriceFrame {
 struct Connection {
     id: u64,
     outlet: Arc<Outlet>,
-    /// The user's events kept back while the state sent at sign-in is read, `None` after.
+    /// Events kept back while the state sent at sign-in is read, `None` after.
     held: Option<Vec<WireFrame>>,
+}
+
+impl Connection {
+    /// Sends `message`, or keeps it while the connection is held.
+    fn deliver(&mut self, message: &WireFrame) {
+        match &mut self.held {
+            Some(held) if held.len() < MAX_HELD_EVENTS => held.push(message.clone()),
+            Some(_) => self.outlet.close("slow consumer"),
+            None => self.outlet.send(message),
+        }
+    }
 }
 
 /// Signed-in connections, by user, and the admins' again by connection, so that routing an
@@ -57,9 +68,22 @@ struct Connection {
 #[derive(Default)]
 struct Registry {
     by_user: HashMap<UserId, Vec<Connection>>,
-    /// With whether the admin has two-factor sign-in on: where the terms require it, only those
-    /// who have it get everyone's trades, as only they may use the admin API.
-    admins: HashMap<u64, (Arc<Outlet>, bool)>,
+    /// By connection, the admin's id and whether they have two-factor sign-in on: where the
+    /// terms require it, only those who have it get everyone's trades, as only they may use
+    /// the admin API.
+    admins: HashMap<u64, (UserId, bool)>,
+}
+
+impl Registry {
+    fn remove(&mut self, user: UserId, id: u64) {
+        self.admins.remove(&id);
+        if let Some(list) = self.by_user.get_mut(&user) {
+            list.retain(|c| c.id != id);
+            if list.is_empty() {
+                self.by_user.remove(&user);
+            }
+        }
+    }
 }
 
 /// The node's hub. Cheap to clone.
@@ -145,14 +169,7 @@ impl Registration {
 
 impl Drop for Registration {
     fn drop(&mut self) {
-        let mut registry = self.hub.registry.lock();
-        registry.admins.remove(&self.id);
-        if let Some(list) = registry.by_user.get_mut(&self.user) {
-            list.retain(|c| c.id != self.id);
-            if list.is_empty() {
-                registry.by_user.remove(&self.user);
-            }
-        }
+        self.hub.registry.lock().remove(self.user, self.id);
     }
 }
 
@@ -212,15 +229,31 @@ impl Hub {
         }
     }
 
-    /// Routes `user`'s events (and, for admins, everyone's trades) to `outlet`; the user's own
-    /// are held until [`Registration::release`], so that the state read after this comes first.
-    pub fn register(&self, user: UserId, admin: bool, two_factor: bool, outlet: Arc<Outlet>) -> Registration {
+    /// Routes `user`'s events (and, for admins, everyone's trades) to `outlet`, held until
+    /// [`Registration::release`], so that the state read after this comes first. It takes the
+    /// place of `replacing` (the same socket signing in again) at once: no event falls between
+    /// the two, and none comes twice.
+    pub fn register(
+        &self,
+        user: UserId,
+        admin: bool,
+        two_factor: bool,
+        outlet: Arc<Outlet>,
+        replacing: Option<Registration>,
+    ) -> Registration {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let mut registry = self.registry.lock();
-        if admin {
-            registry.admins.insert(id, (outlet.clone(), two_factor));
+        {
+            let mut registry = self.registry.lock();
+            if let Some(old) = &replacing {
+                registry.remove(old.user, old.id);
+            }
+            if admin {
+                registry.admins.insert(id, (user, two_factor));
+            }
+            registry.by_user.entry(user).or_default().push(Connection { id, outlet, held: Some(Vec::new()) });
         }
-        registry.by_user.entry(user).or_default().push(Connection { id, outlet, held: Some(Vec::new()) });
+        // Outside the lock, which its drop takes; it finds nothing left to remove.
+        drop(replacing);
         Registration { hub: self.clone(), user, id }
     }
 
@@ -234,11 +267,18 @@ impl Hub {
         let Some(connections) = registry.by_user.get_mut(&user) else { return };
         let message = message();
         for connection in connections {
-            match &mut connection.held {
-                Some(held) if held.len() < MAX_HELD_EVENTS => held.push(message.clone()),
-                Some(_) => connection.outlet.close("slow consumer"),
-                None => connection.outlet.send(&message),
-            }
+            connection.deliver(&message);
+        }
+    }
+
+    /// Sends a live bid to one user's connections not held at sign-in: the next second brings
+    /// a newer one, so none is kept for them.
+    fn bid_to_user(&self, user: UserId, message: impl FnOnce() -> WireFrame) {
+        let registry = self.registry.lock();
+        let Some(connections) = registry.by_user.get(&user) else { return };
+        let message = message();
+        for connection in connections.iter().filter(|c| c.held.is_none()) {
+            connection.outlet.send(&message);
         }
     }
 
@@ -246,14 +286,19 @@ impl Hub {
     /// The terms in force are read at each event, so a change of `requireAdminTotp` applies to
     /// the next one.
     fn to_admins(&self, two_factor_required: bool, message: impl FnOnce() -> WireFrame) {
-        let registry = self.registry.lock();
+        let mut registry = self.registry.lock();
         if registry.admins.is_empty() {
             return;
         }
         let message = message();
-        for (outlet, two_factor) in registry.admins.values() {
-            if *two_factor || !two_factor_required {
-                outlet.send(&message);
+        let Registry { by_user, admins } = &mut *registry;
+        for (id, (user, two_factor)) in admins.iter() {
+            if !*two_factor && two_factor_required {
+                continue;
+            }
+            let connections = by_user.get_mut(user).into_iter().flatten();
+            for connection in connections.filter(|c| c.id == *id) {
+                connection.deliver(&message);
             }
         }
     }
@@ -291,7 +336,12 @@ impl Hub {
                 tokio::select! {
                     received = ticks.recv() => match received {
                         Ok(tick) => hub.prices.publish(price_frame(&tick)).await,
-                        Err(broadcast::error::RecvError::Lagged(_)) => {}
+                        // Clients see the gap in seq and fill it over the API (as the web app
+                        // does); here it is counted, since it means the fan-out fell behind.
+                        Err(broadcast::error::RecvError::Lagged(missed)) => {
+                            metrics::counter!("ws_ticks_skipped_total").increment(missed);
+                            tracing::warn!(missed, "the price fan-out fell behind: ticks skipped");
+                        }
                         Err(broadcast::error::RecvError::Closed) => return,
                     },
                     () = stop.cancelled() => {
@@ -389,7 +439,7 @@ impl Hub {
         match trades.live_bids(&users).await {
             Ok(bids) => {
                 for (trade, bid) in bids {
-                    self.to_user(trade.user_id, || trade_frame("trade_update", &trade, Some(bid)));
+                    self.bid_to_user(trade.user_id, || trade_frame("trade_update", &trade, Some(bid)));
                 }
             }
             Err(error) => tracing::warn!(%error, "computing live bids"),
@@ -439,9 +489,9 @@ mod tests {
             first.send(&big);
         }
         let _registrations = [
-            hub.register(UserId(7), false, false, first.clone()),
-            hub.register(UserId(7), false, false, second.clone()),
-            hub.register(UserId(8), false, false, other.clone()),
+            hub.register(UserId(7), false, false, first.clone(), None),
+            hub.register(UserId(7), false, false, second.clone(), None),
+            hub.register(UserId(8), false, false, other.clone(), None),
         ];
         hub.close_user(UserId(7), "account suspended");
         assert_eq!(first.closing(), Some("account suspended"));
@@ -454,7 +504,7 @@ mod tests {
         use tokio::io::AsyncReadExt;
         let hub = Hub::new();
         let (outlet, mut client) = outlet().await;
-        let registration = hub.register(UserId(7), false, false, outlet.clone());
+        let registration = hub.register(UserId(7), false, false, outlet.clone(), None);
         // A trade ended while the state was being read, which shows it active.
         let ended = frame("trade_update", json!({"status": "settled"}));
         hub.to_user(UserId(7), || ended.clone());
@@ -467,6 +517,34 @@ mod tests {
         let mut received = vec![0; expected.len()];
         client.read_exact(&mut received).await.unwrap();
         assert_eq!(String::from_utf8_lossy(&received), String::from_utf8_lossy(&expected));
+    }
+
+    #[tokio::test]
+    async fn signing_in_again_holds_the_events_at_once_and_sends_each_once() {
+        use tokio::io::AsyncReadExt;
+        let hub = Hub::new();
+        let (outlet, mut client) = outlet().await;
+        let first = hub.register(UserId(7), true, true, outlet.clone(), None);
+        first.release();
+        let before = frame("trade_update", json!({"n": 1}));
+        hub.to_user(UserId(7), || before.clone());
+        let second = hub.register(UserId(7), true, true, outlet.clone(), Some(first));
+        let during = frame("trade_update", json!({"n": 2}));
+        hub.to_user(UserId(7), || during.clone());
+        let anyones = frame("admin_trade_update", json!({"n": 3}));
+        hub.to_admins(true, || anyones.clone());
+        // Live bids are not kept: a newer one follows within a second.
+        hub.bid_to_user(UserId(7), || frame("trade_update", json!({"bid": "1.00"})));
+        let state = frame("balance_update", json!({"balance": "1.00"}));
+        outlet.send(&state);
+        second.release();
+        let expected = [before, state, during, anyones].concat();
+        let mut received = vec![0; expected.len()];
+        client.read_exact(&mut received).await.unwrap();
+        assert_eq!(String::from_utf8_lossy(&received), String::from_utf8_lossy(&expected));
+        let mut more = [0u8; 1];
+        let read = tokio::time::timeout(Duration::from_millis(100), client.read(&mut more)).await;
+        assert!(read.is_err(), "nothing comes twice");
     }
 
     #[tokio::test]
