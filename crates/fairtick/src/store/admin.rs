@@ -126,7 +126,9 @@ impl Store {
         // What was typed is matched as text: LIKE's wildcards in it stand for themselves.
         let typed = search.query.as_deref().map(|q| like_escaped(q.trim()));
         let folded = typed.as_ref().map(|typed| format!("%{}%", typed.to_lowercase()));
-        let as_typed = typed.map(|typed| format!("%{typed}%"));
+        // SQLite's LOWER folds only ASCII letters: a name typed as stored, accents and all, is
+        // still found there (its LIKE ignores the case of ASCII letters by itself).
+        let as_typed = typed.filter(|_| self.backend() == Backend::Sqlite).map(|typed| format!("%{typed}%"));
         let rows: Vec<Row> = sqlx::query_as(&format!(
             "SELECT {USER_COLUMNS}, \
                     CAST(COALESCE((SELECT SUM(a.balance) FROM accounts a WHERE a.user_id = users.id), 0) AS BIGINT) \
@@ -149,8 +151,6 @@ impl Store {
         .bind(search.role.map(Role::as_str))
         .bind(search.status.map(UserStatus::as_str))
         .bind(i64::from(search.limit))
-        // SQLite's LOWER folds only ASCII letters: a name typed as stored, accents and all, is
-        // still found there (its LIKE ignores the case of ASCII letters by itself).
         .bind(as_typed)
         .fetch_all(&self.pool)
         .await?;
