@@ -56,7 +56,10 @@ fn keep_schedule(announce: &watch::Sender<i64>, interval_ms: i64) {
             // time instead of idling until the clock is back where it was.
             std::thread::sleep(left.min(interval));
         }
-        if until(due).is_none() && announce.send(due).is_err() {
+        if until(due).is_some() {
+            continue;
+        }
+        if announce.send(to_announce(due, Utc::now().timestamp_millis(), interval_ms)).is_err() {
             return;
         }
     }
@@ -66,6 +69,13 @@ fn keep_schedule(announce: &watch::Sender<i64>, interval_ms: i64) {
 fn until(due_ms: i64) -> Option<Duration> {
     let left = due_ms.checked_mul(1_000_000)? - Utc::now().timestamp_nanos_opt()?;
     u64::try_from(left).ok().filter(|&ns| ns > 0).map(Duration::from_nanos)
+}
+
+/// The due time to announce once `due` has come, at `now_ms`: `due` itself, or, woken more
+/// than an interval late (this thread was not run), the latest one since, so that a missed tick
+/// is skipped here too, never sent late.
+fn to_announce(due: i64, now_ms: i64, interval_ms: i64) -> i64 {
+    latest_due(now_ms, interval_ms).max(due)
 }
 
 /// The latest multiple of `interval_ms` that is not after `now_ms`.
@@ -83,6 +93,13 @@ mod tests {
         assert_eq!(latest_due(1_700_000_001_000, 1_000), 1_700_000_001_000);
         assert_eq!(latest_due(1_234, 100), 1_200);
         assert_eq!(latest_due(-1, 100), -100);
+    }
+
+    #[test]
+    fn a_pacer_woken_late_announces_the_latest_due_time_not_the_one_it_slept_for() {
+        assert_eq!(to_announce(1_000, 1_000, 100), 1_000);
+        assert_eq!(to_announce(1_000, 1_099, 100), 1_000);
+        assert_eq!(to_announce(1_000, 1_350, 100), 1_300);
     }
 
     #[tokio::test]
