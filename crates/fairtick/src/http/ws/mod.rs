@@ -35,7 +35,7 @@ use crate::services::market::feed::Tick;
 use crate::services::realtime::outlet::{SocketIo, close_frame, ping_frame};
 use crate::services::realtime::prices::Subscription;
 use crate::services::realtime::{
-    Outlet, Registration, WireFrame, balance_frame, frame, price_frame, trade_frame,
+    Outlet, Registration, SignIn, SignOffMark, WireFrame, balance_frame, frame, price_frame, trade_frame,
 };
 use crate::services::tokens::Claims;
 use crate::store::UserRecord;
@@ -95,8 +95,10 @@ pub async fn upgrade(
     OfferedToken(token): OfferedToken,
     request: WebSocketRequest,
 ) -> Result<Response, ApiError> {
+    // Taken before the check: a sign-off after it refuses the registration.
+    let checked = state.hub.sign_off_mark();
     let signed_in = match token.as_deref() {
-        Some(token) => Some(state.accounts.signed_in(token).await?),
+        Some(token) => Some((state.accounts.signed_in(token).await?, checked)),
         None => None,
     };
     Ok(request.accept(move |socket, early| connection(socket, early, state, signed_in)))
@@ -132,7 +134,7 @@ async fn connection(
     socket: TcpStream,
     early: Vec<u8>,
     state: AppState,
-    signed_in: Option<(Claims, UserRecord)>,
+    signed_in: Option<((Claims, UserRecord), SignOffMark)>,
 ) {
     // Each frame is written as one segment the moment it is ready: a feed, not a bulk stream.
     let _ = socket.set_nodelay(true);
@@ -147,8 +149,8 @@ async fn connection(
         WebSocketStream::from_partially_read(SocketIo(outlet.clone()), early, Role::Server, Some(config))
             .await;
     let mut session = Session::new(state, outlet.clone());
-    if let Some((claims, user)) = signed_in {
-        session.authenticate(&claims, &user).await;
+    if let Some(((claims, user), checked)) = signed_in {
+        session.authenticate(&claims, &user, checked).await;
     }
     let mut heartbeat = tokio::time::interval_at(Instant::now() + HEARTBEAT, HEARTBEAT);
     let mut last_seen = Instant::now();
@@ -311,13 +313,14 @@ impl Session {
             "auth" => {
                 let data: AuthData = serde_json::from_value(message.data)
                     .map_err(|e| error_frame("invalid_data", format!("auth: {e}")))?;
+                let checked = self.state.hub.sign_off_mark();
                 let (claims, user) = self
                     .state
                     .accounts
                     .signed_in(&data.token)
                     .await
                     .map_err(|e| error_frame("unauthenticated", e.to_string()))?;
-                self.authenticate(&claims, &user).await;
+                self.authenticate(&claims, &user, checked).await;
             }
             other => return Err(error_frame("unknown_type", format!("unknown message type {other:?}"))),
         }
@@ -435,18 +438,24 @@ impl Session {
     /// trades, as the admin API allows), then sends their state in full, read after the
     /// registration, and only then the events held meanwhile: an event that came during the
     /// read cannot be overtaken by a state older than it.
-    async fn authenticate(&mut self, claims: &Claims, user: &UserRecord) {
+    async fn authenticate(&mut self, claims: &Claims, user: &UserRecord, checked: SignOffMark) {
         let (state, outlet) = (&self.state, &self.outlet);
         let left = (claims.expires_at() - Utc::now()).to_std().unwrap_or_default();
         self.expires = Some(Instant::now() + left);
-        let registration = state.hub.register(
-            claims.user(),
-            claims.role.is_admin(),
-            user.totp_enabled,
-            outlet.clone(),
-            self.registration.take(),
-        );
-        outlet.send(&frame("authenticated", json!({ "userId": claims.user_id, "role": claims.role })));
+        let greeting = frame("authenticated", json!({ "userId": claims.user_id, "role": claims.role }));
+        let sign_in = SignIn {
+            user: claims.user(),
+            admin: claims.role.is_admin(),
+            two_factor: user.totp_enabled,
+            outlet: outlet.clone(),
+            checked,
+        };
+        let registered = state.hub.register(sign_in, &greeting, self.registration.take());
+        let registration = match registered {
+            Ok(registration) => registration,
+            // Signed off while the token was being checked: closed as the sign-off would have.
+            Err(reason) => return outlet.close(reason),
+        };
         if let Ok(wallet) = state.store.wallet_state(claims.user(), Utc::now()).await {
             outlet.send(&balance_frame(&wallet));
         }

@@ -72,6 +72,26 @@ struct Registry {
     /// terms require it, only those who have it get everyone's trades, as only they may use
     /// the admin API.
     admins: HashMap<u64, (UserId, bool)>,
+    /// Sign-offs (logout, suspension, new role) seen on this node, counted, and each user's
+    /// latest with its reason: a socket whose token was checked before one is not registered
+    /// after it.
+    sign_offs: u64,
+    last_sign_off: HashMap<UserId, (u64, &'static str)>,
+}
+
+/// How many sign-offs the node had seen when a token was checked (see [`Hub::register`]).
+#[derive(Clone, Copy, Debug)]
+pub struct SignOffMark(u64);
+
+/// A socket signing in, as the check of its token found it.
+pub struct SignIn {
+    pub user: UserId,
+    pub admin: bool,
+    /// Whether the admin has two-factor sign-in on.
+    pub two_factor: bool,
+    pub outlet: Arc<Outlet>,
+    /// Taken before the token was checked.
+    pub checked: SignOffMark,
 }
 
 impl Registry {
@@ -229,32 +249,46 @@ impl Hub {
         }
     }
 
-    /// Routes `user`'s events (and, for admins, everyone's trades) to `outlet`, held until
-    /// [`Registration::release`], so that the state read after this comes first. It takes the
-    /// place of `replacing` (the same socket signing in again) at once: no event falls between
-    /// the two, and none comes twice.
+    /// The mark to take before checking a token, for [`Hub::register`].
+    pub fn sign_off_mark(&self) -> SignOffMark {
+        SignOffMark(self.registry.lock().sign_offs)
+    }
+
+    /// Sends `greeting` to the socket, then the user's events (and, for admins, everyone's
+    /// trades) as they come; the user's own are held until [`Registration::release`], so that
+    /// the state read after this comes first. It takes the place of `replacing` (the same
+    /// socket signing in again) at once: no event falls between the two, and none comes twice.
+    /// Refused, with the reason, if the user was signed off since the token was checked: the
+    /// sign-off found no socket of theirs to close.
     pub fn register(
         &self,
-        user: UserId,
-        admin: bool,
-        two_factor: bool,
-        outlet: Arc<Outlet>,
+        sign_in: SignIn,
+        greeting: &WireFrame,
         replacing: Option<Registration>,
-    ) -> Registration {
+    ) -> Result<Registration, &'static str> {
+        let SignIn { user, admin, two_factor, outlet, checked } = sign_in;
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        {
+        let registered = {
             let mut registry = self.registry.lock();
             if let Some(old) = &replacing {
                 registry.remove(old.user, old.id);
             }
-            if admin {
-                registry.admins.insert(id, (user, two_factor));
+            match registry.last_sign_off.get(&user) {
+                Some(&(at, reason)) if at > checked.0 => Err(reason),
+                _ => {
+                    if admin {
+                        registry.admins.insert(id, (user, two_factor));
+                    }
+                    outlet.send(greeting);
+                    let held = Some(Vec::new());
+                    registry.by_user.entry(user).or_default().push(Connection { id, outlet, held });
+                    Ok(Registration { hub: self.clone(), user, id })
+                }
             }
-            registry.by_user.entry(user).or_default().push(Connection { id, outlet, held: Some(Vec::new()) });
-        }
+        };
         // Outside the lock, which its drop takes; it finds nothing left to remove.
         drop(replacing);
-        Registration { hub: self.clone(), user, id }
+        registered
     }
 
     fn is_connected(&self, user: UserId) -> bool {
@@ -284,21 +318,22 @@ impl Hub {
 
     /// Sends to every admin connection the frame `message` makes, made only if there is one.
     /// The terms in force are read at each event, so a change of `requireAdminTotp` applies to
-    /// the next one.
+    /// the next one. Not held at sign-in (everyone's trades would fill the queue), only after
+    /// the greeting, which `register` sends under the same lock.
     fn to_admins(&self, two_factor_required: bool, message: impl FnOnce() -> WireFrame) {
-        let mut registry = self.registry.lock();
+        let registry = self.registry.lock();
         if registry.admins.is_empty() {
             return;
         }
         let message = message();
-        let Registry { by_user, admins } = &mut *registry;
+        let Registry { by_user, admins, .. } = &*registry;
         for (id, (user, two_factor)) in admins.iter() {
             if !*two_factor && two_factor_required {
                 continue;
             }
-            let connections = by_user.get_mut(user).into_iter().flatten();
+            let connections = by_user.get(user).into_iter().flatten();
             for connection in connections.filter(|c| c.id == *id) {
-                connection.deliver(&message);
+                connection.outlet.send(&message);
             }
         }
     }
@@ -310,7 +345,10 @@ impl Hub {
     }
 
     fn close_user(&self, user: UserId, reason: &'static str) {
-        let registry = self.registry.lock();
+        let mut registry = self.registry.lock();
+        registry.sign_offs += 1;
+        let at = registry.sign_offs;
+        registry.last_sign_off.insert(user, (at, reason));
         for connection in registry.by_user.get(&user).into_iter().flatten() {
             connection.outlet.close(reason);
         }
@@ -479,6 +517,29 @@ mod tests {
         (Outlet::new(listener.accept().await.unwrap().0), client)
     }
 
+    fn signing_in(user: i64, admin: bool, outlet: &Arc<Outlet>, checked: SignOffMark) -> SignIn {
+        SignIn { user: UserId(user), admin, two_factor: true, outlet: outlet.clone(), checked }
+    }
+
+    /// Signs `user` in on `outlet`, greeted with `greeting`.
+    fn sign_in(
+        hub: &Hub,
+        user: i64,
+        admin: bool,
+        outlet: &Arc<Outlet>,
+        greeting: &WireFrame,
+    ) -> Registration {
+        hub.register(signing_in(user, admin, outlet, hub.sign_off_mark()), greeting, None).unwrap()
+    }
+
+    async fn read(client: &mut tokio::net::TcpStream, frames: &[WireFrame]) {
+        use tokio::io::AsyncReadExt;
+        let expected = frames.concat();
+        let mut received = vec![0; expected.len()];
+        client.read_exact(&mut received).await.unwrap();
+        assert_eq!(String::from_utf8_lossy(&received), String::from_utf8_lossy(&expected));
+    }
+
     #[tokio::test]
     async fn a_suspension_closes_every_connection_of_the_user_and_no_other() {
         let hub = Hub::new();
@@ -488,10 +549,11 @@ mod tests {
         while first.stalled_since().is_none() {
             first.send(&big);
         }
+        let hello = frame("authenticated", json!({}));
         let _registrations = [
-            hub.register(UserId(7), false, false, first.clone(), None),
-            hub.register(UserId(7), false, false, second.clone(), None),
-            hub.register(UserId(8), false, false, other.clone(), None),
+            sign_in(&hub, 7, false, &first, &hello),
+            sign_in(&hub, 7, false, &second, &hello),
+            sign_in(&hub, 8, false, &other, &hello),
         ];
         hub.close_user(UserId(7), "account suspended");
         assert_eq!(first.closing(), Some("account suspended"));
@@ -500,11 +562,27 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_token_checked_before_a_sign_off_is_not_registered_after_it() {
+        let hub = Hub::new();
+        let (outlet, _client) = outlet().await;
+        let hello = frame("authenticated", json!({}));
+        let checked = hub.sign_off_mark();
+        // The role changes between the token's check and the socket's registration.
+        hub.close_user(UserId(7), "role changed: sign in again");
+        let refused = hub.register(signing_in(7, true, &outlet, checked), &hello, None);
+        assert_eq!(refused.err(), Some("role changed: sign in again"));
+        assert!(hub.registry.lock().admins.is_empty());
+        // Others are not affected, and a token checked after it is.
+        assert!(hub.register(signing_in(8, false, &outlet, checked), &hello, None).is_ok());
+        let _signed_in_again = sign_in(&hub, 7, false, &outlet, &hello);
+    }
+
+    #[tokio::test]
     async fn a_users_events_wait_for_the_state_read_at_sign_in_then_follow_in_order() {
-        use tokio::io::AsyncReadExt;
         let hub = Hub::new();
         let (outlet, mut client) = outlet().await;
-        let registration = hub.register(UserId(7), false, false, outlet.clone(), None);
+        let hello = frame("authenticated", json!({}));
+        let registration = sign_in(&hub, 7, false, &outlet, &hello);
         // A trade ended while the state was being read, which shows it active.
         let ended = frame("trade_update", json!({"status": "settled"}));
         hub.to_user(UserId(7), || ended.clone());
@@ -513,10 +591,7 @@ mod tests {
         registration.release();
         let later = frame("balance_update", json!({"balance": "1.00"}));
         hub.to_user(UserId(7), || later.clone());
-        let expected = [state, ended, later].concat();
-        let mut received = vec![0; expected.len()];
-        client.read_exact(&mut received).await.unwrap();
-        assert_eq!(String::from_utf8_lossy(&received), String::from_utf8_lossy(&expected));
+        read(&mut client, &[hello, state, ended, later]).await;
     }
 
     #[tokio::test]
@@ -524,13 +599,17 @@ mod tests {
         use tokio::io::AsyncReadExt;
         let hub = Hub::new();
         let (outlet, mut client) = outlet().await;
-        let first = hub.register(UserId(7), true, true, outlet.clone(), None);
+        let (hello, again) =
+            (frame("authenticated", json!({"n": 0})), frame("authenticated", json!({"n": 1})));
+        let first = sign_in(&hub, 7, true, &outlet, &hello);
         first.release();
         let before = frame("trade_update", json!({"n": 1}));
         hub.to_user(UserId(7), || before.clone());
-        let second = hub.register(UserId(7), true, true, outlet.clone(), Some(first));
+        let second =
+            hub.register(signing_in(7, true, &outlet, hub.sign_off_mark()), &again, Some(first)).unwrap();
         let during = frame("trade_update", json!({"n": 2}));
         hub.to_user(UserId(7), || during.clone());
+        // Everyone's trades are not held (they would fill the queue), only sent after the greeting.
         let anyones = frame("admin_trade_update", json!({"n": 3}));
         hub.to_admins(true, || anyones.clone());
         // Live bids are not kept: a newer one follows within a second.
@@ -538,10 +617,7 @@ mod tests {
         let state = frame("balance_update", json!({"balance": "1.00"}));
         outlet.send(&state);
         second.release();
-        let expected = [before, state, during, anyones].concat();
-        let mut received = vec![0; expected.len()];
-        client.read_exact(&mut received).await.unwrap();
-        assert_eq!(String::from_utf8_lossy(&received), String::from_utf8_lossy(&expected));
+        read(&mut client, &[hello, before, again, anyones, state, during]).await;
         let mut more = [0u8; 1];
         let read = tokio::time::timeout(Duration::from_millis(100), client.read(&mut more)).await;
         assert!(read.is_err(), "nothing comes twice");
