@@ -172,14 +172,15 @@ async function loadEpochs() {
       listState(box, 'empty', 'No epochs yet.');
       return;
     }
-    box.replaceChildren(el('table', { class: 'data' },
-      el('thead', {}, el('tr', {}, el('th', { text: 'Epoch' }), el('th', { text: 'Ticks' }), el('th', { text: 'Seed' }), el('th', { text: 'Announced next' }), el('th', { text: '' }))),
+    // Short cells, so that the five columns fit the side card without scrolling sideways.
+    box.replaceChildren(el('table', { class: 'data compact' },
+      el('thead', {}, el('tr', {}, el('th', { text: 'Epoch' }), el('th', { text: 'Ticks' }), el('th', { text: 'Seed' }), el('th', { text: 'Next', title: 'announced when the epoch started' }), el('th', { text: '' }))),
       el('tbody', {}, ...epochs.map((e) => el('tr', {},
         el('td', { class: 'num', text: String(e.id) }),
         el('td', { class: 'num', text: e.endTick !== null && e.endTick !== undefined ? `${e.startTick}–${e.endTick}` : `${e.startTick}–` }),
-        el('td', { text: e.seed ? 'revealed' : e.kind === 'replay' ? 'replay' : 'sealed (running)' }),
+        el('td', e.seed ? { text: 'revealed' } : e.kind === 'replay' ? { text: 'replay' } : { text: 'sealed', title: 'running: revealed when the epoch ends' }),
         // Published with the commitment: the next epoch's id and commitment, and where it starts.
-        el('td', e.nextId == null ? { text: '—' } : { text: `#${e.nextId} from seq ${e.plannedEndTick + 1}`, title: `commitment ${e.nextCommitment}` }),
+        el('td', e.nextId == null ? { text: '—' } : { class: 'num', text: `#${e.nextId} at ${e.plannedEndTick + 1}`, title: `epoch #${e.nextId} from seq ${e.plannedEndTick + 1}, commitment ${e.nextCommitment}` }),
         el('td', {}, e.seed ? el('button', {
           type: 'button', class: 'link', text: 'Check',
           on: { click: () => { $('#epoch-id').value = String(e.id); checkEpoch(); } },
