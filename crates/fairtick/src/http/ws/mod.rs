@@ -95,10 +95,12 @@ pub async fn upgrade(
     OfferedToken(token): OfferedToken,
     request: WebSocketRequest,
 ) -> Result<Response, ApiError> {
-    // Taken before the check: a sign-off after it refuses the registration.
-    let checked = state.hub.sign_off_mark();
     let signed_in = match token.as_deref() {
-        Some(token) => Some((state.accounts.signed_in(token).await?, checked)),
+        Some(token) => {
+            // Taken before the check: a sign-off after it refuses the registration.
+            let checked = state.hub.sign_off_mark();
+            Some((state.accounts.signed_in(token).await?, checked))
+        }
         None => None,
     };
     Ok(request.accept(move |socket, early| connection(socket, early, state, signed_in)))

@@ -566,12 +566,15 @@ mod tests {
         let hub = Hub::new();
         let (outlet, _client) = outlet().await;
         let hello = frame("authenticated", json!({}));
+        let earlier = sign_in(&hub, 7, true, &outlet, &hello);
         let checked = hub.sign_off_mark();
-        // The role changes between the token's check and the socket's registration.
+        // The role changes between the check of a new token and the socket's registration.
         hub.close_user(UserId(7), "role changed: sign in again");
-        let refused = hub.register(signing_in(7, true, &outlet, checked), &hello, None);
+        let refused = hub.register(signing_in(7, true, &outlet, checked), &hello, Some(earlier));
         assert_eq!(refused.err(), Some("role changed: sign in again"));
-        assert!(hub.registry.lock().admins.is_empty());
+        let registry = hub.registry.lock();
+        assert!(registry.admins.is_empty() && registry.by_user.is_empty(), "the replaced one is gone too");
+        drop(registry);
         // Others are not affected, and a token checked after it is.
         assert!(hub.register(signing_in(8, false, &outlet, checked), &hello, None).is_ok());
         let _signed_in_again = sign_in(&hub, 7, false, &outlet, &hello);
