@@ -419,16 +419,20 @@ async fn with_two_nodes_a_trade_on_node_a_reaches_a_socket_on_node_b() {
 
 /// The events a node hears from the others come over one `LISTEN` connection. When it drops,
 /// what was sent meanwhile is lost: the node's clients are told so and sent their state again,
-/// and events cross nodes again once it is back.
+/// and events cross nodes again once it is back. An admin's socket, which gets everyone's
+/// trades, is closed to sign in again: a sign-off may have been among the lost events.
 #[tokio::test]
 async fn a_node_whose_listener_lost_its_connection_resynchronises_its_clients() {
     let Some((a, b)) = TestApp::two_nodes().await else { return };
     let token = a.signed_up("resync@example.com").await;
+    let admin = with_role(&a, "resync-admin@example.com", "admin").await;
     let request = json!({"symbol": "SIMV25", "direction": "up", "amount": "10", "duration": 10});
     let open = body(a.post_json("/api/flash-trade/create", Some(&token), &request).await).await;
     let open_id = open["trade"]["id"].as_i64().unwrap();
     let mut on_b = connect(&b, &format!("?token={token}"), None).await.unwrap();
     next_of(&mut on_b, "balance_update").await;
+    let mut admin_on_b = connect(&b, &format!("?token={admin}"), None).await.unwrap();
+    next_of(&mut admin_on_b, "authenticated").await;
 
     let mut conn = raw_connection(&a.database_url).await;
     let cut: Vec<(bool,)> = sqlx::query_as(
@@ -440,6 +444,8 @@ async fn a_node_whose_listener_lost_its_connection_resynchronises_its_clients() 
     .unwrap();
     assert_eq!(cut, [(true,), (true,)], "one listener per node");
     next_of(&mut on_b, "resync").await;
+    let missed = Some((1008, "events may have been missed: sign in again".to_owned()));
+    assert_eq!(closing_of(&mut admin_on_b).await, missed);
     assert_eq!(next_of(&mut on_b, "balance_update").await["inPlay"], "10.00");
     next_matching(&mut on_b, "trade_update", |d| d["trade"]["id"] == open_id).await;
 

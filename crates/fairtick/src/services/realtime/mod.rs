@@ -77,7 +77,13 @@ struct Registry {
     /// after it.
     sign_offs: u64,
     last_sign_off: HashMap<UserId, (u64, &'static str)>,
+    /// Sign-ins whose token was checked before events were last missed (a sign-off may have
+    /// been among them) are refused: their mark is below this.
+    floor: u64,
 }
+
+/// Why a socket is closed, or its sign-in refused, when events may have been missed.
+const MISSED_EVENTS: &str = "events may have been missed: sign in again";
 
 /// How many sign-offs the node had seen when a token was checked (see [`Hub::register`]).
 #[derive(Clone, Copy, Debug)]
@@ -274,6 +280,7 @@ impl Hub {
                 registry.remove(old.user, old.id);
             }
             match registry.last_sign_off.get(&user) {
+                _ if checked.0 < registry.floor => Err(MISSED_EVENTS),
                 Some(&(at, reason)) if at > checked.0 => Err(reason),
                 _ => {
                     if admin {
@@ -341,6 +348,21 @@ impl Hub {
     fn close_everyone(&self, reason: &'static str) {
         for outlet in self.everyone() {
             outlet.close(reason);
+        }
+    }
+
+    /// After events were missed, among which a sign-off may have been: every admin socket (it
+    /// gets everyone's trades) is closed, to sign in again with its token checked afresh, and
+    /// sign-ins checked before now are refused.
+    fn close_admins_after_missed_events(&self) {
+        let mut registry = self.registry.lock();
+        registry.sign_offs += 1;
+        registry.floor = registry.sign_offs;
+        let Registry { by_user, admins, .. } = &*registry;
+        for (id, (user, _)) in admins {
+            for connection in by_user.get(user).into_iter().flatten().filter(|c| c.id == *id) {
+                connection.outlet.close(MISSED_EVENTS);
+            }
         }
     }
 
@@ -439,6 +461,7 @@ impl Hub {
             Event::SignedOff(user, why) => self.close_user(user, why.reason()),
             Event::SettingsChanged => {}
             Event::Resync => {
+                self.close_admins_after_missed_events();
                 // Events may have been missed: each user is told so, then sent their state
                 // again, the balance and every open trade. A trade a client still shows as open
                 // but that is not among them has ended; the API tells how.
@@ -578,6 +601,21 @@ mod tests {
         // Others are not affected, and a token checked after it is.
         assert!(hub.register(signing_in(8, false, &outlet, checked), &hello, None).is_ok());
         let _signed_in_again = sign_in(&hub, 7, false, &outlet, &hello);
+    }
+
+    #[tokio::test]
+    async fn missed_events_close_the_admin_sockets_and_refuse_sign_ins_checked_before() {
+        let hub = Hub::new();
+        let ((admin, _a), (user, _u)) = (outlet().await, outlet().await);
+        let hello = frame("authenticated", json!({}));
+        let _registrations = [sign_in(&hub, 1, true, &admin, &hello), sign_in(&hub, 2, false, &user, &hello)];
+        let checked = hub.sign_off_mark();
+        hub.close_admins_after_missed_events();
+        assert_eq!(admin.closing(), Some(MISSED_EVENTS));
+        assert_eq!(user.closing(), None, "a user gets only their own events, sent again");
+        let refused = hub.register(signing_in(3, false, &user, checked), &hello, None);
+        assert_eq!(refused.err(), Some(MISSED_EVENTS));
+        assert!(hub.register(signing_in(3, false, &user, hub.sign_off_mark()), &hello, None).is_ok());
     }
 
     #[tokio::test]
