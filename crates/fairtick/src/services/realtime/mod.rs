@@ -84,6 +84,9 @@ struct Registry {
 
 /// Why a socket is closed, or its sign-in refused, when events may have been missed.
 const MISSED_EVENTS: &str = "events may have been missed: sign in again";
+/// Users whose latest sign-off is remembered; past it, all are forgotten and sign-ins checked
+/// before are refused, as after missed events.
+const REMEMBERED_SIGN_OFFS: usize = 10_000;
 
 /// How many sign-offs the node had seen when a token was checked (see [`Hub::register`]).
 #[derive(Clone, Copy, Debug)]
@@ -370,6 +373,10 @@ impl Hub {
         let mut registry = self.registry.lock();
         registry.sign_offs += 1;
         let at = registry.sign_offs;
+        if registry.last_sign_off.len() >= REMEMBERED_SIGN_OFFS {
+            registry.last_sign_off.clear();
+            registry.floor = at;
+        }
         registry.last_sign_off.insert(user, (at, reason));
         for connection in registry.by_user.get(&user).into_iter().flatten() {
             connection.outlet.close(reason);
@@ -616,6 +623,21 @@ mod tests {
         let refused = hub.register(signing_in(3, false, &user, checked), &hello, None);
         assert_eq!(refused.err(), Some(MISSED_EVENTS));
         assert!(hub.register(signing_in(3, false, &user, hub.sign_off_mark()), &hello, None).is_ok());
+    }
+
+    #[tokio::test]
+    async fn forgotten_sign_offs_still_refuse_the_sign_ins_checked_before_them() {
+        let hub = Hub::new();
+        let (outlet, _client) = outlet().await;
+        let hello = frame("authenticated", json!({}));
+        let checked = hub.sign_off_mark();
+        for user in 0..=REMEMBERED_SIGN_OFFS as i64 {
+            hub.close_user(UserId(user), "signed out: sign in again");
+        }
+        assert_eq!(hub.registry.lock().last_sign_off.len(), 1, "the others are forgotten");
+        let refused = hub.register(signing_in(1, false, &outlet, checked), &hello, None);
+        assert_eq!(refused.err(), Some(MISSED_EVENTS));
+        assert!(hub.register(signing_in(1, false, &outlet, hub.sign_off_mark()), &hello, None).is_ok());
     }
 
     #[tokio::test]
