@@ -230,14 +230,7 @@ impl Store {
         ended_at: i64,
     ) -> StoreResult<()> {
         let mut w = self.begin_write().await?;
-        // The epoch locked first: a tick being added to it (which holds it shared) is then
-        // committed, and counted in its last seq, read after the lock; a tick added later
-        // finds it ended and is refused (`append_tick`).
-        let lock = self.for_update();
-        sqlx::query(&format!("SELECT id FROM epochs WHERE id = $1{lock}"))
-            .bind(id)
-            .fetch_optional(&mut *w.tx)
-            .await?;
+        self.lock_epoch(&mut w, id).await?;
         let (stored,): (Option<i64>,) = sqlx::query_as("SELECT MAX(seq) FROM ticks WHERE epoch_id = $1")
             .bind(id)
             .fetch_one(&mut *w.tx)
@@ -256,17 +249,24 @@ impl Store {
         Ok(())
     }
 
+    /// Locks an epoch's row before it is ended or withdrawn: a tick being added to it (which
+    /// holds it shared) is then committed, and seen by what follows; a tick added later finds
+    /// it ended or gone and is refused (`append_tick`).
+    async fn lock_epoch(&self, w: &mut WriteTx, id: i64) -> StoreResult<()> {
+        let lock = self.for_update();
+        sqlx::query(&format!("SELECT id FROM epochs WHERE id = $1{lock}"))
+            .bind(id)
+            .fetch_optional(&mut *w.tx)
+            .await?;
+        Ok(())
+    }
+
     /// Deletes an open epoch that has no tick, and says whether it did: its seed then fixed no
     /// price, and it can start again as its predecessor announced it.
     #[tracing::instrument(skip_all)]
     pub async fn withdraw_empty_epoch(&self, id: i64) -> StoreResult<bool> {
         let mut w = self.begin_write().await?;
-        // Locked first, as in `close_epoch`: a tick being added meanwhile is counted below.
-        let lock = self.for_update();
-        sqlx::query(&format!("SELECT id FROM epochs WHERE id = $1 AND ended_at IS NULL{lock}"))
-            .bind(id)
-            .fetch_optional(&mut *w.tx)
-            .await?;
+        self.lock_epoch(&mut w, id).await?;
         let deleted = sqlx::query(
             "DELETE FROM epochs WHERE id = $1 AND ended_at IS NULL \
              AND NOT EXISTS (SELECT 1 FROM ticks WHERE epoch_id = $1)",
