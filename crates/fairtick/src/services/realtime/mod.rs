@@ -68,10 +68,10 @@ impl Connection {
 #[derive(Default)]
 struct Registry {
     by_user: HashMap<UserId, Vec<Connection>>,
-    /// By connection, the admin's id and whether they have two-factor sign-in on: where the
-    /// terms require it, only those who have it get everyone's trades, as only they may use
-    /// the admin API.
-    admins: HashMap<u64, (UserId, bool)>,
+    /// By connection, with whether the admin has two-factor sign-in on: where the terms
+    /// require it, only those who have it get everyone's trades, as only they may use the
+    /// admin API.
+    admins: HashMap<u64, (Arc<Outlet>, bool)>,
     /// Sign-offs (logout, suspension, new role) seen on this node, counted, and each user's
     /// latest with its reason: a socket whose token was checked before one is not registered
     /// after it.
@@ -287,7 +287,7 @@ impl Hub {
                 Some(&(at, reason)) if at > checked.0 => Err(reason),
                 _ => {
                     if admin {
-                        registry.admins.insert(id, (user, two_factor));
+                        registry.admins.insert(id, (outlet.clone(), two_factor));
                     }
                     outlet.send(greeting);
                     let held = Some(Vec::new());
@@ -336,14 +336,9 @@ impl Hub {
             return;
         }
         let message = message();
-        let Registry { by_user, admins, .. } = &*registry;
-        for (id, (user, two_factor)) in admins.iter() {
-            if !*two_factor && two_factor_required {
-                continue;
-            }
-            let connections = by_user.get(user).into_iter().flatten();
-            for connection in connections.filter(|c| c.id == *id) {
-                connection.outlet.send(&message);
+        for (outlet, two_factor) in registry.admins.values() {
+            if *two_factor || !two_factor_required {
+                outlet.send(&message);
             }
         }
     }
@@ -361,11 +356,8 @@ impl Hub {
         let mut registry = self.registry.lock();
         registry.sign_offs += 1;
         registry.floor = registry.sign_offs;
-        let Registry { by_user, admins, .. } = &*registry;
-        for (id, (user, _)) in admins {
-            for connection in by_user.get(user).into_iter().flatten().filter(|c| c.id == *id) {
-                connection.outlet.close(MISSED_EVENTS);
-            }
+        for (outlet, _) in registry.admins.values() {
+            outlet.close(MISSED_EVENTS);
         }
     }
 
