@@ -52,13 +52,22 @@ struct Connection {
     held: Option<Vec<WireFrame>>,
 }
 
+/// What a connection held at sign-in does with a message.
+#[derive(Clone, Copy)]
+enum WhileHeld {
+    Keep,
+    /// For live bids: a newer one follows within a second.
+    Drop,
+}
+
 impl Connection {
-    /// Sends `message`, or keeps it while the connection is held.
-    fn deliver(&mut self, message: &WireFrame) {
-        match &mut self.held {
-            Some(held) if held.len() < MAX_HELD_EVENTS => held.push(message.clone()),
-            Some(_) => self.outlet.close("slow consumer"),
-            None => self.outlet.send(message),
+    /// Sends `message`, or, while the connection is held, keeps or drops it.
+    fn deliver(&mut self, message: &WireFrame, while_held: WhileHeld) {
+        match (&mut self.held, while_held) {
+            (None, _) => self.outlet.send(message),
+            (Some(_), WhileHeld::Drop) => {}
+            (Some(held), WhileHeld::Keep) if held.len() < MAX_HELD_EVENTS => held.push(message.clone()),
+            (Some(_), WhileHeld::Keep) => self.outlet.close("slow consumer"),
         }
     }
 }
@@ -307,22 +316,20 @@ impl Hub {
 
     /// Sends to one user's connections the frame `message` makes, made only if there are any.
     fn to_user(&self, user: UserId, message: impl FnOnce() -> WireFrame) {
+        self.route(user, WhileHeld::Keep, message);
+    }
+
+    /// Sends a live bid to one user's connections, none kept for those held at sign-in.
+    fn bid_to_user(&self, user: UserId, message: impl FnOnce() -> WireFrame) {
+        self.route(user, WhileHeld::Drop, message);
+    }
+
+    fn route(&self, user: UserId, while_held: WhileHeld, message: impl FnOnce() -> WireFrame) {
         let mut registry = self.registry.lock();
         let Some(connections) = registry.by_user.get_mut(&user) else { return };
         let message = message();
         for connection in connections {
-            connection.deliver(&message);
-        }
-    }
-
-    /// Sends a live bid to one user's connections not held at sign-in: the next second brings
-    /// a newer one, so none is kept for them.
-    fn bid_to_user(&self, user: UserId, message: impl FnOnce() -> WireFrame) {
-        let registry = self.registry.lock();
-        let Some(connections) = registry.by_user.get(&user) else { return };
-        let message = message();
-        for connection in connections.iter().filter(|c| c.held.is_none()) {
-            connection.outlet.send(&message);
+            connection.deliver(&message, while_held);
         }
     }
 
