@@ -473,8 +473,7 @@ fn check_void(terms: &Terms, grace_ms: i64, spots: &[Spot], recorded: Option<&st
 
 /// A time in ms as an RFC 3339 UTC text, as the web verifier writes it.
 fn time(ms: i64) -> String {
-    chrono::DateTime::from_timestamp_millis(ms)
-        .map_or_else(|| ms.to_string(), |t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+    chrono::DateTime::from_timestamp_millis(ms).map_or_else(|| ms.to_string(), crate::http::dto::timestamp)
 }
 
 /// `"0.8500"` → 8500 basis points.

@@ -2,6 +2,7 @@
 //! queries charts and verifiers need.
 
 use fairtick_core::price::Price;
+use fairtick_core::trade::Spot;
 
 use super::dual::Param;
 use super::{Backend, Store, StoreError, StoreResult, WriteTx};
@@ -14,6 +15,13 @@ pub struct TickRecord {
     pub epoch_id: i64,
     pub ts: i64,
     pub price: Price,
+}
+
+impl TickRecord {
+    /// What the trade rules read of it.
+    pub fn spot(&self) -> Spot {
+        Spot { seq: self.seq, ts: self.ts, price: self.price }
+    }
 }
 
 /// What became of a tick offered to the store.

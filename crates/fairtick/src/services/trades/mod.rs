@@ -23,10 +23,11 @@ use super::paging;
 use super::settings::Settings;
 use super::{Error, Result};
 use crate::store::{
-    Ending, Finish, IdempotencyKey, NewTrade, OpenOutcome, SaleOutcome, Store, TradeQuery, TradeRecord,
-    UserRecord,
+    Ending, Finish, IdempotencyKey, NewTrade, OpenOutcome, SaleOutcome, Store, TickRecord, TradeQuery,
+    TradeRecord, UserRecord,
 };
 use receipts::ReceiptSigner;
+use settlement::MAX_TICKS_PER_STEP;
 
 /// How long a quote's terms are shown as valid.
 pub const QUOTE_VALIDITY_MS: i64 = 5_000;
@@ -123,12 +124,17 @@ impl Trades {
                 let latest_deadline = trade.accepted_at + 2 * (trade.duration_ms + grace_ms);
                 let mut ticks = self
                     .store
-                    .ticks(&trade.symbol, None, Some(latest_deadline + 1), Some(after_seq), 200_000)
+                    .ticks(
+                        &trade.symbol,
+                        None,
+                        Some(latest_deadline + 1),
+                        Some(after_seq),
+                        MAX_TICKS_PER_STEP,
+                    )
                     .await?;
                 let last_seq = ticks.last().map_or(after_seq, |t| t.seq);
                 ticks.extend(self.store.ticks(&trade.symbol, None, None, Some(last_seq), 1).await?);
-                let spots: Vec<Spot> =
-                    ticks.iter().map(|t| Spot { seq: t.seq, ts: t.ts, price: t.price }).collect();
+                let spots: Vec<Spot> = ticks.iter().map(TickRecord::spot).collect();
                 let after = spots.partition_point(|s| s.ts <= trade.accepted_at);
                 if let trade::Verdict::Void { late, .. } =
                     trade::verdict(&trade.terms(), grace_ms, &spots[after..])
@@ -144,7 +150,7 @@ impl Trades {
                         None,
                         None,
                         Some(after_seq),
-                        u32::try_from(wanted.clamp(1, 200_000)).unwrap_or(1),
+                        u32::try_from(wanted.clamp(1, i64::from(MAX_TICKS_PER_STEP))).unwrap_or(1),
                     )
                     .await?
             }

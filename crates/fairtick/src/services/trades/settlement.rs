@@ -222,7 +222,7 @@ impl Settlement {
             let oldest = trades.iter().map(|t| t.accepted_at).min().expect("at least one trade");
             let read = || store.ticks(symbol, Some(oldest + 1), None, None, MAX_TICKS_PER_STEP);
             let judge_all = |ticks: &[TickRecord]| -> Vec<Verdict> {
-                let spots = spots_of(ticks);
+                let spots: Vec<Spot> = ticks.iter().map(TickRecord::spot).collect();
                 let judge = |trade: &&TradeRecord| {
                     let after = spots.partition_point(|s| s.ts <= trade.accepted_at);
                     trade::verdict(&trade.terms(), grace_of(trade), &spots[after..])
@@ -248,7 +248,15 @@ impl Settlement {
             let mut horizon = None;
             if let Some(overdue) = overdue {
                 horizon = Some(store.raise_void_horizon(symbol, overdue, IN_FLIGHT_MS).await?);
-                ticks = read().await?;
+                // Only what came after the last tick read: a tick stored late still has the
+                // next seq.
+                if let Some(last) = ticks.last().map(|t| t.seq) {
+                    let limit =
+                        MAX_TICKS_PER_STEP.saturating_sub(u32::try_from(ticks.len()).unwrap_or(u32::MAX));
+                    ticks.extend(store.ticks(symbol, None, None, Some(last), limit.max(1)).await?);
+                } else {
+                    ticks = read().await?;
+                }
                 verdicts = judge_all(&ticks);
             }
             for (trade, verdict) in trades.iter().zip(verdicts) {
@@ -433,10 +441,6 @@ async fn listen(mut events: broadcast::Receiver<Event>, hear: mpsc::UnboundedSen
             return;
         }
     }
-}
-
-fn spots_of(ticks: &[TickRecord]) -> Vec<Spot> {
-    ticks.iter().map(|t| Spot { seq: t.seq, ts: t.ts, price: t.price }).collect()
 }
 
 fn trade_spot(ticks: &[TickRecord], spot: &Spot) -> TradeSpot {
