@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::money::Money;
+use crate::trade::FEED_GRACE_SECS;
 use crate::wallet::WalletLimits;
 
 /// Whether a market takes new trades. Open trades always settle by the rules either way.
@@ -138,7 +139,7 @@ impl TradingSettings {
         if self.sell_cutoff_secs > 86_400 {
             return fail("sellCutoffSeconds", "must be at most 86400");
         }
-        if !(1..=3_600).contains(&self.feed_grace_secs) {
+        if !FEED_GRACE_SECS.contains(&self.feed_grace_secs) {
             return fail("feedGraceSeconds", "must be between 1 and 3600");
         }
         let levels = &self.vip_levels;

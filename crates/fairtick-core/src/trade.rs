@@ -161,6 +161,25 @@ pub enum Verdict {
     },
 }
 
+/// The grace periods the terms may set, in whole seconds.
+pub const FEED_GRACE_SECS: std::ops::RangeInclusive<u32> = 1..=3_600;
+
+/// Whether a market ticking every `interval_ms` keeps to a grace period of `grace_ms`: the
+/// deciding tick comes up to one interval after expiry, so a grace period of two intervals or
+/// less would void trades of a feed that is working.
+pub fn grace_outlasts_two_ticks(grace_ms: i64, interval_ms: i64) -> bool {
+    grace_ms > 2 * interval_ms
+}
+
+/// Whether `grace_ms` is a grace period the terms allow on a market ticking every
+/// `interval_ms`: whole seconds within [`FEED_GRACE_SECS`], longer than two ticks. A verifier
+/// checks a receipt's against it, since a server could otherwise pick one per trade.
+pub fn grace_allowed(grace_ms: i64, interval_ms: i64) -> bool {
+    let whole_secs = (grace_ms % 1_000 == 0).then(|| u32::try_from(grace_ms / 1_000).ok()).flatten();
+    whole_secs.is_some_and(|secs| FEED_GRACE_SECS.contains(&secs))
+        && grace_outlasts_two_ticks(grace_ms, interval_ms)
+}
+
 /// Applies the rules of [`progress`] and the feed's grace period to `ticks`:
 /// - void if the entry tick comes later than the duration plus `grace_ms` after acceptance;
 /// - void if the first tick after expiry comes later than `grace_ms` after expiry;
@@ -303,6 +322,19 @@ mod tests {
             matches!(late, Verdict::Void { stall: Stall::NoExit, deadline: 2_600, late, .. } if late.seq == 4),
             "{late:?}"
         );
+    }
+
+    #[test]
+    fn a_grace_period_is_whole_seconds_up_to_an_hour_and_longer_than_two_ticks() {
+        assert!(grace_allowed(1_000, 100));
+        assert!(grace_allowed(3_600_000, 1_000));
+        assert!(grace_allowed(3_000, 1_000));
+        assert!(!grace_allowed(2_000, 1_000), "two ticks exactly");
+        assert!(!grace_allowed(1_500, 100), "not whole seconds");
+        assert!(!grace_allowed(0, 100));
+        assert!(!grace_allowed(-1_000, 100));
+        assert!(!grace_allowed(3_601_000, 100));
+        assert!(!grace_allowed(i64::MAX - i64::MAX % 1_000, 100));
     }
 
     #[test]

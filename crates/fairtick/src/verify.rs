@@ -299,7 +299,7 @@ pub fn check_receipt(receipt: &Receipt, trusted_key: Option<&str>) -> anyhow::Re
     // terms allow (whole seconds, 1 s to an hour, longer than two of the market's ticks).
     if let Some(grace_ms) = grace_ms {
         let interval = body.epochs.iter().map(|e| e.tick_interval_ms).max().unwrap_or(0);
-        if grace_ms % 1_000 != 0 || !(1_000..=3_600_000).contains(&grace_ms) || grace_ms <= 2 * interval {
+        if !trade::grace_allowed(grace_ms, interval) {
             steps.push(Step::fail(
                 "grace",
                 format!(

@@ -11,6 +11,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use fairtick_core::Money;
 use fairtick_core::settings::{TradingSettings, VipLevel};
+use fairtick_core::trade::grace_outlasts_two_ticks;
 use parking_lot::RwLock;
 use serde_json::Value;
 
@@ -72,7 +73,7 @@ impl TickIntervals {
 ///   fastest rate, or newer trades would be voided although their ticks exist.
 pub fn check_against_markets(terms: &TradingSettings, markets: TickIntervals) -> Result<()> {
     let TickIntervals { fastest_ms, slowest_ms } = markets;
-    if u64::from(terms.feed_grace_secs) * 1_000 <= 2 * u64::from(slowest_ms) {
+    if !grace_outlasts_two_ticks(i64::from(terms.feed_grace_secs) * 1_000, i64::from(slowest_ms)) {
         return Err(Error::invalid(
             "feedGraceSeconds",
             format!("must be longer than two ticks of the slowest market ({slowest_ms} ms each)"),

@@ -326,7 +326,7 @@ impl Trades {
         // no verifier accepts it (docs/fairness.md §6). The terms cannot be changed to one, but
         // a market's interval can be, at a restart.
         let feed_grace_ms = i64::from(self.terms().feed_grace_secs) * 1_000;
-        if feed_grace_ms <= 2 * interval_ms {
+        if !trade::grace_outlasts_two_ticks(feed_grace_ms, interval_ms) {
             return Err(Error::Conflict {
                 code: "grace_too_short",
                 message: format!(
