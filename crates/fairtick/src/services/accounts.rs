@@ -13,7 +13,7 @@ use super::settings::Settings;
 use super::tokens::{Claims, Tokens};
 use super::totp;
 use super::{Error, Result};
-use crate::store::{NewUser, Store, StoreError, UserRecord};
+use crate::store::{NewUser, SessionUser, Store, StoreError, UserRecord};
 
 /// Registration input as received; validated here.
 #[derive(Clone, Debug)]
@@ -156,16 +156,14 @@ impl Accounts {
     /// [`Accounts::authenticate`], with the account's row as read for it.
     pub async fn signed_in(&self, token: &str) -> Result<(Claims, UserRecord)> {
         let mut claims = self.tokens.decode(token)?;
-        let session =
-            self.store.session_user(claims.user(), &claims.jti).await?.ok_or(Error::Unauthenticated)?;
-        if session.revoked {
-            return Err(Error::Unauthenticated);
-        }
-        if session.user.status == UserStatus::Suspended {
-            return Err(Error::Suspended);
-        }
-        claims.role = session.user.role;
-        Ok((claims, session.user))
+        let session = self.store.session_user(claims.user(), &claims.jti).await?;
+        let user = match (signed_off(session.as_ref()), session) {
+            (None, Some(session)) => session.user,
+            (Some(SignOff::Suspended), _) => return Err(Error::Suspended),
+            _ => return Err(Error::Unauthenticated),
+        };
+        claims.role = user.role;
+        Ok((claims, user))
     }
 
     fn totp_secret(&self, user: &UserRecord) -> Result<Vec<u8>> {
@@ -207,5 +205,16 @@ impl Accounts {
     pub async fn profile(&self, user: UserRecord, now: DateTime<Utc>) -> Result<Profile> {
         let wallet = self.store.wallet_state(user.id, now).await?;
         Ok(Profile { user, wallet })
+    }
+}
+
+/// Why a session as the store has it (`None`: unknown) no longer signs its user in, if it does
+/// not: the one rule for a token offered and for a socket checked again after missed events.
+pub fn signed_off(session: Option<&SessionUser>) -> Option<SignOff> {
+    match session {
+        None => Some(SignOff::LoggedOut),
+        Some(session) if session.revoked => Some(SignOff::LoggedOut),
+        Some(session) if session.user.status == UserStatus::Suspended => Some(SignOff::Suspended),
+        Some(_) => None,
     }
 }

@@ -419,8 +419,9 @@ async fn with_two_nodes_a_trade_on_node_a_reaches_a_socket_on_node_b() {
 
 /// The events a node hears from the others come over one `LISTEN` connection. When it drops,
 /// what was sent meanwhile is lost: the node's clients are told so and sent their state again,
-/// and events cross nodes again once it is back. An admin's socket, which gets everyone's
-/// trades, is closed to sign in again: a sign-off may have been among the lost events.
+/// and events cross nodes again once it is back. A sign-off may have been among the lost
+/// events: an admin's socket, which gets everyone's trades, is closed to sign in again, and a
+/// user's socket is closed if the store no longer takes its token.
 #[tokio::test]
 async fn a_node_whose_listener_lost_its_connection_resynchronises_its_clients() {
     let Some((a, b)) = TestApp::two_nodes().await else { return };
@@ -433,8 +434,25 @@ async fn a_node_whose_listener_lost_its_connection_resynchronises_its_clients() 
     next_of(&mut on_b, "balance_update").await;
     let mut admin_on_b = connect(&b, &format!("?token={admin}"), None).await.unwrap();
     next_of(&mut admin_on_b, "authenticated").await;
+    let revoked = a.signed_up("resync-revoked@example.com").await;
+    let mut revoked_on_b = connect(&b, &format!("?token={revoked}"), None).await.unwrap();
+    next_of(&mut revoked_on_b, "balance_update").await;
+    let suspended = a.signed_up("resync-suspended@example.com").await;
+    let mut suspended_on_b = connect(&b, &format!("?token={suspended}"), None).await.unwrap();
+    next_of(&mut suspended_on_b, "balance_update").await;
 
     let mut conn = raw_connection(&a.database_url).await;
+    // Sign-offs whose notices were lost: written past the servers, which hear nothing of them.
+    sqlx::query("INSERT INTO revoked_tokens (jti, expires_at) VALUES ($1, $2)")
+        .bind(token_id(&revoked))
+        .bind(i64::MAX)
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE users SET status = 'suspended' WHERE email = 'resync-suspended@example.com'")
+        .execute(&mut conn)
+        .await
+        .unwrap();
     let cut: Vec<(bool,)> = sqlx::query_as(
         "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
          WHERE datname = current_database() AND query LIKE 'LISTEN%'",
@@ -446,6 +464,8 @@ async fn a_node_whose_listener_lost_its_connection_resynchronises_its_clients() 
     next_of(&mut on_b, "resync").await;
     let missed = Some((1008, "events may have been missed: sign in again".to_owned()));
     assert_eq!(closing_of(&mut admin_on_b).await, missed);
+    assert_eq!(closing_of(&mut revoked_on_b).await, Some((1008, "signed out: sign in again".to_owned())));
+    assert_eq!(closing_of(&mut suspended_on_b).await, Some((1008, "account suspended".to_owned())));
     assert_eq!(next_of(&mut on_b, "balance_update").await["inPlay"], "10.00");
     next_matching(&mut on_b, "trade_update", |d| d["trade"]["id"] == open_id).await;
 
@@ -588,4 +608,12 @@ async fn a_socket_signed_in_with_a_token_is_closed_when_it_expires() {
     let mut socket = connect(&app, &format!("?token={token}"), None).await.unwrap();
     next_of(&mut socket, "balance_update").await;
     assert_eq!(closing_of(&mut socket).await, Some((1008, "session expired".into())));
+}
+
+/// The id (`jti`) of a login token, read from its claims.
+fn token_id(token: &str) -> String {
+    use base64::Engine;
+    let claims = token.split('.').nth(1).unwrap();
+    let claims = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(claims).unwrap();
+    serde_json::from_slice::<Value>(&claims).unwrap()["jti"].as_str().unwrap().to_owned()
 }

@@ -447,6 +447,7 @@ impl Session {
         let greeting = frame("authenticated", json!({ "userId": claims.user_id, "role": claims.role }));
         let sign_in = SignIn {
             user: claims.user(),
+            session: Arc::from(claims.jti.as_str()),
             admin: claims.role.is_admin(),
             two_factor: user.totp_enabled,
             outlet: outlet.clone(),

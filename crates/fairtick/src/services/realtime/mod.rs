@@ -26,6 +26,7 @@ use self::outlet::text_frame;
 pub use self::outlet::{Outlet, WireFrame};
 use self::prices::{PriceSubscribers, Subscription};
 
+use super::accounts::signed_off;
 use super::events::{Event, EventBus, Notice};
 use super::market::Markets;
 use super::market::feed::Tick;
@@ -48,6 +49,8 @@ pub struct PriceFrame {
 struct Connection {
     id: u64,
     outlet: Arc<Outlet>,
+    /// The token it signed in with (its id), checked again after missed events.
+    session: Arc<str>,
     /// Events kept back while the state sent at sign-in is read, `None` after.
     held: Option<Vec<WireFrame>>,
 }
@@ -104,6 +107,8 @@ pub struct SignOffMark(u64);
 /// A socket signing in, as the check of its token found it.
 pub struct SignIn {
     pub user: UserId,
+    /// The id of the token checked.
+    pub session: Arc<str>,
     pub admin: bool,
     /// Whether the admin has two-factor sign-in on.
     pub two_factor: bool,
@@ -284,7 +289,7 @@ impl Hub {
         greeting: &WireFrame,
         replacing: Option<Registration>,
     ) -> Result<Registration, &'static str> {
-        let SignIn { user, admin, two_factor, outlet, checked } = sign_in;
+        let SignIn { user, session, admin, two_factor, outlet, checked } = sign_in;
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let registered = {
             let mut registry = self.registry.lock();
@@ -300,7 +305,8 @@ impl Hub {
                     }
                     outlet.send(greeting);
                     let held = Some(Vec::new());
-                    registry.by_user.entry(user).or_default().push(Connection { id, outlet, held });
+                    let connection = Connection { id, outlet, session, held };
+                    registry.by_user.entry(user).or_default().push(connection);
                     Ok(Registration { hub: self.clone(), user, id })
                 }
             }
@@ -365,6 +371,26 @@ impl Hub {
         registry.floor = registry.sign_offs;
         for (outlet, _) in registry.admins.values() {
             outlet.close(MISSED_EVENTS);
+        }
+    }
+
+    /// After events were missed, among which a sign-off may have been: each user's socket is
+    /// closed whose token the store no longer takes, as the sign-off would have closed it.
+    async fn close_signed_off_users(&self, store: &Store) {
+        let sessions: Vec<(UserId, Arc<str>)> = {
+            let registry = self.registry.lock();
+            let by_user = registry.by_user.iter();
+            by_user.flat_map(|(&user, list)| list.iter().map(move |c| (user, c.session.clone()))).collect()
+        };
+        for (user, session) in sessions {
+            match store.session_user(user, &session).await {
+                Ok(found) => {
+                    if let Some(why) = signed_off(found.as_ref()) {
+                        self.close_user(user, why.reason());
+                    }
+                }
+                Err(error) => tracing::warn!(%error, "checking a socket's session again"),
+            }
         }
     }
 
@@ -468,6 +494,7 @@ impl Hub {
             Event::SettingsChanged => {}
             Event::Resync => {
                 self.close_admins_after_missed_events();
+                self.close_signed_off_users(store).await;
                 // Events may have been missed: each user is told so, then sent their state
                 // again, the balance and every open trade. A trade a client still shows as open
                 // but that is not among them has ended; the API tells how.
@@ -547,7 +574,8 @@ mod tests {
     }
 
     fn signing_in(user: i64, admin: bool, outlet: &Arc<Outlet>, checked: SignOffMark) -> SignIn {
-        SignIn { user: UserId(user), admin, two_factor: true, outlet: outlet.clone(), checked }
+        let session = Arc::from("token id");
+        SignIn { user: UserId(user), session, admin, two_factor: true, outlet: outlet.clone(), checked }
     }
 
     /// Signs `user` in on `outlet`, greeted with `greeting`.
