@@ -16,6 +16,8 @@ use tokio::sync::watch;
 /// The due times of one market's ticks, one after another.
 pub struct Pacer {
     due: watch::Receiver<i64>,
+    /// Due times up to this one (ms) are passed over, announced or not (see [`Pacer::skip_passed`]).
+    passed: i64,
 }
 
 impl Pacer {
@@ -27,21 +29,26 @@ impl Pacer {
         std::thread::Builder::new()
             .name(format!("pacer {symbol}"))
             .spawn(move || keep_schedule(&announce, interval_ms))?;
-        Ok(Pacer { due })
+        Ok(Pacer { due, passed: i64::MIN })
     }
 
     /// Waits for the next due time and returns it (ms since the Unix epoch). When more than one
     /// has passed since the last call (the caller was busy), only the latest is returned: a
     /// missed tick is skipped, never sent late, and never moves the ones after it.
     pub async fn tick(&mut self) -> io::Result<i64> {
-        self.due.changed().await.map_err(|_| io::Error::other("the pacer's thread ended"))?;
-        Ok(*self.due.borrow_and_update())
+        loop {
+            self.due.changed().await.map_err(|_| io::Error::other("the pacer's thread ended"))?;
+            let due = *self.due.borrow_and_update();
+            if due > self.passed {
+                return Ok(due);
+            }
+        }
     }
 
-    /// Passes over a due time that has come but was not yet returned: the next [`Pacer::tick`]
-    /// waits for one still to come.
+    /// Passes over the due times that have come and were not yet returned, whether or not the
+    /// pacer's thread has announced them yet: the next [`Pacer::tick`] returns one still to come.
     pub fn skip_passed(&mut self) {
-        self.due.borrow_and_update();
+        self.passed = Utc::now().timestamp_millis();
     }
 }
 
