@@ -26,6 +26,18 @@ export function idempotencyKey() {
 }
 
 /**
+ * The keys of idempotent requests that got no answer (the server unreachable, or failing), by
+ * what they asked: the same request sent again carries the same key, so that one the server
+ * did do before the answer was lost is not done twice. An answer forgets it.
+ */
+const unanswered = new Map();
+
+/** The key for `request` (method, path and body): the one it had if it went unanswered. */
+function keyFor(request) {
+  return unanswered.get(request) ?? idempotencyKey();
+}
+
+/**
  * One API call.
  * @param {string} method
  * @param {string} path e.g. `/api/wallet/balance`
@@ -39,30 +51,29 @@ export async function api(method, path, options = {}) {
   }
   const headers = { Accept: 'application/json' };
   if (options.body !== undefined) headers['Content-Type'] = 'application/json';
-  if (options.idempotent) headers['Idempotency-Key'] = idempotencyKey();
+  const body = options.body === undefined ? undefined : JSON.stringify(options.body);
+  const request = `${method} ${url.pathname}${url.search} ${body ?? ''}`;
+  if (options.idempotent) headers['Idempotency-Key'] = keyFor(request);
   let response;
   try {
-    response = await fetch(url, {
-      method,
-      headers,
-      body: options.body === undefined ? undefined : JSON.stringify(options.body),
-      credentials: 'same-origin',
-      signal: options.signal,
-    });
+    response = await fetch(url, { method, headers, body, credentials: 'same-origin', signal: options.signal });
   } catch (error) {
+    if (options.idempotent) unanswered.set(request, headers['Idempotency-Key']);
     if (error.name === 'AbortError') throw error;
     throw new ApiError(0, 'network', 'The server could not be reached. Check your connection.');
   }
+  if (options.idempotent && response.status >= 500) unanswered.set(request, headers['Idempotency-Key']);
+  else unanswered.delete(request);
   if (response.status === 204) return null;
   const text = await response.text();
-  let body = null;
+  let answer = null;
   try {
-    body = text ? JSON.parse(text) : null;
+    answer = text ? JSON.parse(text) : null;
   } catch {
-    body = null;
+    answer = null;
   }
   if (!response.ok) {
-    const error = body?.error;
+    const error = answer?.error;
     const failure = new ApiError(
       response.status,
       error?.code ?? 'http_' + response.status,
@@ -78,18 +89,21 @@ export async function api(method, path, options = {}) {
     }
     throw failure;
   }
-  return body;
+  return answer;
 }
 
 export const get = (path, query, signal) => api('GET', path, { query, signal });
 export const post = (path, body, options = {}) => api('POST', path, { body, ...options });
 
-/** The signed-in user, or null when nobody is (a 401). Other failures throw. */
+/**
+ * The signed-in user, or null when nobody is: no valid session (a 401), or the session's
+ * account is suspended (its owner signs in again once it is not). Other failures throw.
+ */
 export async function currentUser() {
   try {
     return (await get('/api/auth/me')).user;
   } catch (error) {
-    if (error instanceof ApiError && error.status === 401) return null;
+    if (error instanceof ApiError && (error.status === 401 || error.code === 'account_suspended')) return null;
     throw error;
   }
 }

@@ -10,6 +10,9 @@
  * - `trade`: a trade in the REST shape; `balance`: `{balance, available, inPlay}`;
  *   `notification`: `{level, title, message}`.
  * - `state`: `'connecting' | 'live' | 'polling'`; `poll`: a polling round is due (not live).
+ * - `authenticated`: `{userId, role}`, each time the socket signs in (the role as it is now).
+ * - `signedout`: `{reason}`, when the server closed the socket because the session ended
+ *   (suspended, expired); the socket is not opened again. Other closes reconnect.
  *
  * The session cookie authenticates the socket at the upgrade; no token is kept by the page.
  */
@@ -19,6 +22,8 @@ import { get } from './api.js';
 const MAX_BACKOFF_MS = 30000;
 const PING_MS = 25000;
 const MAX_TICKS_PER_FETCH = 5000;
+/** Close reasons after which reconnecting cannot sign in again (the server's wording). */
+const SESSION_ENDED = new Set(['account suspended', 'session expired']);
 
 /** A tick from either source, with its time as milliseconds. */
 function normalise(tick) {
@@ -98,10 +103,15 @@ export class Realtime extends EventTarget {
       this.pingTimer = setInterval(() => this.send('ping'), PING_MS);
     });
     socket.addEventListener('message', (event) => this.receive(event.data));
-    socket.addEventListener('close', () => {
+    socket.addEventListener('close', (event) => {
       if (this.socket === socket) this.socket = null;
       clearInterval(this.pingTimer);
       if (this.stopped) return;
+      if (SESSION_ENDED.has(event.reason)) {
+        this.stop();
+        this.emit('signedout', { reason: event.reason });
+        return;
+      }
       this.setState('polling');
       this.schedulePoll(0);
       this.retry();
@@ -141,6 +151,9 @@ export class Realtime extends EventTarget {
         break;
       case 'notification':
         this.emit('notification', data);
+        break;
+      case 'authenticated':
+        this.emit('authenticated', data);
         break;
       case 'resync':
         // The server may have missed events for us: what the page shows is read again.

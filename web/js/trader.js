@@ -9,7 +9,7 @@
  */
 
 import { ApiError, currentUser, get, post } from './api.js';
-import { parsePrice } from './fairness.js';
+import { parseCents, parsePrice } from './fairness.js';
 import { PriceChart } from './chart.js';
 import { Realtime } from './realtime.js';
 import { clock, dateTime, durationLabel, isAmount, money, moneySign, percent, price, seconds } from './format.js';
@@ -39,6 +39,8 @@ const state = {
   active: new Map(),
   /** ids already announced as ended */
   announced: new Set(),
+  /** ids of ended trades whose result was told, by the page or by the server's notification */
+  spoken: new Set(),
   /** recent ended trades of every market, for the chart's marks */
   recent: [],
   /** server clock − local clock, from the latest tick */
@@ -48,10 +50,21 @@ const state = {
   realtime: null,
   tradesCursor: null,
   txCursor: null,
+  /** Pages of each list on screen: past the first, a refresh keeps them (see `mergeNewest`). */
+  tradesPages: 0,
+  txPages: 0,
   lastBalanceAt: 0,
   lastActiveAt: 0,
   terms: null,
   activeBusy: false,
+  /** A refresh asked for while one ran: run again after it, as what it read may be older. */
+  activeAgain: false,
+};
+
+/** Why a page was sent back to the login form (`/?signedout=…`), told there. */
+const SIGNED_OUT_NOTES = {
+  suspended: 'This account is suspended. Contact an administrator.',
+  ended: 'Your session ended. Log in again to continue.',
 };
 
 let chart;
@@ -80,6 +93,12 @@ async function boot() {
 }
 
 function showAuth() {
+  const why = new URLSearchParams(location.search).get('signedout');
+  if (Object.hasOwn(SIGNED_OUT_NOTES, why ?? '')) {
+    $('#auth-note').textContent = SIGNED_OUT_NOTES[why];
+    $('#auth-note').hidden = false;
+    history.replaceState(null, '', location.pathname + location.hash);
+  }
   $('#auth').hidden = false;
   $('#desk').hidden = true;
   $('#conn').hidden = true;
@@ -156,7 +175,7 @@ async function startDesk(user) {
   $('#logout').hidden = false;
   $('#who').hidden = false;
   setText('who', user.email);
-  $('#admin-link').hidden = !(user.role === 'admin' || user.role === 'superadmin');
+  renderUser(user);
   renderBalance({ balance: user.balance, available: null, inPlay: null });
 
   chart = new PriceChart($('#chart'), $('#chart-msg'));
@@ -169,7 +188,7 @@ async function startDesk(user) {
   listState($('#stats'), 'loading');
   listState($('#trades-list'), 'loading');
   await loadSymbols();
-  await Promise.all([refreshBalance(), refreshActive(), refreshStats(), loadTrades(true), loadTransactions(true), loadTerms()]);
+  await Promise.all([refreshBalance(), refreshActive(), refreshStats(), loadTrades('reset'), loadTransactions('reset'), loadTerms()]);
   setInterval(tickClock, 200);
   // Bids move with every tick. The socket pushes them about once a second; without it, poll.
   setInterval(() => {
@@ -235,7 +254,7 @@ async function selectSymbol(symbol) {
   }
   if (chart.mode === 'candles') loadCandles();
   updateMarkers();
-  scheduleQuote(0);
+  ticketChanged(0);
 }
 
 function showTick(tick) {
@@ -331,8 +350,7 @@ async function loadTerms() {
     const { settings } = await get('/api/settings');
     if (Array.isArray(settings?.durations)) durations = settings.durations.map(Number);
     state.terms = settings;
-    const hint = settings?.minStake && settings?.maxStake ? `Stake (VUSD), ${money(settings.minStake)}–${money(settings.maxStake)}` : 'Stake (VUSD)';
-    setText('amount-label', hint);
+    renderStakeHint();
   } catch {
     // An older server: fall back to the quote endpoint's message below.
   }
@@ -365,7 +383,7 @@ async function refreshQuote() {
   const seq = ++state.quoteSeq;
   if (!state.symbol || !duration) return setBuyEnabled(false);
   // A refresh of the same ticket keeps what the last trade was refused for on screen.
-  const ticket = `${state.symbol}|${amount}|${duration}`;
+  const ticket = currentTicket();
   if (ticket !== state.quotedTicket) {
     state.quotedTicket = ticket;
     for (const slot of [$('#amount-error'), $('#duration-error')]) slot.textContent = '';
@@ -384,7 +402,7 @@ async function refreshQuote() {
       get('/api/flash-trade/quote', { ...query, direction: 'down' }),
     ]);
     if (seq !== state.quoteSeq) return;
-    state.quotes = { up, down };
+    state.quotes = { up, down, ticket };
     renderQuote(state.quotes);
     setBuyEnabled(true);
     // A quote is valid for a few seconds; keep it fresh while the page is open.
@@ -423,10 +441,52 @@ function renderQuote(quotes) {
     : 'Payout rate —. A tie refunds the stake.');
 }
 
-/** The buy buttons work with a quote, and never while a trade is being placed. */
+/** What the ticket asks for now; a quote is for one ticket, and a trade needs its quote. */
+function currentTicket() {
+  return `${state.symbol}|${$('#amount').value.trim()}|${$('#duration').value}`;
+}
+
+/**
+ * The buy buttons work with a quote, and never while a trade is being placed or the account's
+ * trading is suspended.
+ */
 function setBuyEnabled(enabled) {
-  $('#buy-up').disabled = !enabled || state.placing;
-  $('#buy-down').disabled = !enabled || state.placing;
+  const off = !enabled || state.placing || Boolean(state.user?.tradingSuspended);
+  $('#buy-up').disabled = off;
+  $('#buy-down').disabled = off;
+}
+
+/** A changed ticket is not traded on the last one's quote: the buttons wait for its own. */
+function ticketChanged(delay) {
+  setBuyEnabled(false);
+  scheduleQuote(delay);
+}
+
+/** The user's own limits beside the published terms: the stake range, and a suspension. */
+function renderUser(user) {
+  state.user = user;
+  $('#admin-link').hidden = !(user.role === 'admin' || user.role === 'superadmin');
+  $('#suspended-note').hidden = !user.tradingSuspended;
+  if (user.tradingSuspended) setBuyEnabled(false);
+  renderStakeHint();
+}
+
+function renderStakeHint() {
+  const { minStake, maxStake } = state.terms ?? {};
+  const own = state.user?.maxStake;
+  // The lower of the two maxima, compared exactly (money is never a float here).
+  const max = own && maxStake && parseCents(own) < parseCents(maxStake) ? own : maxStake;
+  setText('amount-label', minStake && max ? `Stake (VUSD), ${money(minStake)}–${money(max)}` : 'Stake (VUSD)');
+}
+
+/** Reads the account again, for limits an admin changed while the page was open. */
+async function refreshUser() {
+  try {
+    const user = await currentUser();
+    if (user) renderUser(user);
+  } catch {
+    // Kept as shown; the next refusal or reconnection reads it again.
+  }
 }
 
 async function placeTrade(direction, button) {
@@ -435,6 +495,7 @@ async function placeTrade(direction, button) {
   const quote = state.quotes[direction];
   const amount = $('#amount').value.trim();
   if (!quote || !isAmount(amount) || state.placing) return;
+  if (state.quotes.ticket !== currentTicket()) return ticketChanged(0);
   state.placing = true;
   setBuyEnabled(false);
   try {
@@ -456,6 +517,8 @@ async function placeTrade(direction, button) {
     refreshBalance();
   } catch (error) {
     if (error instanceof ApiError && error.status === 409) scheduleQuote(0);
+    // Refused for a limit of the account's own: show it as it is now.
+    if (error instanceof ApiError && (error.code === 'trading_suspended' || error.field === 'amount')) refreshUser();
     showError(form, onField(error, 'amount'));
   } finally {
     state.placing = false;
@@ -467,7 +530,10 @@ async function placeTrade(direction, button) {
 // ---- open trades -------------------------------------------------------------------------
 
 async function refreshActive() {
-  if (state.activeBusy) return;
+  if (state.activeBusy) {
+    state.activeAgain = true;
+    return;
+  }
   state.activeBusy = true;
   state.lastActiveAt = Date.now();
   try {
@@ -482,6 +548,10 @@ async function refreshActive() {
     if (state.active.size === 0) listState($('#open-trades'), 'error', `Open trades could not be loaded: ${error.message}`);
   } finally {
     state.activeBusy = false;
+    if (state.activeAgain) {
+      state.activeAgain = false;
+      refreshActive();
+    }
   }
 }
 
@@ -508,16 +578,18 @@ async function finished(id, known) {
   updateMarkers();
   refreshBalance();
   refreshStats();
-  loadTrades(true);
-  loadTransactions(true);
+  loadTrades('latest');
+  loadTransactions('latest');
 }
 
 /**
- * Says how a trade ended. While the socket is live the server sends its own notification for
- * every ended trade, so the page only speaks for itself when it is polling.
+ * Says how a trade ended, once: the server's notification of the same result (it names the
+ * trade) is then skipped, and this one skipped if that came first. Whichever way the page
+ * learns of an ending (the socket, polling, a resync after missed events), it is told.
  */
 function announce(trade) {
-  if (state.realtime?.state === 'live') return;
+  if (state.spoken.has(trade.id)) return;
+  state.spoken.add(trade.id);
   const dir = trade.direction === 'up' ? '▲ Up' : '▼ Down';
   const where = `${trade.symbol} ${dir}, stake ${money(trade.amount)}`;
   const prices = trade.entry && trade.exit ? ` Entry ${trade.entry.price} → exit ${trade.exit.price}.` : '';
@@ -561,7 +633,7 @@ function buildOpenTrade(trade) {
     el('div', {},
       el('div', {}, el('strong', { text: trade.symbol }), ' ', el('span', { class: 'num', text: `${money(trade.amount)} VUSD` })),
       el('div', { class: 'meta num', 'data-role': 'meta' })),
-    el('span', { class: 'countdown num', 'data-role': 'countdown', 'aria-label': 'Time left' }),
+    el('span', { class: 'countdown num' }, el('span', { class: 'sr-only', text: 'Time left: ' }), el('span', { 'data-role': 'countdown' })),
     el('div', { class: 'bar', 'aria-hidden': 'true' }, el('span', { 'data-role': 'bar' })),
     el('div', { class: 'actions' }, el('span', { class: 'small num', 'data-role': 'state' }), sell));
 }
@@ -571,13 +643,26 @@ function updateOpenTrade(node, trade) {
   const entry = trade.entry ? `entry ${price(trade.entry.price)}` : 'waiting for the entry tick';
   const text = `${entry} · pays ${money(payoutOf(trade))} on a win`;
   if (meta.textContent !== text) meta.textContent = text;
+  updateSell(node, trade);
+  updateStanding(node, trade);
+}
+
+/** Sales close `sellCutoffSeconds` before expiry (the current terms), whatever the last bid. */
+function salesClosed(trade) {
+  const expires = ms(trade.expiresAt);
+  return expires !== null && expires - now() <= (state.terms?.sellCutoffSeconds ?? 0) * 1000;
+}
+
+function updateSell(node, trade) {
   const sell = node.querySelector('button.sell');
-  const bid = trade.bid;
+  const closed = salesClosed(trade);
+  const bid = closed ? null : trade.bid;
   sell.disabled = !bid || sell.getAttribute('aria-busy') === 'true';
   const label = bid ? `Sell · ${money(bid)}` : 'Sell';
   if (sell.textContent !== label) sell.textContent = label;
-  sell.title = bid ? `Sell back now at the current bid (${money(bid)} VUSD; it moves with the price)` : 'Not sellable now (before entry or in the last seconds)';
-  updateStanding(node, trade);
+  sell.title = bid
+    ? `Sell back now at the current bid (${money(bid)} VUSD; it moves with the price)`
+    : closed ? 'Sales close in the last seconds before expiry' : 'Not sellable yet (before the entry tick)';
 }
 
 /** What a win pays back, for display: ⌊stake × (1 + rate)⌋ on BigInt cents. */
@@ -624,15 +709,23 @@ function tickClock() {
     countdown.textContent = left > 0 ? seconds(left) : 'settling';
     const total = trade.duration * 1000;
     bar.style.width = `${Math.min(100, Math.max(0, 100 - (left * 1000 * 100) / total))}%`;
+    updateSell(node, trade);
     updateStanding(node, trade);
   }
 }
 
+/**
+ * Sells at the bid when the order arrives, which the toast then tells. No `minPrice` is sent:
+ * the bid on the button is up to a second old and moves with every tick, so a minimum at it
+ * would refuse most sales of a moving market.
+ */
 async function sellTrade(id, button) {
   try {
     const { trade } = await busy(button, () => post('/api/flash-trade/close', { tradeId: id }, { idempotent: true }));
     state.active.delete(id);
     renderActive();
+    // The sold trade's button is gone: focus goes to the next one, or to the list.
+    (document.querySelector('#open-trades button.sell:not(:disabled)') ?? $('#open-title')).focus();
     finished(id, trade);
   } catch (error) {
     toast({ level: 'error', title: 'Could not sell', message: error.message });
@@ -705,7 +798,7 @@ function wireWallet() {
       renderBalance(answer.balance);
       toast({ level: 'success', title: action === 'deposit' ? `Added ${money(amount)} virtual VUSD` : `Removed ${money(amount)} virtual VUSD` });
       $('#wallet-amount').value = '';
-      loadTransactions(true);
+      loadTransactions('latest');
     } catch (error) {
       showError(form, onField(error, 'amount'));
     }
@@ -729,7 +822,7 @@ function wireWallet() {
       const answer = await busy(reset, () => post('/api/wallet/reset', {}, { idempotent: true }));
       renderBalance(answer.balance);
       toast({ level: 'success', title: 'Practice balance reset', message: `Available: ${money(answer.balance.available)} VUSD. Your history is kept.` });
-      loadTransactions(true);
+      loadTransactions('latest');
     } catch (error) {
       showError(form, error);
     }
@@ -738,35 +831,45 @@ function wireWallet() {
 
 // ---- history -----------------------------------------------------------------------------
 
-async function loadTrades(reset) {
+/**
+ * Loads the trade history: `reset` starts the list over (new filters), `more` adds the next
+ * page, `latest` shows what changed at the top (a trade ended) and keeps the pages below.
+ */
+async function loadTrades(mode) {
   const box = $('#trades-list');
   const more = $('#trades-more');
   const filters = Object.fromEntries(new FormData($('#trade-filters')));
+  const latest = mode === 'latest' && state.tradesPages > 1;
+  const reset = mode === 'reset' || (mode === 'latest' && !latest);
   // A next page needs a cursor (none while the list starts over); the newest load answers, an
   // older one (other filters, a page of the list before) is dropped.
-  if (!reset && !state.tradesCursor) return;
-  const seq = ++state.tradesSeq;
+  if (mode === 'more' && !state.tradesCursor) return;
+  // A refresh of the top gives way to any other load, and takes none's place.
+  const seq = latest ? state.tradesSeq : ++state.tradesSeq;
   if (reset) state.tradesCursor = null;
   if (reset && !box.querySelector('table')) listState(box, 'loading');
   let page;
   try {
-    page = await get('/api/flash-trade/history', { ...filters, limit: PAGE, cursor: state.tradesCursor });
+    page = await get('/api/flash-trade/history', { ...filters, limit: PAGE, cursor: reset || latest ? null : state.tradesCursor });
   } catch (error) {
-    if (seq !== state.tradesSeq) return;
+    if (seq !== state.tradesSeq || latest) return;
     listState(box, 'error', `Trade history could not be loaded: ${error.message}`);
     more.hidden = true;
     return;
   }
   if (seq !== state.tradesSeq) return;
-  if (reset && !filters.symbol && !filters.status && !filters.result) {
+  if ((reset || latest) && !filters.symbol && !filters.status && !filters.result) {
     state.recent = page.trades.filter((t) => t.status !== 'active').slice(0, 20);
     updateMarkers();
   }
+  const rows = page.trades.map(tradeRow);
+  if (latest) return mergeNewest(box.querySelector('tbody'), rows);
   let body = box.querySelector('tbody');
   if (reset || !body) {
     if (page.trades.length === 0) {
       listState(box, 'empty', filters.symbol || filters.status || filters.result ? 'No trades match these filters.' : 'No trades yet.');
       more.hidden = true;
+      state.tradesPages = 0;
       return;
     }
     body = el('tbody');
@@ -774,10 +877,28 @@ async function loadTrades(reset) {
       el('thead', {}, el('tr', {}, ...['Opened', 'Market', 'Direction', 'Stake', 'Duration', 'Entry', 'Exit', 'Outcome', 'Paid', 'Profit', 'Proof']
         .map((h, i) => el('th', { scope: 'col', class: i >= 3 && i <= 9 && i !== 4 && i !== 7 ? 'r' : '', text: h })))),
       body));
+    state.tradesPages = 0;
   }
-  for (const t of page.trades) body.append(tradeRow(t));
+  body.append(...rows);
+  state.tradesPages += 1;
   state.tradesCursor = page.nextCursor;
   more.hidden = !page.nextCursor;
+}
+
+/**
+ * Puts a first page read again on top of a list showing several: each row shown already is
+ * replaced by its newer self where it stands, and the rows not shown yet, newer than all that
+ * are, go first, in order. The pages below stay where the reader left them.
+ */
+function mergeNewest(body, rows) {
+  if (!body) return;
+  const fresh = [];
+  for (const row of rows) {
+    const shown = body.querySelector(`tr[data-id="${CSS.escape(row.dataset.id)}"]`);
+    if (shown) shown.replaceWith(row);
+    else fresh.push(row);
+  }
+  body.prepend(...fresh);
 }
 
 function tradeRow(t) {
@@ -810,32 +931,43 @@ function txQuery() {
   return { type: data.type || undefined, from: day(data.from, 0), to: day(data.to, 1) };
 }
 
-async function loadTransactions(reset) {
+/** Loads the statement, as `loadTrades` loads the trade history. */
+async function loadTransactions(mode) {
   const box = $('#tx-list');
   const more = $('#tx-more');
   const query = txQuery();
+  if (query.from && query.to && query.from >= query.to) {
+    showError($('#tx-filters'), new ApiError(400, 'validation_error', 'Pick a start date on or before the end date.', 'from'));
+    return;
+  }
+  clearErrors($('#tx-filters'));
   const csv = new URL('/api/wallet/transactions.csv', location.origin);
   for (const [k, v] of Object.entries(query)) if (v) csv.searchParams.set(k, v);
   $('#csv-link').href = csv.pathname + csv.search;
-  if (!reset && !state.txCursor) return;
-  const seq = ++state.txSeq;
+  const latest = mode === 'latest' && state.txPages > 1;
+  const reset = mode === 'reset' || (mode === 'latest' && !latest);
+  if (mode === 'more' && !state.txCursor) return;
+  const seq = latest ? state.txSeq : ++state.txSeq;
   if (reset) state.txCursor = null;
   if (reset && !box.querySelector('table')) listState(box, 'loading');
   let page;
   try {
-    page = await get('/api/wallet/transactions', { ...query, limit: PAGE, cursor: state.txCursor });
+    page = await get('/api/wallet/transactions', { ...query, limit: PAGE, cursor: reset || latest ? null : state.txCursor });
   } catch (error) {
-    if (seq !== state.txSeq) return;
+    if (seq !== state.txSeq || latest) return;
     listState(box, 'error', `Transactions could not be loaded: ${error.message}`);
     more.hidden = true;
     return;
   }
   if (seq !== state.txSeq) return;
+  const rows = page.transactions.map(transactionRow);
+  if (latest) return mergeNewest(box.querySelector('tbody'), rows);
   let body = box.querySelector('tbody');
   if (reset || !body) {
     if (page.transactions.length === 0) {
       listState(box, 'empty', 'No transactions match these filters.');
       more.hidden = true;
+      state.txPages = 0;
       return;
     }
     body = el('tbody');
@@ -843,19 +975,23 @@ async function loadTransactions(reset) {
       el('thead', {}, el('tr', {}, ...['Time', 'Type', 'Description', 'Amount', 'Balance after', 'Reference']
         .map((h, i) => el('th', { scope: 'col', class: i === 3 || i === 4 ? 'r' : '', text: h })))),
       body));
+    state.txPages = 0;
   }
-  for (const tx of page.transactions) {
-    const sign = moneySign(tx.amount);
-    body.append(el('tr', {},
-      el('td', { class: 'num', text: dateTime(tx.createdAt) }),
-      el('td', { text: tx.type.replace('_', ' ') }),
-      el('td', { text: tx.description }),
-      el('td', { class: `num r ${sign > 0 ? 'up' : sign < 0 ? 'down' : ''}`, text: money(tx.amount, { sign: true }) }),
-      el('td', { class: 'num r', text: money(tx.balanceAfter) }),
-      el('td', { class: 'num', text: tx.reference ?? '' })));
-  }
+  body.append(...rows);
+  state.txPages += 1;
   state.txCursor = page.nextCursor;
   more.hidden = !page.nextCursor;
+}
+
+function transactionRow(tx) {
+  const sign = moneySign(tx.amount);
+  return el('tr', { dataset: { id: tx.id } },
+    el('td', { class: 'num', text: dateTime(tx.createdAt) }),
+    el('td', { text: tx.type.replace('_', ' ') }),
+    el('td', { text: tx.description }),
+    el('td', { class: `num r ${sign > 0 ? 'up' : sign < 0 ? 'down' : ''}`, text: money(tx.amount, { sign: true }) }),
+    el('td', { class: 'num r', text: money(tx.balanceAfter) }),
+    el('td', { class: 'num', text: tx.reference ?? '' }));
 }
 
 // ---- wiring ------------------------------------------------------------------------------
@@ -867,8 +1003,8 @@ function wireDesk() {
   $('#interval').addEventListener('change', loadCandles);
 
   const ticket = $('#ticket');
-  $('#amount').addEventListener('input', () => scheduleQuote());
-  $('#duration').addEventListener('change', () => scheduleQuote(0));
+  $('#amount').addEventListener('input', () => ticketChanged());
+  $('#duration').addEventListener('change', () => ticketChanged(0));
   // Enter in a field refreshes the quote; only the Up and Down buttons place a trade.
   ticket.addEventListener('keydown', (event) => {
     if (event.key === 'Enter' && event.target instanceof HTMLInputElement) {
@@ -884,10 +1020,10 @@ function wireDesk() {
 
   wireWallet();
   tabs($('#desk [role="tablist"]'));
-  $('#trade-filters').addEventListener('change', () => loadTrades(true));
-  $('#tx-filters').addEventListener('change', () => loadTransactions(true));
-  $('#trades-more').addEventListener('click', (e) => busy(e.currentTarget, () => loadTrades(false)));
-  $('#tx-more').addEventListener('click', (e) => busy(e.currentTarget, () => loadTransactions(false)));
+  $('#trade-filters').addEventListener('change', () => loadTrades('reset'));
+  $('#tx-filters').addEventListener('change', () => loadTransactions('reset'));
+  $('#trades-more').addEventListener('click', (e) => busy(e.currentTarget, () => loadTrades('more')));
+  $('#tx-more').addEventListener('click', (e) => busy(e.currentTarget, () => loadTransactions('more')));
   $('#logout').addEventListener('click', async (event) => {
     try {
       await busy(event.currentTarget, () => post('/api/auth/logout'));
@@ -939,6 +1075,11 @@ function wireRealtime(rt) {
   // Trades that ended while events were missed leave the open list here, each announced.
   rt.addEventListener('resync', () => refreshActive());
   rt.addEventListener('notification', ({ detail }) => {
+    // A trade's result, told once: the page may have said so already (see `announce`).
+    if (detail.tradeId !== undefined) {
+      if (state.spoken.has(detail.tradeId)) return;
+      state.spoken.add(detail.tradeId);
+    }
     toast({
       level: ['info', 'success', 'warning', 'error'].includes(detail.level) ? detail.level : 'info',
       title: detail.title ?? 'Notice',
@@ -951,20 +1092,23 @@ function wireRealtime(rt) {
   rt.addEventListener('servererror', ({ detail }) => {
     if (detail?.code === 'unauthenticated') signedOut();
   });
+  rt.addEventListener('signedout', ({ detail }) => {
+    signedOut({ code: detail.reason === 'account suspended' ? 'account_suspended' : 'session_ended' });
+  });
+  // Each sign-in of the socket (a reconnection, say) brings the role as it is now; the
+  // account's limits may have changed with it.
+  rt.addEventListener('authenticated', () => refreshUser());
   rt.addEventListener('poll', () => {
     if (Date.now() - state.lastBalanceAt > 2000) refreshBalance();
   });
 }
 
+/** Back to the login form, which says why (see `SIGNED_OUT_NOTES`). */
 function signedOut(error) {
   if (state.signedOut) return;
   state.signedOut = true;
   state.realtime?.stop();
-  const message = error?.code === 'account_suspended'
-    ? 'This account is suspended. Contact an administrator.'
-    : 'Your session ended. Log in again to continue.';
-  toast({ level: 'warning', title: 'Signed out', message });
-  setTimeout(() => location.assign('/'), 1500);
+  location.assign(`/?signedout=${error?.code === 'account_suspended' ? 'suspended' : 'ended'}`);
 }
 
 addEventListener('fairtick:session-ended', ({ detail }) => {

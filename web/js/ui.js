@@ -45,11 +45,23 @@ export function setText(id, text) {
 export function toast({ level = 'info', title, message = '', ms = 8000 }) {
   const region = document.getElementById('toasts');
   if (!region) return;
+  const close = el('button', { type: 'button', class: 'toast-close', 'aria-label': `Dismiss: ${title}`, text: '×' });
   const node = el('div', { class: `toast ${level}`, role: level === 'error' ? 'alert' : 'status' },
-    el('strong', { text: title }), message ? el('p', { text: message }) : null);
+    close, el('strong', { text: title }), message ? el('p', { text: message }) : null);
+  close.addEventListener('click', () => node.remove());
   region.append(node);
   while (region.children.length > 4) region.firstElementChild.remove();
-  setTimeout(() => node.remove(), ms);
+  // Kept while pointed at or focused, so that it can be read to the end.
+  let timer = setTimeout(() => node.remove(), ms);
+  const hold = () => clearTimeout(timer);
+  const resume = () => {
+    clearTimeout(timer);
+    timer = setTimeout(() => node.remove(), ms / 2);
+  };
+  node.addEventListener('mouseenter', hold);
+  node.addEventListener('focusin', hold);
+  node.addEventListener('mouseleave', resume);
+  node.addEventListener('focusout', resume);
 }
 
 // ---- forms ---------------------------------------------------------------------------------

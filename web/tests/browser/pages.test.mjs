@@ -312,6 +312,54 @@ describe('the web app in Chromium', { skip: skip ?? false, timeout: 900000 }, ()
     await context.close();
   });
 
+  test('a trader sees limits an admin set, and a suspension signs them out with the reason', { timeout: 60000 }, async () => {
+    const base = server.url;
+    const call = async (method, path, token, body) => {
+      const response = await fetch(`${base}${path}`, {
+        method,
+        headers: { 'content-type': 'application/json', ...(token ? { authorization: `Bearer ${token}` } : {}) },
+        body: body === undefined ? undefined : JSON.stringify(body),
+      });
+      if (!response.ok) assert.fail(`${method} ${path}: ${response.status} ${await response.text()}`);
+      return response.json();
+    };
+    const adminToken = (await call('POST', '/api/auth/login', null, { email: 'admin@example.com', password: PASSWORD })).token;
+    const email = `limited-${Date.now()}@example.com`;
+    const context = await browser.newContext({ viewport: DESKTOP });
+    const limited = await context.newPage();
+    const limitedProblems = watchForProblems(limited);
+    await limited.goto(`${base}/#register`);
+    await limited.fill('#reg-first', 'Lim');
+    await limited.fill('#reg-last', 'Ited');
+    await limited.fill('#reg-email', email);
+    await limited.fill('#reg-password', PASSWORD);
+    await limited.locator('#register-form button[type=submit]').click();
+    await limited.locator('#conn[data-state="live"]').waitFor();
+    const { users } = await call('GET', `/api/admin/users?query=${encodeURIComponent(email)}`, adminToken);
+    const id = users[0].id;
+
+    // A personal stake limit below the published one is what the ticket says, once the page reads the account again.
+    await call('PATCH', `/api/admin/users/${id}`, adminToken, { maxStake: '50.00' });
+    await limited.reload();
+    await limited.locator('#amount-label', { hasText: /–50\.00$/ }).waitFor();
+
+    // Trading suspended: the ticket says so and its buttons stay off.
+    await call('PATCH', `/api/admin/users/${id}`, adminToken, { tradingSuspended: true });
+    await limited.reload();
+    await limited.locator('#suspended-note:not([hidden])').waitFor();
+    await limited.locator('#quote-note', { hasText: /suspended/ }).waitFor();
+    assert.ok(await limited.locator('#buy-up').isDisabled());
+
+    // The account suspended: the open page is signed out, and the login form says why, also after a reload.
+    await call('PATCH', `/api/admin/users/${id}`, adminToken, { status: 'suspended' });
+    await limited.locator('#auth-note', { hasText: 'This account is suspended' }).waitFor();
+    await limited.reload();
+    await limited.locator('#login-email').waitFor();
+    assert.ok(await limited.locator('#boot').isHidden(), 'not a dead end saying the server is unreachable');
+    assert.deepEqual(limitedProblems, []);
+    await context.close();
+  });
+
   test('the trader can log out', { timeout: 30000 }, async () => {
     await page.goto(`${server.url}/`);
     await page.locator('#logout').click();

@@ -28,6 +28,9 @@ pub struct Notice {
     pub level: String,
     pub title: String,
     pub message: String,
+    /// The trade a result notice is about, so that a page that said so itself can skip it.
+    #[serde(default, rename = "tradeId", skip_serializing_if = "Option::is_none")]
+    pub trade_id: Option<i64>,
 }
 
 /// Why a user's live connections end.

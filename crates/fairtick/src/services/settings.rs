@@ -234,6 +234,7 @@ impl Settings {
         self.events.publish(Event::Notice(Notice {
             level: "info".to_owned(),
             title: "Trading terms changed".to_owned(),
+            trade_id: None,
             message: format!(
                 "Changed: {}. Open trades keep the payout rate they were accepted at; selling back follows the current terms.",
                 changed.join(", ")

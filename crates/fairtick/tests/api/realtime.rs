@@ -176,6 +176,7 @@ async fn every_event_arrives_after_its_http_action() {
     assert_eq!(settled["trade"]["status"], "settled");
     let notice = next_of(&mut socket, "notification").await;
     assert!(notice["title"].as_str().unwrap().starts_with("Trade"), "{notice}");
+    assert_eq!(notice["tradeId"], id, "{notice}");
     let settled_balance = next_of(&mut socket, "balance_update").await;
     assert_eq!(settled_balance["inPlay"], "0.00");
 }

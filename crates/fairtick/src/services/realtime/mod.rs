@@ -560,7 +560,7 @@ fn result_notice(trade: &TradeRecord) -> Option<Notice> {
         trade.direction,
         trade.duration_ms / 1_000
     );
-    Some(Notice { level: level.to_owned(), title: title.to_owned(), message })
+    Some(Notice { level: level.to_owned(), title: title.to_owned(), message, trade_id: Some(trade.id) })
 }
 
 #[cfg(test)]
