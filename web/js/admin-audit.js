@@ -4,10 +4,10 @@
  * two-factor enrolment (RFC 6238: the secret and the otpauth URI shown as text, then a code).
  */
 
-import { get, post } from './api.js';
+import { post } from './api.js';
 import { dateTime } from './format.js';
 import { $, busy, clearErrors, el, toast } from './ui.js';
-import { pagedList, showOn, table } from './admin-common.js';
+import { adminGet, pagedList, showOn, table } from './admin-common.js';
 
 let me = null;
 
@@ -19,7 +19,7 @@ export function initAudit(user) {
     what: 'The audit log',
     empty: 'No admin actions yet.',
     fetchPage: async (cursor) => {
-      const { entries, nextCursor } = await get('/api/admin/audit', { cursor, limit: 20 });
+      const { entries, nextCursor } = await adminGet('/api/admin/audit', { cursor, limit: 20 });
       return { items: entries, nextCursor };
     },
     render: (entries) => table(

@@ -1,14 +1,33 @@
 /**
- * Pieces the admin page's panels share: a cursor-paged list (loading, empty and error states,
- * "Load more" that appends the next page), PATCH, errors attributed to the control that was
- * used, and small cells for trades.
+ * Pieces the admin page's panels share: calls to the admin API, a cursor-paged list (loading,
+ * empty and error states, "Load more" that appends the next page), errors attributed to the
+ * control that was used, and small cells for trades.
  */
 
 import { ApiError, api } from './api.js';
 import { dateTime, money } from './format.js';
 import { el, listState, showError } from './ui.js';
 
-export const patch = (path, body) => api('PATCH', path, { body });
+/**
+ * One call to `/api/admin/…`. A 403 `forbidden` there means this account is no longer an
+ * admin's (a superadmin demoted it): the page hears it as `admin:forbidden` whichever panel
+ * made the call, since a panel that keeps its old rows (the live monitor) would hide it. The
+ * call still fails as usual.
+ */
+async function adminApi(method, path, options) {
+  try {
+    return await api(method, path, options);
+  } catch (error) {
+    if (error instanceof ApiError && error.status === 403 && error.code === 'forbidden') {
+      document.dispatchEvent(new CustomEvent('admin:forbidden', { detail: error }));
+    }
+    throw error;
+  }
+}
+
+export const adminGet = (path, query) => adminApi('GET', path, { query });
+export const adminPost = (path, body) => adminApi('POST', path, { body });
+export const patch = (path, body) => adminApi('PATCH', path, { body });
 
 /**
  * A list fetched page by page with the API's `nextCursor`.

@@ -4,11 +4,11 @@
  * filtered trade history with cursor paging, and the house statistics for a chosen period.
  */
 
-import { ApiError, get } from './api.js';
+import { ApiError } from './api.js';
 import { dateTime, money, moneySign } from './format.js';
 import { Realtime } from './realtime.js';
 import { $, $$, clearErrors, el, listState, showError } from './ui.js';
-import { TRADE_COLUMNS, pagedList, table, tradeCells } from './admin-common.js';
+import { TRADE_COLUMNS, adminGet, pagedList, table, tradeCells } from './admin-common.js';
 
 const LIVE_ROWS = 20;
 const POLL_MS = 3000;
@@ -33,9 +33,11 @@ class AdminRealtime extends Realtime {
 let live = new Map();
 let liveLoaded = false;
 let lastPoll = 0;
+let realtime = null;
 
+/** Starts the live monitor; returns its socket, whose sign-in events the page follows. */
 export function initLive() {
-  const realtime = new AdminRealtime();
+  realtime = new AdminRealtime();
   const conn = $('#live-conn');
   realtime.addEventListener('state', ({ detail }) => {
     conn.dataset.state = detail;
@@ -50,6 +52,14 @@ export function initLive() {
   loadLive();
   realtime.start();
   addEventListener('pagehide', () => realtime.stop());
+  return realtime;
+}
+
+/** Stops the socket, its polling and the statistics' refresh: the session can no longer read them. */
+export function stopTrades() {
+  realtime?.stop();
+  clearInterval(statsRefresh);
+  clearTimeout(statsTimer);
 }
 
 async function loadLive() {
@@ -57,7 +67,7 @@ async function loadLive() {
   const box = $('#live-trades');
   if (!liveLoaded) listState(box, 'loading');
   try {
-    const { trades } = await get('/api/admin/trades', { limit: LIVE_ROWS });
+    const { trades } = await adminGet('/api/admin/trades', { limit: LIVE_ROWS });
     for (const t of trades) live.set(t.id, { ...live.get(t.id), ...t });
     liveLoaded = true;
     renderLive(new Set());
@@ -113,7 +123,7 @@ export function initHistory() {
     what: 'Trades',
     empty: 'No trades match these filters.',
     fetchPage: async (cursor) => {
-      const { trades, nextCursor } = await get('/api/admin/trades', { ...filters(), cursor, limit: 25 });
+      const { trades, nextCursor } = await adminGet('/api/admin/trades', { ...filters(), cursor, limit: 25 });
       return { items: trades, nextCursor };
     },
     render: (trades) => table(TRADE_COLUMNS, trades.map((t) => el('tr', { dataset: { id: String(t.id) } }, ...tradeCells(t)))),
@@ -143,7 +153,7 @@ export function initHistory() {
     }
     current = next;
     try {
-      await get('/api/admin/trades', { ...current, limit: 1 }); // the server names a bad filter
+      await adminGet('/api/admin/trades', { ...current, limit: 1 }); // the server names a bad filter
     } catch (error) {
       if (error.field || error.status === 400) {
         showError(form, error);
@@ -165,6 +175,7 @@ const fieldError = (message, field) => new ApiError(400, 'validation_error', mes
 // ---- statistics --------------------------------------------------------------------------
 
 let hours = 24;
+let statsRefresh = null;
 
 export function initStats() {
   const buttons = $$('#stats-period button');
@@ -176,7 +187,7 @@ export function initStats() {
     });
   }
   loadStats();
-  setInterval(() => {
+  statsRefresh = setInterval(() => {
     if (!document.hidden) loadStats(true);
   }, 15000);
 }
@@ -187,7 +198,7 @@ export async function loadStats(quiet = false) {
   const to = new Date();
   const from = new Date(to.getTime() - hours * 3600 * 1000);
   try {
-    const s = await get('/api/admin/stats', { from: from.toISOString(), to: to.toISOString() });
+    const s = await adminGet('/api/admin/stats', { from: from.toISOString(), to: to.toISOString() });
     const profit = moneySign(s.houseProfit);
     const figures = [
       ['turnover', 'Turnover (VUSD)', money(s.turnover), ''],

@@ -5,10 +5,9 @@
  * suspension. Every change is one PATCH of one field; none of them touches a trade's result.
  */
 
-import { get } from './api.js';
 import { dateTime, isAmount, money } from './format.js';
 import { $, busy, clearErrors, el, toast } from './ui.js';
-import { pagedList, patch, showOn, table } from './admin-common.js';
+import { adminGet, pagedList, patch, showOn, table } from './admin-common.js';
 
 let list;
 let selected = null;
@@ -24,7 +23,7 @@ export function initUsers(currentUser) {
     what: 'Users',
     empty: 'No users match.',
     fetchPage: async (cursor) => {
-      const { users, nextCursor } = await get('/api/admin/users', {
+      const { users, nextCursor } = await adminGet('/api/admin/users', {
         query: $('#user-q').value.trim(), role: $('#user-role').value, status: $('#user-status').value, cursor, limit: 25,
       });
       return { items: users, nextCursor };
@@ -94,7 +93,7 @@ async function select(user) {
   panel.scrollIntoView({ block: 'nearest' });
   // Fresh figures (the list row may be old), without losing the panel if this fails.
   try {
-    const detail = await get(`/api/admin/users/${user.id}`);
+    const detail = await adminGet(`/api/admin/users/${user.id}`);
     if (selected?.id === user.id) {
       selected = detail.user;
       showDetail(detail.user, detail);

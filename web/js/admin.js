@@ -4,15 +4,18 @@
  * suspensions (admin-users.js), the audit log and two-factor enrolment (admin-audit.js), and
  * the published trading terms with their change history and a small form to change them
  * (validation messages shown on the fields). It says plainly when the server has no admin API
- * yet (404). By design it has no control over any trade's result: the server refuses any such
- * field, and nothing here sends one.
+ * yet (404), and leaves for `/` with a notice once the session ends or the account is no
+ * longer an admin's, rather than go on showing what it can no longer read. By design it has
+ * no control over any trade's result: the server refuses any such field, and nothing here
+ * sends one.
  */
 
 import { ApiError, currentUser, get, post } from './api.js';
 import { dateTime, money, percent } from './format.js';
 import { $, busy, clearErrors, el, listState, markCurrentNav, setText, showError, toast } from './ui.js';
 import { initAudit, initTotp } from './admin-audit.js';
-import { initHistory, initLive, initStats, loadStats } from './admin-trades.js';
+import { adminGet, adminPost, pagedList, table } from './admin-common.js';
+import { initHistory, initLive, initStats, loadStats, stopTrades } from './admin-trades.js';
 import { initUsers } from './admin-users.js';
 
 const ADMIN_ROLES = new Set(['admin', 'superadmin']);
@@ -35,6 +38,8 @@ async function boot() {
     return;
   }
   setText('who', user.email);
+  $('#logout').hidden = false;
+  $('#logout').addEventListener('click', (event) => logOut(event.currentTarget));
   if (!ADMIN_ROLES.has(user.role)) {
     say('This page is for administrators. Your account is a trader account.');
     return;
@@ -65,7 +70,7 @@ async function boot() {
     busy(event.submitter, saveSettings);
   });
   initStats();
-  initLive();
+  watchSession(initLive());
   initUsers(user);
   initHistory();
   const audit = initAudit(user);
@@ -75,11 +80,62 @@ async function boot() {
   document.addEventListener('admin:changed', () => loadStats(true));
 }
 
+// ---- the end of the session --------------------------------------------------------------
+
+// Where each leads: the login form says why a session ended (see trader.js `SIGNED_OUT_NOTES`).
+const SIGNED_OUT = { title: 'Signed out', message: 'Your session ended. Log in again to continue.', to: '/?signedout=ended' };
+const SUSPENDED = { title: 'Signed out', message: 'This account is suspended. Contact an administrator.', to: '/?signedout=suspended' };
+const DEMOTED = { title: 'No longer an administrator', message: 'This account\'s admin role was removed.', to: '/' };
+
+let leaving = false;
+
+/**
+ * Sends the user to `/` once this session can no longer do admin work, saying why first:
+ * otherwise the panels would go on showing old figures while every call is refused.
+ */
+function leave({ title, message, to }) {
+  if (leaving) return;
+  leaving = true;
+  stopTrades();
+  toast({ level: 'warning', title, message });
+  // Long enough to see the notice; `/` then shows the login form or the trade page.
+  setTimeout(() => location.assign(to), 1500);
+}
+
+/** Follows the session through any call and the socket: its end, or a role that is not an admin's. */
+function watchSession(realtime) {
+  addEventListener('fairtick:session-ended', ({ detail }) => leave(detail?.code === 'account_suspended' ? SUSPENDED : SIGNED_OUT));
+  realtime.addEventListener('signedout', ({ detail }) => leave(detail?.reason === 'account suspended' ? SUSPENDED : SIGNED_OUT));
+  // A new role closes the socket, which signs in again at once with the role as it is now.
+  realtime.addEventListener('authenticated', ({ detail }) => {
+    if (!ADMIN_ROLES.has(detail?.role)) leave(DEMOTED);
+  });
+  document.addEventListener('admin:forbidden', () => leave(DEMOTED));
+}
+
+async function logOut(button) {
+  leaving = true; // the refusals a logout causes on the other panels are expected: no notice
+  try {
+    await busy(button, () => post('/api/auth/logout'));
+  } catch (error) {
+    // A 401: the session had already ended, which is what was asked for.
+    if (!(error instanceof ApiError && error.status === 401)) {
+      leaving = false;
+      toast({ level: 'error', title: 'Not logged out', message: error.message });
+      return;
+    }
+  }
+  stopTrades();
+  location.assign('/');
+}
+
+// ---- trading terms -----------------------------------------------------------------------
+
 let current = null;
 
 async function loadSettings() {
   try {
-    current = (await get('/api/admin/settings')).settings;
+    current = (await adminGet('/api/admin/settings')).settings;
   } catch (error) {
     setText('settings-state', `The terms could not be loaded: ${error.message}`);
     return;
@@ -121,7 +177,7 @@ async function saveSettings() {
     return;
   }
   try {
-    await post('/api/admin/settings', patch);
+    await adminPost('/api/admin/settings', patch);
     toast({ level: 'success', title: 'Trading terms saved', message: 'They apply to new trades; traders are notified.' });
     document.dispatchEvent(new CustomEvent('admin:changed'));
     await loadSettings();
@@ -129,7 +185,7 @@ async function saveSettings() {
     if (error instanceof ApiError && error.code === 'settings_changed') {
       // Another admin saved first: compare against their version; the fields keep these edits.
       try {
-        current = (await get('/api/admin/settings')).settings;
+        current = (await adminGet('/api/admin/settings')).settings;
         loadHistory();
       } catch {
         /* the message below still stands */
@@ -139,25 +195,26 @@ async function saveSettings() {
   }
 }
 
-async function loadHistory() {
-  const box = $('#settings-history');
-  listState(box, 'loading');
-  try {
-    const { versions } = await get('/api/settings/history', { limit: 10 });
-    if (versions.length === 0) {
-      listState(box, 'empty', 'No changes yet: the defaults are in force.');
-      return;
-    }
-    box.replaceChildren(el('table', { class: 'data' },
-      el('thead', {}, el('tr', {}, ...['Version', 'When', 'Changed', 'By'].map((h) => el('th', { text: h })))),
-      el('tbody', {}, ...versions.map((v) => el('tr', {},
-        el('td', { class: 'num', text: String(v.version) }),
-        el('td', { class: 'num', text: dateTime(v.changedAt) }),
-        el('td', { text: v.changed.join(', ') }),
-        el('td', { text: v.changedByRole }))))));
-  } catch (error) {
-    listState(box, 'error', `The history could not be loaded: ${error.message}`);
-  }
+let termsHistory = null;
+
+/** The public change history of the terms, newest first, ten changes a page. */
+function loadHistory() {
+  termsHistory ??= pagedList({
+    box: $('#settings-history'),
+    more: $('#settings-history-more'),
+    what: 'The history',
+    empty: 'No changes yet: the defaults are in force.',
+    fetchPage: async (cursor) => {
+      const { versions, nextCursor } = await get('/api/settings/history', { cursor, limit: 10 });
+      return { items: versions, nextCursor };
+    },
+    render: (versions) => table(['Version', 'When', 'Changed', 'By'].map((label) => ({ label })), versions.map((v) => el('tr', {},
+      el('td', { class: 'num', text: String(v.version) }),
+      el('td', { class: 'num', text: dateTime(v.changedAt) }),
+      el('td', { text: v.changed.join(', ') }),
+      el('td', { text: v.changedByRole })))),
+  });
+  termsHistory.reload();
 }
 
 boot();

@@ -71,6 +71,7 @@ function wire() {
     busy(event.submitter, checkEpoch);
   });
   $('#epoch-symbol').addEventListener('change', () => loadEpochs());
+  $('#epochs-more').addEventListener('click', (event) => busy(event.currentTarget, loadMoreEpochs));
 }
 
 // ---- receipts ----------------------------------------------------------------------------
@@ -163,31 +164,65 @@ async function loadSymbols() {
   await loadEpochs();
 }
 
+const EPOCHS_PAGE = 8;
+
+/** The epochs listed for one market, newest first, and the cursor of the page after them. */
+let listed = { symbol: '', epochs: [], cursor: null };
+
 async function loadEpochs() {
   const box = $('#epochs');
+  const symbol = $('#epoch-symbol').value;
+  const mine = { symbol, epochs: [], cursor: null };
+  listed = mine;
   listState(box, 'loading');
+  $('#epochs-more').hidden = true;
   try {
-    const { epochs } = await get('/api/market/epochs', { symbol: $('#epoch-symbol').value, limit: 8 });
-    if (epochs.length === 0) {
-      listState(box, 'empty', 'No epochs yet.');
-      return;
-    }
-    // Short cells, so that the five columns fit the side card without scrolling sideways.
-    box.replaceChildren(el('table', { class: 'data compact' },
-      el('thead', {}, el('tr', {}, el('th', { text: 'Epoch' }), el('th', { text: 'Ticks' }), el('th', { text: 'Seed' }), el('th', { text: 'Next', title: 'announced when the epoch started' }), el('th', { text: '' }))),
-      el('tbody', {}, ...epochs.map((e) => el('tr', {},
-        el('td', { class: 'num', text: String(e.id) }),
-        el('td', { class: 'num', text: e.endTick !== null && e.endTick !== undefined ? `${e.startTick}–${e.endTick}` : `${e.startTick}–` }),
-        el('td', e.seed ? { text: 'revealed' } : e.kind === 'replay' ? { text: 'replay' } : { text: 'sealed', title: 'running: revealed when the epoch ends' }),
-        // Published with the commitment: the next epoch's id and commitment, and where it starts.
-        el('td', e.nextId == null ? { text: '—' } : { class: 'num', text: `#${e.nextId} at ${e.plannedEndTick + 1}`, title: `epoch #${e.nextId} from seq ${e.plannedEndTick + 1}, commitment ${e.nextCommitment}` }),
-        el('td', {}, e.seed ? el('button', {
-          type: 'button', class: 'link', text: 'Check',
-          on: { click: () => { $('#epoch-id').value = String(e.id); checkEpoch(); } },
-        }) : ''))))));
+    const { epochs, nextCursor } = await get('/api/market/epochs', { symbol, limit: EPOCHS_PAGE });
+    if (listed !== mine) return; // another market was chosen meanwhile
+    mine.epochs = epochs;
+    mine.cursor = nextCursor ?? null;
+    showEpochs(mine);
   } catch (error) {
-    listState(box, 'error', `Epochs could not be loaded: ${error.message}`);
+    if (listed === mine) listState(box, 'error', `Epochs could not be loaded: ${error.message}`);
   }
+}
+
+/** Appends the next older page; on failure the list stays as it was, and so does the button. */
+async function loadMoreEpochs() {
+  const mine = listed;
+  if (!mine.cursor) return;
+  try {
+    const { epochs, nextCursor } = await get('/api/market/epochs', { symbol: mine.symbol, cursor: mine.cursor, limit: EPOCHS_PAGE });
+    if (listed !== mine) return;
+    mine.epochs = mine.epochs.concat(epochs);
+    mine.cursor = nextCursor ?? null;
+    showEpochs(mine);
+  } catch (error) {
+    if (listed !== mine) return;
+    $('#epochs').append(el('div', { class: 'list-state error', role: 'alert', text: `Older epochs could not be loaded: ${error.message}` }));
+  }
+}
+
+function showEpochs({ epochs, cursor }) {
+  const box = $('#epochs');
+  $('#epochs-more').hidden = !cursor;
+  if (epochs.length === 0) {
+    listState(box, 'empty', 'No epochs yet.');
+    return;
+  }
+  // Short cells, so that the five columns fit the side card without scrolling sideways.
+  box.replaceChildren(el('table', { class: 'data compact' },
+    el('thead', {}, el('tr', {}, el('th', { text: 'Epoch' }), el('th', { text: 'Ticks' }), el('th', { text: 'Seed' }), el('th', { text: 'Next', title: 'announced when the epoch started' }), el('th', { text: '' }))),
+    el('tbody', {}, ...epochs.map((e) => el('tr', {},
+      el('td', { class: 'num', text: String(e.id) }),
+      el('td', { class: 'num', text: e.endTick !== null && e.endTick !== undefined ? `${e.startTick}–${e.endTick}` : `${e.startTick}–` }),
+      el('td', e.seed ? { text: 'revealed' } : e.kind === 'replay' ? { text: 'replay' } : { text: 'sealed', title: 'running: revealed when the epoch ends' }),
+      // Published with the commitment: the next epoch's id and commitment, and where it starts.
+      el('td', e.nextId == null ? { text: '—' } : { class: 'num', text: `#${e.nextId} at ${e.plannedEndTick + 1}`, title: `epoch #${e.nextId} from seq ${e.plannedEndTick + 1}, commitment ${e.nextCommitment}` }),
+      el('td', {}, e.seed ? el('button', {
+        type: 'button', class: 'link', text: 'Check',
+        on: { click: () => { $('#epoch-id').value = String(e.id); checkEpoch(); } },
+      }) : ''))))));
 }
 
 async function checkEpoch() {

@@ -3,7 +3,9 @@
 // change the plain admin may not make show their errors on the field), watches the trader's
 // trade arrive in the live monitor and settle in place, reads the house statistics and the
 // audit entry for the suspension, and turns on two-factor sign-in (the code computed here by
-// RFC 6238). Screenshots at 1280×800 and 375×812 go to target/screenshots/admin-*.png.
+// RFC 6238). An admin page whose session ends (logged out elsewhere, or with its own Log out
+// button) or whose account is demoted sends its user to `/`. Screenshots at 1280×800 and
+// 375×812 go to target/screenshots/admin-*.png.
 //
 // Run: FAIRTICK_BROWSER_TESTS=1 node --test web/tests/browser/   (after scripts/ensure-browser)
 
@@ -88,6 +90,36 @@ describe('the admin page in Chromium', { skip: skip ?? false, timeout: 900000 },
   after(async () => {
     await browser?.close();
     await server?.stop();
+  });
+
+  /** A new admin account (made with the CLI), signed in over the API: its token. */
+  async function signedInAdmin(email, role = 'admin') {
+    createUser(server, { email, password: PASSWORD, role });
+    const response = await fetch(`${server.url}/api/auth/login`, {
+      method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ email, password: PASSWORD }),
+    });
+    assert.equal(response.status, 200, `${email} signs in`);
+    return (await response.json()).token;
+  }
+
+  /** The admin page in a browser of its own, signed in with `token`, once it is live. */
+  async function adminPageWith(token) {
+    const context = await browser.newContext({ viewport: DESKTOP });
+    await context.addCookies([{ name: 'fairtick_session', value: token, url: server.url, httpOnly: true, sameSite: 'Strict' }]);
+    const page = await context.newPage();
+    page.setDefaultTimeout(15000);
+    const pageProblems = watchForProblems(page);
+    await page.goto(`${server.url}/admin`);
+    await page.locator('#admin-panels:not([hidden])').waitFor();
+    await page.locator('#live-conn[data-state="live"]').waitFor();
+    return { context, page, pageProblems };
+  }
+
+  /** Another client's call with `token`, as the API sees it. */
+  const callWith = (token, method, path, body) => fetch(`${server.url}${path}`, {
+    method,
+    headers: { Authorization: `Bearer ${token}`, ...(body ? { 'Content-Type': 'application/json' } : {}) },
+    body: body ? JSON.stringify(body) : undefined,
   });
 
   test('the panels load, with the live monitor connected', { timeout: 60000 }, async () => {
@@ -269,5 +301,42 @@ describe('the admin page in Chromium', { skip: skip ?? false, timeout: 900000 },
     assert.deepEqual(smallProblems, []);
     await phone.close();
     assert.deepEqual(problems, [], 'no script errors or policy violations on the admin page');
+  });
+
+  test('an admin page whose session is logged out from another client says so and goes to the login form', { timeout: 60000 }, async () => {
+    const token = await signedInAdmin('elsewhere-admin@example.com');
+    const { context, page, pageProblems } = await adminPageWith(token);
+    assert.equal((await callWith(token, 'POST', '/api/auth/logout')).status, 204);
+    await page.locator('#toasts .toast', { hasText: 'Your session ended' }).waitFor();
+    // The login form says why too (and takes the reason off the address once read).
+    await page.locator('#auth-note', { hasText: 'Your session ended' }).waitFor();
+    await page.locator('#login-form').waitFor();
+    assert.equal(new URL(page.url()).search, '');
+    assert.deepEqual(pageProblems, []);
+    await context.close();
+  });
+
+  test('the Log out button ends the session and goes to the login form', { timeout: 60000 }, async () => {
+    const token = await signedInAdmin('leaving-admin@example.com');
+    const { context, page, pageProblems } = await adminPageWith(token);
+    await page.getByRole('button', { name: 'Log out' }).click();
+    await page.waitForURL(`${server.url}/`);
+    await page.locator('#login-form').waitFor();
+    assert.equal((await callWith(token, 'GET', '/api/auth/me')).status, 401, 'the token is refused from then on');
+    assert.deepEqual(pageProblems, []);
+    await context.close();
+  });
+
+  test('an admin page whose account is demoted says so and goes to the trade page', { timeout: 60000 }, async () => {
+    const token = await signedInAdmin('demoted-admin@example.com');
+    const superToken = await signedInAdmin('super-admin@example.com', 'superadmin');
+    const { context, page, pageProblems } = await adminPageWith(token);
+    const { user } = await page.evaluate(async () => (await fetch('/api/auth/me')).json());
+    assert.equal((await callWith(superToken, 'PATCH', `/api/admin/users/${user.id}`, { role: 'user' })).status, 200);
+    await page.locator('#toasts .toast', { hasText: 'admin role was removed' }).waitFor();
+    await page.waitForURL(`${server.url}/`);
+    await page.locator('#balance', { hasText: /\d\.\d\d/ }).waitFor();
+    assert.deepEqual(pageProblems, []);
+    await context.close();
   });
 });
