@@ -16,8 +16,9 @@ use tokio::sync::watch;
 /// The due times of one market's ticks, one after another.
 pub struct Pacer {
     due: watch::Receiver<i64>,
-    /// Due times up to this one (ms) are passed over, announced or not (see [`Pacer::skip_passed`]).
-    passed: i64,
+    interval_ms: i64,
+    /// When [`Pacer::skip_passed`] was last called (ms), until a due time is returned after it.
+    passed: Option<i64>,
 }
 
 impl Pacer {
@@ -29,7 +30,7 @@ impl Pacer {
         std::thread::Builder::new()
             .name(format!("pacer {symbol}"))
             .spawn(move || keep_schedule(&announce, interval_ms))?;
-        Ok(Pacer { due, passed: i64::MIN })
+        Ok(Pacer { due, interval_ms, passed: None })
     }
 
     /// Waits for the next due time and returns it (ms since the Unix epoch). When more than one
@@ -39,16 +40,18 @@ impl Pacer {
         loop {
             self.due.changed().await.map_err(|_| io::Error::other("the pacer's thread ended"))?;
             let due = *self.due.borrow_and_update();
-            if due > self.passed {
+            if !self.passed.is_some_and(|passed| is_passed_over(due, passed, self.interval_ms)) {
+                self.passed = None;
                 return Ok(due);
             }
         }
     }
 
-    /// Passes over the due times that have come and were not yet returned, whether or not the
-    /// pacer's thread has announced them yet: the next [`Pacer::tick`] returns one still to come.
+    /// Passes over the due time that has come and was not yet returned, whether or not the
+    /// pacer's thread has announced it yet: the next [`Pacer::tick`] returns one still to come.
     pub fn skip_passed(&mut self) {
-        self.passed = Utc::now().timestamp_millis();
+        self.due.borrow_and_update();
+        self.passed = Some(Utc::now().timestamp_millis());
     }
 }
 
@@ -85,6 +88,13 @@ fn to_announce(due: i64, now_ms: i64, interval_ms: i64) -> i64 {
     latest_due(now_ms, interval_ms).max(due)
 }
 
+/// Whether `due` is the one that had come when it was passed over at `passed`: the last interval
+/// before it. One older than that comes from a wall clock set back since, and is the schedule's
+/// next: skipping it, and the others until the clock is back at `passed`, would stop the feed.
+fn is_passed_over(due: i64, passed: i64, interval_ms: i64) -> bool {
+    passed - interval_ms < due && due <= passed
+}
+
 /// The latest multiple of `interval_ms` that is not after `now_ms`.
 fn latest_due(now_ms: i64, interval_ms: i64) -> i64 {
     now_ms.div_euclid(interval_ms) * interval_ms
@@ -107,6 +117,14 @@ mod tests {
         assert_eq!(to_announce(1_000, 1_000, 100), 1_000);
         assert_eq!(to_announce(1_000, 1_099, 100), 1_000);
         assert_eq!(to_announce(1_000, 1_350, 100), 1_300);
+    }
+
+    #[test]
+    fn only_the_due_time_of_the_last_interval_is_passed_over() {
+        assert!(is_passed_over(1_000, 1_050, 100));
+        assert!(is_passed_over(1_050, 1_050, 100));
+        assert!(!is_passed_over(1_100, 1_050, 100), "still to come");
+        assert!(!is_passed_over(900, 1_050, 100), "the clock was set back");
     }
 
     #[tokio::test]
