@@ -12,7 +12,7 @@ use tokio_tungstenite::tungstenite::{self, Message};
 use fairtick::http::ws::MAX_REPLAY;
 use fairtick::services::market::catalog;
 
-use crate::helpers::{TestApp, body, error_of, eventually, raw_connection, with_role};
+use crate::helpers::{PASSWORD, TestApp, body, error_of, eventually, raw_connection, with_role};
 
 pub(crate) type Socket =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
@@ -438,6 +438,11 @@ async fn a_node_whose_listener_lost_its_connection_resynchronises_its_clients() 
     let revoked = a.signed_up("resync-revoked@example.com").await;
     let mut revoked_on_b = connect(&b, &format!("?token={revoked}"), None).await.unwrap();
     next_of(&mut revoked_on_b, "balance_update").await;
+    // The same user signed in elsewhere with another token, which stays good.
+    let login = a.login("resync-revoked@example.com", PASSWORD).await;
+    let still_good = body(login).await["token"].as_str().unwrap().to_owned();
+    let mut still_good_on_b = connect(&b, &format!("?token={still_good}"), None).await.unwrap();
+    next_of(&mut still_good_on_b, "balance_update").await;
     let suspended = a.signed_up("resync-suspended@example.com").await;
     let mut suspended_on_b = connect(&b, &format!("?token={suspended}"), None).await.unwrap();
     next_of(&mut suspended_on_b, "balance_update").await;
@@ -473,6 +478,9 @@ async fn a_node_whose_listener_lost_its_connection_resynchronises_its_clients() 
     let opened = body(a.post_json("/api/flash-trade/create", Some(&token), &request).await).await;
     let id = opened["trade"]["id"].as_i64().unwrap();
     next_matching(&mut on_b, "trade_update", |d| d["trade"]["id"] == id).await;
+    let theirs = body(a.post_json("/api/flash-trade/create", Some(&still_good), &request).await).await;
+    let id = theirs["trade"]["id"].as_i64().unwrap();
+    next_matching(&mut still_good_on_b, "trade_update", |d| d["trade"]["id"] == id).await;
 }
 
 #[tokio::test]

@@ -8,7 +8,7 @@
 pub mod outlet;
 pub mod prices;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -27,7 +27,7 @@ pub use self::outlet::{Outlet, WireFrame};
 use self::prices::{PriceSubscribers, Subscription};
 
 use super::accounts::signed_off;
-use super::events::{Event, EventBus, Notice};
+use super::events::{Event, EventBus, Notice, SignOff};
 use super::market::Markets;
 use super::market::feed::Tick;
 use super::trades::Trades;
@@ -374,23 +374,39 @@ impl Hub {
         }
     }
 
-    /// After events were missed, among which a sign-off may have been: each user's socket is
-    /// closed whose token the store no longer takes, as the sign-off would have closed it.
-    async fn close_signed_off_users(&self, store: &Store) {
-        let sessions: Vec<(UserId, Arc<str>)> = {
+    /// After events were missed, among which a sign-off may have been: the sockets are closed
+    /// whose token the store no longer takes, as the sign-off would have closed them. Read
+    /// beside the event task (a read per token signed in), which goes on meanwhile.
+    fn close_signed_off_sockets(&self, store: &Store) {
+        // What this node remembered of sessions may be what was missed.
+        store.forget_all_sessions();
+        let sessions: HashSet<(UserId, Arc<str>)> = {
             let registry = self.registry.lock();
             let by_user = registry.by_user.iter();
             by_user.flat_map(|(&user, list)| list.iter().map(move |c| (user, c.session.clone()))).collect()
         };
-        for (user, session) in sessions {
-            match store.session_user(user, &session).await {
-                Ok(found) => {
-                    if let Some(why) = signed_off(found.as_ref()) {
-                        self.close_user(user, why.reason());
-                    }
+        let (hub, store) = (self.clone(), store.clone());
+        tokio::spawn(async move {
+            for (user, session) in sessions {
+                match store.session_user(user, &session).await {
+                    Ok(found) => match signed_off(found.as_ref()) {
+                        Some(SignOff::Suspended) => hub.close_user(user, SignOff::Suspended.reason()),
+                        // Only the sockets of this token: the user's others may have signed in
+                        // with a token still good, even since the check began.
+                        Some(why) => hub.close_session(user, &session, why.reason()),
+                        None => {}
+                    },
+                    Err(error) => tracing::warn!(%error, "checking a socket's session again"),
                 }
-                Err(error) => tracing::warn!(%error, "checking a socket's session again"),
             }
+        });
+    }
+
+    fn close_session(&self, user: UserId, session: &str, reason: &'static str) {
+        let registry = self.registry.lock();
+        for connection in registry.by_user.get(&user).into_iter().flatten().filter(|c| &*c.session == session)
+        {
+            connection.outlet.close(reason);
         }
     }
 
@@ -494,7 +510,7 @@ impl Hub {
             Event::SettingsChanged => {}
             Event::Resync => {
                 self.close_admins_after_missed_events();
-                self.close_signed_off_users(store).await;
+                self.close_signed_off_sockets(store);
                 // Events may have been missed: each user is told so, then sent their state
                 // again, the balance and every open trade. A trade a client still shows as open
                 // but that is not among them has ended; the API tells how.
