@@ -111,6 +111,14 @@ function watchSession(realtime) {
     if (!ADMIN_ROLES.has(detail?.role)) leave(DEMOTED);
   });
   document.addEventListener('admin:forbidden', () => leave(DEMOTED));
+  // Logged out in another tab, say: the socket reconnects, anonymously if the session ended.
+  realtime.addEventListener('signinagain', async () => {
+    try {
+      if (!(await currentUser())) leave(SIGNED_OUT);
+    } catch {
+      // Unreachable now: the next call finds out.
+    }
+  });
 }
 
 async function logOut(button) {

@@ -27,14 +27,18 @@ export function idempotencyKey() {
 
 /**
  * The keys of idempotent requests that got no answer (the server unreachable, or failing), by
- * what they asked: the same request sent again carries the same key, so that one the server
- * did do before the answer was lost is not done twice. An answer forgets it.
+ * what they asked, with when: the same request sent again soon after carries the same key, so
+ * that one the server did do before the answer was lost is not done twice. An answer forgets
+ * it, and so does time: the same request a while later is a new one (a second reset, a second
+ * deposit of the same amount), which the server would otherwise answer from the first.
  */
 const unanswered = new Map();
+const RETRY_WINDOW_MS = 60000;
 
-/** The key for `request` (method, path and body): the one it had if it went unanswered. */
+/** The key for `request` (method, path and body): the one it had if it went unanswered lately. */
 function keyFor(request) {
-  return unanswered.get(request) ?? idempotencyKey();
+  const earlier = unanswered.get(request);
+  return earlier && Date.now() - earlier.at < RETRY_WINDOW_MS ? earlier.key : idempotencyKey();
 }
 
 /**
@@ -58,11 +62,11 @@ export async function api(method, path, options = {}) {
   try {
     response = await fetch(url, { method, headers, body, credentials: 'same-origin', signal: options.signal });
   } catch (error) {
-    if (options.idempotent) unanswered.set(request, headers['Idempotency-Key']);
+    if (options.idempotent) unanswered.set(request, { key: headers['Idempotency-Key'], at: Date.now() });
     if (error.name === 'AbortError') throw error;
     throw new ApiError(0, 'network', 'The server could not be reached. Check your connection.');
   }
-  if (options.idempotent && response.status >= 500) unanswered.set(request, headers['Idempotency-Key']);
+  if (options.idempotent && response.status >= 500) unanswered.set(request, { key: headers['Idempotency-Key'], at: Date.now() });
   else unanswered.delete(request);
   if (response.status === 204) return null;
   const text = await response.text();

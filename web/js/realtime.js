@@ -13,6 +13,9 @@
  * - `authenticated`: `{userId, role}`, each time the socket signs in (the role as it is now).
  * - `signedout`: `{reason}`, when the server closed the socket because the session ended
  *   (suspended, expired); the socket is not opened again. Other closes reconnect.
+ * - `signinagain`: `{reason}`, when the server closed the socket for its client to sign in
+ *   again (signed out, a new role, missed events): it reconnects, and the page checks that its
+ *   session still holds, since a socket without one is opened anonymously.
  *
  * The session cookie authenticates the socket at the upgrade; no token is kept by the page.
  */
@@ -112,6 +115,7 @@ export class Realtime extends EventTarget {
         this.emit('signedout', { reason: event.reason });
         return;
       }
+      if (event.reason.endsWith('sign in again')) this.emit('signinagain', { reason: event.reason });
       this.setState('polling');
       this.schedulePoll(0);
       this.retry();

@@ -467,7 +467,7 @@ function renderUser(user) {
   state.user = user;
   $('#admin-link').hidden = !(user.role === 'admin' || user.role === 'superadmin');
   $('#suspended-note').hidden = !user.tradingSuspended;
-  if (user.tradingSuspended) setBuyEnabled(false);
+  setBuyEnabled(Boolean(state.quotes.up) && state.quotes.ticket === currentTicket());
   renderStakeHint();
 }
 
@@ -722,10 +722,11 @@ function tickClock() {
 async function sellTrade(id, button) {
   try {
     const { trade } = await busy(button, () => post('/api/flash-trade/close', { tradeId: id }, { idempotent: true }));
+    const hadFocus = document.activeElement === button;
     state.active.delete(id);
     renderActive();
-    // The sold trade's button is gone: focus goes to the next one, or to the list.
-    (document.querySelector('#open-trades button.sell:not(:disabled)') ?? $('#open-title')).focus();
+    // The sold trade's button is gone: its focus goes to the next one, or to the list.
+    if (hadFocus) (document.querySelector('#open-trades button.sell:not(:disabled)') ?? $('#open-title')).focus();
     finished(id, trade);
   } catch (error) {
     toast({ level: 'error', title: 'Could not sell', message: error.message });
@@ -937,10 +938,11 @@ async function loadTransactions(mode) {
   const more = $('#tx-more');
   const query = txQuery();
   if (query.from && query.to && query.from >= query.to) {
-    showError($('#tx-filters'), new ApiError(400, 'validation_error', 'Pick a start date on or before the end date.', 'from'));
+    // Said when the filter is changed; a reload in the background leaves the list, and focus, be.
+    if (mode === 'reset') showError($('#tx-filters'), new ApiError(400, 'validation_error', 'Pick a start date on or before the end date.', 'from'));
     return;
   }
-  clearErrors($('#tx-filters'));
+  if (mode === 'reset') clearErrors($('#tx-filters'));
   const csv = new URL('/api/wallet/transactions.csv', location.origin);
   for (const [k, v] of Object.entries(query)) if (v) csv.searchParams.set(k, v);
   $('#csv-link').href = csv.pathname + csv.search;
@@ -1098,6 +1100,14 @@ function wireRealtime(rt) {
   // Each sign-in of the socket (a reconnection, say) brings the role as it is now; the
   // account's limits may have changed with it.
   rt.addEventListener('authenticated', () => refreshUser());
+  // Logged out in another tab, say: this page's session may have ended with it.
+  rt.addEventListener('signinagain', async () => {
+    try {
+      if (!(await currentUser())) signedOut();
+    } catch {
+      // Unreachable now: the reconnection and the polling find out later.
+    }
+  });
   rt.addEventListener('poll', () => {
     if (Date.now() - state.lastBalanceAt > 2000) refreshBalance();
   });

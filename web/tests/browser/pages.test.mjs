@@ -360,10 +360,18 @@ describe('the web app in Chromium', { skip: skip ?? false, timeout: 900000 }, ()
     await context.close();
   });
 
-  test('the trader can log out', { timeout: 30000 }, async () => {
+  test('the trader can log out, and another tab of the same session follows', { timeout: 30000 }, async () => {
     await page.goto(`${server.url}/`);
+    const otherTab = await desktop.newPage();
+    const otherProblems = watchForProblems(otherTab);
+    await otherTab.goto(`${server.url}/`);
+    await otherTab.locator('#conn[data-state="live"]').waitFor();
     await page.locator('#logout').click();
     await page.locator('#login-email').waitFor();
+    // Its socket was closed to sign in again; with the session gone, it is back at the login form.
+    await otherTab.locator('#auth-note', { hasText: 'Your session ended' }).waitFor();
+    assert.deepEqual(otherProblems, []);
+    await otherTab.close();
     const me = await page.evaluate(async () => (await fetch('/api/auth/me')).status);
     assert.equal(me, 401);
     assert.deepEqual(problems, [], 'no script errors or policy violations on the trader pages');
