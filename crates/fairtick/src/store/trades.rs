@@ -9,6 +9,7 @@ use fairtick_core::ledger::Transfer;
 use fairtick_core::price::Price;
 use fairtick_core::trade::{self, Direction, TradeResult, TradeStatus};
 use fairtick_core::{Money, UserId};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use super::binds::Binds;
@@ -599,6 +600,32 @@ impl Store {
         user: UserId,
         key: &IdempotencyKey,
     ) -> StoreResult<Option<SaleOutcome>> {
+        Ok(self.remembered_answer(user, key).await?.map(|remembered| match remembered {
+            Remembered::Answer(sold) => SaleOutcome::Replayed(sold),
+            Remembered::OtherRequest => SaleOutcome::KeyReused,
+        }))
+    }
+
+    /// What an opening's idempotency key answered before, if it was used: the trade as it was
+    /// opened, or [`OpenOutcome::KeyReused`].
+    pub async fn remembered_opening(
+        &self,
+        user: UserId,
+        key: &IdempotencyKey,
+    ) -> StoreResult<Option<OpenOutcome>> {
+        Ok(self.remembered_answer(user, key).await?.map(|remembered| match remembered {
+            Remembered::Answer(trade) => OpenOutcome::Replayed(trade),
+            Remembered::OtherRequest => OpenOutcome::KeyReused,
+        }))
+    }
+
+    /// An idempotency record read outside any batch, for a request answered before it reaches
+    /// the writer (which reads it again under the user's lock).
+    async fn remembered_answer<T: DeserializeOwned>(
+        &self,
+        user: UserId,
+        key: &IdempotencyKey,
+    ) -> StoreResult<Option<Remembered<T>>> {
         let row: Option<(String, String)> = sqlx::query_as(
             "SELECT request_hash, response FROM idempotency_keys WHERE user_id = $1 AND key = $2",
         )
@@ -606,11 +633,7 @@ impl Store {
         .bind(key.key.as_str())
         .fetch_optional(&self.pool)
         .await?;
-        Ok(match row.map(|record| remembered_from(key, record)).transpose()? {
-            Some(Remembered::Answer(sold)) => Some(SaleOutcome::Replayed(sold)),
-            Some(Remembered::OtherRequest) => Some(SaleOutcome::KeyReused),
-            None => None,
-        })
+        row.map(|record| remembered_from(key, record)).transpose()
     }
 
     /// [`Store::sell_trade`] inside `tx`.

@@ -17,7 +17,7 @@ use tokio_tungstenite::tungstenite::Message;
 
 use crate::helpers::{
     TestApp, body, break_the_ending_of, error_of, eventually, heal_the_ending, ms, raw_connection,
-    spawn_process, until_waiting_for_a_lock,
+    spawn_process, until_waiting_for_a_lock, with_role,
 };
 use crate::realtime::{Socket, connect};
 
@@ -251,6 +251,30 @@ async fn an_idempotent_retry_opens_one_trade() {
     assert_eq!(again.status(), StatusCode::OK);
     assert_eq!(body(again).await["trade"]["id"], first["trade"]["id"]);
     assert_eq!(app.balance(&token).await["inPlay"], "50.00");
+
+    // The market halted since: the same request is refused now, but a retry of the one that
+    // opened the trade still answers with it (its first answer may have been lost).
+    let admin = with_role(&app, "idemtrade-admin@example.com", "admin").await;
+    let halt = json!({"markets": {"SIMV25": {"halted": true}}});
+    let halted = app.post_json("/api/admin/settings", Some(&admin), &halt).await;
+    assert_eq!(halted.status(), StatusCode::OK, "{}", halted.text().await.unwrap());
+    let retried = send().await.unwrap();
+    assert_eq!(retried.status(), StatusCode::OK);
+    assert_eq!(retried.headers()["idempotent-replayed"], "true");
+    assert_eq!(body(retried).await["trade"]["id"], first["trade"]["id"]);
+    let fresh = app
+        .client
+        .post(app.url("/api/flash-trade/create"))
+        .bearer_auth(&token)
+        .header("Idempotency-Key", "t-2")
+        .json(&request)
+        .send()
+        .await
+        .unwrap();
+    let (status, code, _) = error_of(fresh).await;
+    assert_eq!((status, code.as_str()), (StatusCode::CONFLICT, "market_halted"));
+    let history = body(app.get("/api/flash-trade/history", Some(&token)).await).await;
+    assert_eq!(history["trades"].as_array().unwrap().len(), 1, "one trade in all: {history}");
 }
 
 #[tokio::test]

@@ -312,6 +312,43 @@ impl Trades {
         idempotency_key: Option<String>,
         now: DateTime<Utc>,
     ) -> Result<(TradeRecord, bool)> {
+        let key = idempotency_key.map(|key| {
+            let canonical = format!(
+                "trade.open:{}:{}:{}:{}:{:?}",
+                request.symbol,
+                request.direction,
+                request.stake.cents(),
+                i64::from(request.duration_secs) * 1_000,
+                request.expected_payout_rate_bp
+            );
+            IdempotencyKey { request_hash: hex::encode(Sha256::digest(canonical.as_bytes())), key }
+        });
+        let (new, now) = match self.opening(user, request, now) {
+            Ok(checked) => checked,
+            // A key used before answers as it did, though the same request would be refused now
+            // (the market halted, the terms changed since): the trade it opened. Read only on a
+            // refusal; an opening the checks pass reads it in its batch.
+            Err(refused) => {
+                return match &key {
+                    Some(key) => match self.store.remembered_opening(user.id, key).await? {
+                        Some(remembered) => self.answer_opening(remembered),
+                        None => Err(refused),
+                    },
+                    None => Err(refused),
+                };
+            }
+        };
+        let outcome = self.store.open_trade(user.id, &new, key.as_ref(), now).await?;
+        self.answer_opening(outcome)
+    }
+
+    /// The trade `request` would open now, and when it is accepted; or why it is refused.
+    fn opening(
+        &self,
+        user: &UserRecord,
+        request: OpenRequest,
+        now: DateTime<Utc>,
+    ) -> Result<(NewTrade, DateTime<Utc>)> {
         let interval_ms = i64::from(self.markets.market(&request.symbol)?.tick_interval_ms);
         let accepted_at = self.markets.accepted_at(&request.symbol, now);
         self.check_terms(request.stake, request.duration_secs)?;
@@ -358,18 +395,11 @@ impl Trades {
             payout_rate_bp: rate,
             feed_grace_ms,
         };
-        let key = idempotency_key.map(|key| {
-            let canonical = format!(
-                "trade.open:{}:{}:{}:{}:{:?}",
-                new.symbol,
-                new.direction,
-                new.stake.cents(),
-                new.duration_ms,
-                request.expected_payout_rate_bp
-            );
-            IdempotencyKey { request_hash: hex::encode(Sha256::digest(canonical.as_bytes())), key }
-        });
-        match self.store.open_trade(user.id, &new, key.as_ref(), now).await? {
+        Ok((new, now))
+    }
+
+    fn answer_opening(&self, outcome: OpenOutcome) -> Result<(TradeRecord, bool)> {
+        match outcome {
             OpenOutcome::Opened(trade) => {
                 metrics::counter!("trades_opened_total", "symbol" => trade.symbol.clone()).increment(1);
                 self.publish(trade.clone());
