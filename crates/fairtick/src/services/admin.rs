@@ -55,7 +55,7 @@ impl Admin {
     }
 
     pub async fn user(&self, id: UserId) -> Result<UserDetail> {
-        let search = UserSearch { before: Some(id.0 + 1), limit: 1, ..UserSearch::default() };
+        let search = UserSearch { before: id.0.checked_add(1), limit: 1, ..UserSearch::default() };
         let row = self
             .store
             .admin_users(&search)
@@ -131,7 +131,10 @@ fn refused(refusal: Refusal) -> Error {
             return Error::invalid("maxStake", "must be positive; send null to lift the limit");
         }
         Refusal::Empty => {
-            return Error::invalid("body", "name at least one of role, status, maxStake, tradingSuspended");
+            return Error::invalid(
+                "body",
+                "must name at least one of role, status, maxStake, tradingSuspended",
+            );
         }
         Refusal::NotAnAdmin => {
             return Error::Forbidden { code: "forbidden", message: refusal.to_string() };

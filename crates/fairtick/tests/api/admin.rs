@@ -121,6 +121,9 @@ async fn a_superadmin_cannot_demote_or_suspend_themselves() {
     let missing =
         call(&app, Method::PATCH, "/api/admin/users/999999", &root, Some(json!({"status": "active"}))).await;
     assert_eq!(missing.status(), StatusCode::NOT_FOUND);
+    // The largest id there is (found by scripts/api-fuzz: it overflowed the lookup's bound).
+    let largest = call(&app, Method::GET, &format!("/api/admin/users/{}", i64::MAX), &root, None).await;
+    assert_eq!(largest.status(), StatusCode::NOT_FOUND);
 }
 
 /// Two superadmins demoting each other at once: one change is made, the other refused, and a
