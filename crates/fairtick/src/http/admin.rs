@@ -88,11 +88,13 @@ pub struct AdminUsersResponse {
 pub struct AdminUsersQuery {
     /// Part of an email or name.
     pub query: Option<String>,
-    #[param(value_type = Option<String>)]
+    #[param(value_type = Option<String>, pattern = "^(user|admin|superadmin)$")]
     pub role: Option<Role>,
-    #[param(value_type = Option<String>)]
+    #[param(value_type = Option<String>, pattern = "^(active|suspended)$")]
     pub status: Option<UserStatus>,
     pub cursor: Option<String>,
+    /// 1 to 200, default 50.
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<u32>,
 }
 
@@ -312,6 +314,8 @@ pub struct SettingsHistoryResponse {
 #[into_params(parameter_in = Query)]
 pub struct PageQuery {
     pub cursor: Option<String>,
+    /// 1 to 200, default 50.
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<u32>,
 }
 
@@ -319,13 +323,15 @@ pub struct PageQuery {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct AdminTradesQuery {
-    #[param(value_type = Option<String>)]
+    #[param(value_type = Option<String>, pattern = "^(active|settled|sold|void)$")]
     pub status: Option<TradeStatus>,
     pub user_id: Option<i64>,
     pub symbol: Option<String>,
     pub from: Option<DateTime<Utc>>,
     pub to: Option<DateTime<Utc>>,
     pub cursor: Option<String>,
+    /// 1 to 200, default 50.
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<u32>,
 }
 
@@ -348,7 +354,7 @@ pub struct StatsQuery {
 
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct StatsResponse {
+pub struct HouseStatsResponse {
     pub from: String,
     pub to: String,
     pub turnover: String,
@@ -545,20 +551,20 @@ pub async fn trades(
 
 /// The house's figures over a period: turnover, profit and loss, open exposure, activity.
 #[utoipa::path(get, path = "/api/admin/stats", tag = "admin", params(StatsQuery),
-    responses((status = 200, body = StatsResponse), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
+    responses((status = 200, body = HouseStatsResponse), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn stats(
     State(state): State<AppState>,
     _admin: AdminUser,
     Query(query): Query<StatsQuery>,
-) -> Result<Json<StatsResponse>, ApiError> {
+) -> Result<Json<HouseStatsResponse>, ApiError> {
     let to = query.to.unwrap_or_else(Utc::now);
     let from = query.from.unwrap_or(to - Duration::hours(24));
     let stats = state.admin.stats(from, to).await?;
     let minutes = ((to - from).num_seconds().max(60)) / 60;
     let per_minute_hundredths = stats.trades * 100 / minutes;
     let money = |cents: i64| fairtick_core::Money::from_cents(cents).to_string();
-    Ok(Json(StatsResponse {
+    Ok(Json(HouseStatsResponse {
         from: timestamp(from),
         to: timestamp(to),
         turnover: money(stats.turnover),

@@ -102,6 +102,7 @@ pub struct TicksQuery {
     /// Only ticks after this seq (catching up after a reconnect).
     pub after_seq: Option<i64>,
     /// 1 to 5000, default 500.
+    #[param(minimum = 1, maximum = 5000)]
     pub limit: Option<u32>,
 }
 
@@ -145,6 +146,7 @@ pub struct CandlesQuery {
     pub from: Option<DateTime<Utc>>,
     pub to: Option<DateTime<Utc>>,
     /// 1 to 1000, default 300.
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u32>,
 }
 
@@ -215,6 +217,7 @@ pub struct EpochsQuery {
     pub symbol: String,
     pub cursor: Option<String>,
     /// 1 to 100, default 20.
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<u32>,
 }
 

@@ -148,11 +148,55 @@ fn api_routes() -> OpenApiRouter<AppState> {
 
 /// The OpenAPI document of the whole API.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    api_routes().into_openapi()
+    let mut spec = api_routes().into_openapi();
+    document_extractor_refusals(&mut spec);
+    spec
+}
+
+/// The refusals made before any handler runs, documented on every operation they can come
+/// from: a body that is not JSON, or not sent as JSON (400, 415), a path parameter or an
+/// `Idempotency-Key` that does not parse (400), a key used with another request (422), and a
+/// missing or bad token (401).
+fn document_extractor_refusals(spec: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::path::{Operation, ParameterIn};
+    use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+    let refusal = |description: &str| {
+        let body = ContentBuilder::new().schema(Some(Ref::from_schema_name("ErrorBody"))).build();
+        ResponseBuilder::new().description(description).content("application/json", body).build()
+    };
+    let add = |operation: &mut Operation, status: &str, description: &str| {
+        operation.responses.responses.entry(status.to_owned()).or_insert_with(|| refusal(description).into());
+    };
+    for item in spec.paths.paths.values_mut() {
+        let operations = [&mut item.get, &mut item.post, &mut item.put, &mut item.patch, &mut item.delete];
+        for operation in operations.into_iter().flatten() {
+            if operation.request_body.is_some() {
+                add(operation, "400", "The body is not valid JSON, or not the expected fields");
+                add(operation, "415", "The body is not sent as `application/json`");
+            }
+            let params: Vec<_> = operation
+                .parameters
+                .iter()
+                .flatten()
+                .map(|p| (p.parameter_in.clone(), p.name.clone()))
+                .collect();
+            if params.iter().any(|(place, _)| *place == ParameterIn::Path) {
+                add(operation, "400", "A path parameter is not valid");
+            }
+            if params.iter().any(|(place, name)| *place == ParameterIn::Header && name == "Idempotency-Key") {
+                add(operation, "400", "The Idempotency-Key header is not 1 to 255 visible ASCII characters");
+                add(operation, "422", "The Idempotency-Key was used before with another request");
+            }
+            if operation.security.is_some() {
+                add(operation, "401", "No valid token was presented");
+            }
+        }
+    }
 }
 
 pub fn router(state: AppState) -> Router {
-    let (router, spec) = api_routes().split_for_parts();
+    let (router, mut spec) = api_routes().split_for_parts();
+    document_extractor_refusals(&mut spec);
     let spec_json = std::sync::Arc::new(spec.to_pretty_json().expect("the OpenAPI document serialises"));
     router
         .route(

@@ -181,13 +181,14 @@ pub struct QuoteResponse {
 pub struct HistoryQuery {
     pub symbol: Option<String>,
     /// `win`, `lose` or `tie`.
-    #[param(value_type = Option<String>)]
+    #[param(value_type = Option<String>, pattern = "^(win|lose|tie)$")]
     pub result: Option<TradeResult>,
     /// `active`, `settled`, `sold` or `void`.
-    #[param(value_type = Option<String>)]
+    #[param(value_type = Option<String>, pattern = "^(active|settled|sold|void)$")]
     pub status: Option<TradeStatus>,
     pub cursor: Option<String>,
     /// 1 to 200, default 50.
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<u32>,
 }
 

@@ -44,7 +44,7 @@ pub struct TransactionsResponse {
 pub struct TransactionsQuery {
     /// Only this type, e.g. `deposit`.
     #[serde(rename = "type")]
-    #[param(value_type = Option<String>)]
+    #[param(pattern = "^(signup_credit|deposit|withdrawal|reset|stake|payout|refund|sell|loss)$")]
     pub kind: Option<String>,
     /// Only from this time (RFC 3339), inclusive.
     pub from: Option<DateTime<Utc>>,
@@ -52,6 +52,7 @@ pub struct TransactionsQuery {
     pub to: Option<DateTime<Utc>>,
     pub cursor: Option<String>,
     /// 1 to 200, default 50.
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<u32>,
 }
 

@@ -212,7 +212,7 @@ impl Settings {
             changed.push("markets".to_owned());
         }
         if changed.is_empty() {
-            return Err(Error::invalid("settings", "name at least one setting to change"));
+            return Err(Error::invalid("settings", "must name at least one setting to change"));
         }
         next.validate().map_err(|(field, why)| Error::Invalid { field, message: why })?;
         check_against_markets(&next, intervals)?;
