@@ -123,12 +123,9 @@ impl Store {
             trades: i64,
             last_active: Option<i64>,
         }
-        // What was typed is matched as text: LIKE's wildcards in it stand for themselves.
-        let typed = search.query.as_deref().map(|q| like_escaped(q.trim()));
-        let folded = typed.as_ref().map(|typed| format!("%{}%", typed.to_lowercase()));
-        // SQLite's LOWER folds only ASCII letters: a name typed as stored, accents and all, is
-        // still found there (its LIKE ignores the case of ASCII letters by itself).
-        let as_typed = typed.filter(|_| self.backend() == Backend::Sqlite).map(|typed| format!("%{typed}%"));
+        // What was typed is matched as text, folded as `search_text` is: LIKE's wildcards in it
+        // stand for themselves.
+        let folded = search.query.as_deref().map(|q| format!("%{}%", like_escaped(&q.trim().to_lowercase())));
         let rows: Vec<Row> = sqlx::query_as(&format!(
             "SELECT {USER_COLUMNS}, \
                     CAST(COALESCE((SELECT SUM(a.balance) FROM accounts a WHERE a.user_id = users.id), 0) AS BIGINT) \
@@ -137,11 +134,7 @@ impl Store {
                     (SELECT MAX(t.accepted_at) FROM trades t WHERE t.user_id = users.id) AS last_active \
              FROM users \
              WHERE id < $1 \
-               AND (CAST($2 AS TEXT) IS NULL \
-                    OR LOWER(email) LIKE $2 ESCAPE '\\' \
-                    OR LOWER(first_name || ' ' || last_name) LIKE $2 ESCAPE '\\' \
-                    OR email LIKE $6 ESCAPE '\\' \
-                    OR (first_name || ' ' || last_name) LIKE $6 ESCAPE '\\') \
+               AND (CAST($2 AS TEXT) IS NULL OR search_text LIKE $2 ESCAPE '\\') \
                AND (CAST($3 AS TEXT) IS NULL OR role = $3) \
                AND (CAST($4 AS TEXT) IS NULL OR status = $4) \
              ORDER BY id DESC LIMIT $5"
@@ -151,7 +144,6 @@ impl Store {
         .bind(search.role.map(Role::as_str))
         .bind(search.status.map(UserStatus::as_str))
         .bind(i64::from(search.limit))
-        .bind(as_typed)
         .fetch_all(&self.pool)
         .await?;
         rows.into_iter()

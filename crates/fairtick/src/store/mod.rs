@@ -164,6 +164,7 @@ impl Store {
             sessions: Arc::new(sessions::SessionCache::new(sessions::DEFAULT_TTL)),
         };
         store.group_commit = Some(group_commit::GroupCommit::start(store.clone(), sqlite_file.as_deref())?);
+        store.fill_search_text().await?;
         Ok(store)
     }
 

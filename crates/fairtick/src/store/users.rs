@@ -134,7 +134,29 @@ pub(crate) fn user_from_row(row: UserRow) -> StoreResult<UserRecord> {
     })
 }
 
+/// What the admin search matches a user by: the email, then the name, folded to lower case by
+/// Unicode's rules. A line apart, so that a query cannot match across the two.
+pub(crate) fn search_text(email: &str, first_name: &str, last_name: &str) -> String {
+    format!("{email}\n{first_name} {last_name}").to_lowercase()
+}
+
 impl Store {
+    /// Fills in what the admin search matches for users created before it was kept.
+    pub(crate) async fn fill_search_text(&self) -> StoreResult<()> {
+        let rows: Vec<(i64, String, String, String)> =
+            sqlx::query_as("SELECT id, email, first_name, last_name FROM users WHERE search_text IS NULL")
+                .fetch_all(&self.pool)
+                .await?;
+        for (id, email, first_name, last_name) in rows {
+            sqlx::query("UPDATE users SET search_text = $1 WHERE id = $2")
+                .bind(search_text(&email, &first_name, &last_name))
+                .bind(id)
+                .execute(&self.pool)
+                .await?;
+        }
+        Ok(())
+    }
+
     /// Creates the user, their cash and in-play accounts, and posts the welcome credit, in one
     /// transaction: a user never exists without their accounts and opening balance.
     #[tracing::instrument(skip_all)]
@@ -146,8 +168,8 @@ impl Store {
     ) -> StoreResult<UserRecord> {
         let mut w = self.begin_write().await?;
         let inserted: Result<(i64,), sqlx::Error> = sqlx::query_as(
-            "INSERT INTO users (email, password_hash, first_name, last_name, role, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+            "INSERT INTO users (email, password_hash, first_name, last_name, role, created_at, search_text) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
         )
         .bind(new.email.as_str())
         .bind(&new.password_hash)
@@ -155,6 +177,7 @@ impl Store {
         .bind(&new.last_name)
         .bind(new.role.as_str())
         .bind(now.timestamp_millis())
+        .bind(search_text(new.email.as_str(), &new.first_name, &new.last_name))
         .fetch_one(&mut *w.tx)
         .await;
         let (id,) = match inserted {

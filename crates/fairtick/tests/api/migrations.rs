@@ -158,3 +158,26 @@ async fn epochs_stored_before_announcements_keep_their_ids_and_new_ones_come_aft
     let planned = stored.announced.map(|a| (a.planned_end_seq, a.next_id, a.next_commitment));
     assert_eq!(planned, Some((601, announced.next_id, "n".to_owned())));
 }
+
+/// The migration that keeps what the admin user search matches.
+const USER_SEARCH_TEXT: &str = "20261128000011";
+
+#[tokio::test]
+async fn users_created_before_the_search_text_was_kept_are_found_after_the_upgrade() {
+    let (_dir, database_url) = database_before(USER_SEARCH_TEXT).await;
+    let mut conn = raw_connection(&database_url).await;
+    execute(
+        &mut conn,
+        "INSERT INTO users (id, email, password_hash, first_name, last_name, role, created_at) \
+         VALUES (1, 'elodie@example.com', 'x', 'Élodie', 'Dubois', 'user', 0)",
+    )
+    .await
+    .unwrap();
+    drop(conn);
+
+    fairtick::store::Store::connect(&database_url, 2).await.unwrap().close().await;
+    let mut conn = raw_connection(&database_url).await;
+    let (kept,): (String,) =
+        sqlx::query_as("SELECT search_text FROM users WHERE id = 1").fetch_one(&mut conn).await.unwrap();
+    assert_eq!(kept, "elodie@example.com\nélodie dubois");
+}
