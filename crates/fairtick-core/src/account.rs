@@ -106,7 +106,7 @@ pub enum AccountFieldError {
 pub struct Email(String);
 
 impl Email {
-    const MAX_LEN: usize = 254;
+    pub const MAX_LEN: usize = 254;
 
     /// A deliberately modest check: one `@`, something on both sides, a dot in the domain,
     /// no spaces. Deliverability is not our concern: the money is virtual.

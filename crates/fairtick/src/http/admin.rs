@@ -559,7 +559,13 @@ pub async fn stats(
     Query(query): Query<StatsQuery>,
 ) -> Result<Json<HouseStatsResponse>, ApiError> {
     let to = query.to.unwrap_or_else(Utc::now);
-    let from = query.from.unwrap_or(to - Duration::hours(24));
+    // A `to` at the very start of the calendar has no day before it.
+    let from = match query.from {
+        Some(from) => from,
+        None => to
+            .checked_sub_signed(Duration::hours(24))
+            .ok_or_else(|| ApiError::invalid("to", "is too early to count a day back from"))?,
+    };
     let stats = state.admin.stats(from, to).await?;
     let minutes = ((to - from).num_seconds().max(60)) / 60;
     let per_minute_hundredths = stats.trades * 100 / minutes;

@@ -4,7 +4,7 @@ use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
-use fairtick_core::Role;
+use fairtick_core::{Email, Role};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -24,6 +24,10 @@ pub struct RegisterRequest {
     pub first_name: String,
     pub last_name: String,
 }
+
+/// The longest password a login hashes. Far above what registration allows (accounts imported
+/// from elsewhere may have longer ones), and far below what an attacker would like it to hash.
+const MAX_LOGIN_PASSWORD_CHARS: usize = 1_024;
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -100,6 +104,14 @@ pub async fn login(
     Json(request): Json<LoginRequest>,
 ) -> Result<Response, ApiError> {
     state.auth_limits.check_ip(ip)?;
+    // Bounded before the email keys a limiter and the password is hashed (for a decoy too).
+    if request.email.chars().count() > Email::MAX_LEN {
+        return Err(ApiError::invalid("email", format!("must be at most {} characters", Email::MAX_LEN)));
+    }
+    if request.password.chars().count() > MAX_LOGIN_PASSWORD_CHARS {
+        let most = MAX_LOGIN_PASSWORD_CHARS;
+        return Err(ApiError::invalid("password", format!("must be at most {most} characters")));
+    }
     state.auth_limits.check_account(&request.email)?;
     let session = state
         .accounts

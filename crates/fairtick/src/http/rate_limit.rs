@@ -42,10 +42,12 @@ pub async fn limit_api(
     if !request.uri().path().starts_with("/api/") {
         return next.run(request).await;
     }
-    let ip = request
-        .extensions()
-        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-        .map_or(IpAddr::from([127, 0, 0, 1]), |c| c.0.ip());
+    let ip = limited_as(
+        request
+            .extensions()
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .map_or(IpAddr::from([127, 0, 0, 1]), |c| c.0.ip()),
+    );
     // The limiter's own clock: building a clock per request costs a CPU calibration.
     if let Err(not_until) = state.api_limits.per_ip.check_key(&ip) {
         let now = state.api_limits.per_ip.clock().now();
@@ -62,6 +64,19 @@ pub async fn limit_api(
         return ApiError::rate_limited(not_until.wait_time_from(now)).into_response();
     }
     next.run(axum::extract::Request::from_parts(parts, body)).await
+}
+
+/// The address a client's requests are counted under: an IPv6 client by its /64, the block one
+/// host is usually given (else each of its addresses would have a budget of its own), and an
+/// IPv4 address mapped into IPv6 as the IPv4 address it is.
+fn limited_as(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6((u128::from(v6) & !((1u128 << 64) - 1)).into()),
+        },
+        v4 => v4,
+    }
 }
 
 #[derive(Clone)]
@@ -84,7 +99,7 @@ impl AuthRateLimits {
 
     pub fn check_ip(&self, ip: IpAddr) -> Result<(), ApiError> {
         self.per_ip
-            .check_key(&ip)
+            .check_key(&limited_as(ip))
             .map_err(|not_until| ApiError::rate_limited(not_until.wait_time_from(self.per_ip.clock().now())))
     }
 
@@ -99,5 +114,24 @@ impl AuthRateLimits {
     pub fn sweep(&self) {
         self.per_ip.retain_recent();
         self.per_account.retain_recent();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_ipv6_client_is_counted_by_its_64_and_a_mapped_ipv4_one_as_itself() {
+        let one: IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap();
+        let other: IpAddr = "2001:db8:1:2:bbbb::7".parse().unwrap();
+        let elsewhere: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        assert_eq!(limited_as(one), "2001:db8:1:2::".parse::<IpAddr>().unwrap());
+        assert_eq!(limited_as(one), limited_as(other));
+        assert_ne!(limited_as(one), limited_as(elsewhere));
+        let mapped: IpAddr = "::ffff:192.0.2.9".parse().unwrap();
+        assert_eq!(limited_as(mapped), "192.0.2.9".parse::<IpAddr>().unwrap());
+        let v4: IpAddr = "192.0.2.9".parse().unwrap();
+        assert_eq!(limited_as(v4), v4);
     }
 }

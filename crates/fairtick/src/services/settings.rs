@@ -19,7 +19,7 @@ use super::events::{Event, EventBus, Notice};
 use super::market::catalog::MarketDefinition;
 use super::trades::settlement::MAX_TICKS_PER_STEP;
 use super::{Error, Result};
-use crate::store::{Actor, SettingsVersion, Store};
+use crate::store::{Actor, SettingsSaved, SettingsVersion, Store};
 
 /// A change to one market's switches.
 #[derive(Clone, Copy, Debug, Default)]
@@ -221,12 +221,19 @@ impl Settings {
             .store
             .save_settings(actor, based_on, &to_json(&before), &to_json(&next), &changed, now)
             .await?;
-        if saved.is_none() {
-            return Err(Error::Conflict {
-                code: "settings_changed",
-                message: "the terms changed while this change was being made: read them again and retry"
-                    .into(),
-            });
+        match saved {
+            SettingsSaved::Saved(_) => {}
+            SettingsSaved::Superseded => {
+                return Err(Error::Conflict {
+                    code: "settings_changed",
+                    message: "the terms changed while this change was being made: read them again and retry"
+                        .into(),
+                });
+            }
+            SettingsSaved::NotAnAdmin => {
+                let message = "only an active admin may change the terms".into();
+                return Err(Error::Forbidden { code: "forbidden", message });
+            }
         }
         let next = Arc::new(next);
         *self.current.write() = next.clone();

@@ -89,6 +89,17 @@ fn parse_json(text: Option<String>) -> Option<Value> {
     text.and_then(|t| serde_json::from_str(&t).ok())
 }
 
+/// How a change of the terms went.
+#[derive(Debug, PartialEq, Eq)]
+pub enum SettingsSaved {
+    /// Stored as this version.
+    Saved(i64),
+    /// Another change came first.
+    Superseded,
+    /// The actor is no longer an active admin.
+    NotAnAdmin,
+}
+
 impl Store {
     pub(crate) async fn append_audit(
         &self,
@@ -253,8 +264,9 @@ impl Store {
     }
 
     /// Stores a new version of the terms with its audit entry, in one transaction, if the
-    /// newest version is still `based_on` (`None`: there is none yet); `Ok(None)` if another
-    /// change came first, so that no change is built on terms it never saw.
+    /// newest version is still `based_on` (`None`: there is none yet), so that no change is
+    /// built on terms it never saw, and if the actor is still an active admin, as the row
+    /// locked here says (a demotion may have come while the request ran).
     #[tracing::instrument(skip_all)]
     pub async fn save_settings(
         &self,
@@ -264,7 +276,7 @@ impl Store {
         after: &Value,
         changed: &[String],
         now: DateTime<Utc>,
-    ) -> StoreResult<Option<i64>> {
+    ) -> StoreResult<SettingsSaved> {
         let mut w = self.begin_write().await?;
         if self.backend() == Backend::Postgres {
             // One change at a time; readers go on (SQLite's writers take turns anyway).
@@ -272,10 +284,21 @@ impl Store {
                 .execute(&mut *w.tx)
                 .await?;
         }
+        let acting: Option<(String, String)> =
+            sqlx::query_as(&format!("SELECT role, status FROM users WHERE id = $1{}", self.for_update()))
+                .bind(actor.id.0)
+                .fetch_optional(&mut *w.tx)
+                .await?;
+        let still_admin = acting.is_some_and(|(role, status)| {
+            status == UserStatus::Active.as_str() && role.parse::<Role>().is_ok_and(Role::is_admin)
+        });
+        if !still_admin {
+            return Ok(SettingsSaved::NotAnAdmin);
+        }
         let (newest,): (Option<i64>,) =
             sqlx::query_as("SELECT MAX(id) FROM settings_versions").fetch_one(&mut *w.tx).await?;
         if newest != based_on {
-            return Ok(None);
+            return Ok(SettingsSaved::Superseded);
         }
         let (id,): (i64,) = sqlx::query_as(
             "INSERT INTO settings_versions (settings, changed, changed_by, changed_role, created_at) \
@@ -297,7 +320,7 @@ impl Store {
         };
         self.append_audit(&mut w, actor, entry, now).await?;
         w.tx.commit().await?;
-        Ok(Some(id))
+        Ok(SettingsSaved::Saved(id))
     }
 
     pub async fn settings_history(

@@ -28,7 +28,7 @@ use sqlx::any::AnyPoolOptions;
 use sqlx::{Any, AnyPool, Transaction};
 use tokio::sync::Mutex;
 
-pub use admin::{Actor, AdminUserRow, AuditEntry, HouseStats, SettingsVersion, UserSearch};
+pub use admin::{Actor, AdminUserRow, AuditEntry, HouseStats, SettingsSaved, SettingsVersion, UserSearch};
 pub use audit::AuditReport;
 pub use group_commit::{MAX_BATCH, WriteOutcome, WriteRequest};
 pub use ledger::{IdempotencyKey, StatementQuery, StatementRow, WalletOutcome, WalletReceipt};

@@ -314,8 +314,10 @@ impl Store {
         expires_at: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> StoreResult<()> {
+        // Kept a minute past expiry: a token is accepted until the second after its `exp`, and
+        // nodes' clocks differ a little.
         sqlx::query("DELETE FROM revoked_tokens WHERE expires_at < $1")
-            .bind(now.timestamp_millis())
+            .bind(now.timestamp_millis() - 60_000)
             .execute(&self.pool)
             .await?;
         sqlx::query(

@@ -303,7 +303,7 @@ async fn settings_are_validated_field_by_field_and_unknown_fields_are_refused() 
 /// (another admin, or another node, changed them meanwhile) is refused, not saved over it.
 #[tokio::test]
 async fn a_settings_change_built_on_an_older_version_is_refused() {
-    use fairtick::store::Actor;
+    use fairtick::store::{Actor, SettingsSaved};
     use fairtick_core::Role;
 
     let app = TestApp::spawn().await;
@@ -324,8 +324,16 @@ async fn a_settings_change_built_on_an_older_version_is_refused() {
     let changed = ["minStake".to_owned()];
     let save =
         |based_on| app.store.save_settings(&actor, Some(based_on), &terms, &terms, &changed, Utc::now());
-    assert_eq!(save(newest - 1).await.unwrap(), None, "built on the version before the newest");
-    assert_eq!(save(newest).await.unwrap(), Some(newest + 1));
+    assert_eq!(
+        save(newest - 1).await.unwrap(),
+        SettingsSaved::Superseded,
+        "built on the version before the newest"
+    );
+    assert_eq!(save(newest).await.unwrap(), SettingsSaved::Saved(newest + 1));
+    // Demoted while a change was on its way: the row locked with the change says so.
+    let mut conn = raw_connection(&app.database_url).await;
+    sqlx::query("UPDATE users SET role = 'user' WHERE id = $1").bind(id.0).execute(&mut conn).await.unwrap();
+    assert_eq!(save(newest + 1).await.unwrap(), SettingsSaved::NotAnAdmin);
 }
 
 /// The feed's grace period must outlast the wait for a deciding tick, or a working feed's
@@ -593,6 +601,9 @@ async fn admins_list_users_and_trades_with_filters_and_see_house_figures() {
     )
     .await;
     assert_eq!((status, field.as_deref()), (StatusCode::BAD_REQUEST, Some("from")));
+    // The earliest date there is has no day before it to default `from` to (it overflowed).
+    let earliest = call(&app, Method::GET, "/api/admin/stats?to=-262143-01-01T00:00:00Z", &admin, None).await;
+    assert_eq!(error_of(earliest).await.0, StatusCode::BAD_REQUEST);
 }
 
 #[tokio::test]

@@ -144,6 +144,14 @@ async fn login_succeeds_with_the_right_password_and_fails_alike_otherwise() {
     let (a, b) = (body(wrong_password).await, body(unknown_email).await);
     assert_eq!(a_status, StatusCode::UNAUTHORIZED);
     assert_eq!((a_status, &a), (b_status, &b), "a failed login must not reveal whether the email exists");
+
+    // Bounded before anything is keyed or hashed by them.
+    let long_email = app.login(&format!("{}@example.com", "a".repeat(300)), PASSWORD).await;
+    let (status, _, field) = error_of(long_email).await;
+    assert_eq!((status, field.as_deref()), (StatusCode::BAD_REQUEST, Some("email")));
+    let long_password = app.login("login@example.com", &"p".repeat(1_025)).await;
+    let (status, _, field) = error_of(long_password).await;
+    assert_eq!((status, field.as_deref()), (StatusCode::BAD_REQUEST, Some("password")));
 }
 
 #[tokio::test]

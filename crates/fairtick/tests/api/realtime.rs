@@ -131,6 +131,9 @@ async fn a_user_authenticates_by_query_cookie_or_message_and_gets_their_state() 
         assert!(next_of(socket, "authenticated").await["userId"].is_i64());
         assert_eq!(next_of(socket, "balance_update").await["balance"], "10000.00");
     }
+    // Each sign-in reads the user's state: one connection signs in at most every few seconds.
+    send(&mut by_message, json!({"type": "auth", "data": {"token": token}})).await;
+    assert_eq!(next_of(&mut by_message, "error").await["code"], "rate_limited");
     let refused = connect(&app, "?token=not-a-token", None).await;
     match refused {
         Err(tungstenite::Error::Http(response)) => assert_eq!(response.status(), 401),

@@ -50,6 +50,8 @@ pub const MAX_SUBSCRIPTIONS: usize = 20;
 const MESSAGES_PER_SECOND: u32 = 20;
 /// Refused messages within [`STRIKE_WINDOW`] after which the connection is closed.
 const MAX_STRIKES: u32 = 50;
+/// Signing in again on one connection, at most this often: each sign-in reads the user's state.
+const AUTH_INTERVAL: Duration = Duration::from_secs(5);
 /// Refusals count for this long: a client that errs now and then over hours is not cut off.
 const STRIKE_WINDOW: Duration = Duration::from_secs(60);
 /// Ticks replayed at most for one `fromSeq` catch-up.
@@ -239,6 +241,8 @@ struct Session {
     expires: Option<Instant>,
     allowance: u32,
     window: Instant,
+    /// When an `auth` message was last taken.
+    last_auth: Option<Instant>,
     strikes: u32,
     strikes_since: Instant,
 }
@@ -253,6 +257,7 @@ impl Session {
             expires: None,
             allowance: MESSAGES_PER_SECOND,
             window: Instant::now(),
+            last_auth: None,
             strikes: 0,
             strikes_since: Instant::now(),
         }
@@ -315,6 +320,11 @@ impl Session {
             "auth" => {
                 let data: AuthData = serde_json::from_value(message.data)
                     .map_err(|e| error_frame("invalid_data", format!("auth: {e}")))?;
+                if self.last_auth.is_some_and(|at| at.elapsed() < AUTH_INTERVAL) {
+                    let every = AUTH_INTERVAL.as_secs();
+                    return Err(error_frame("rate_limited", format!("sign in at most once every {every} s")));
+                }
+                self.last_auth = Some(Instant::now());
                 let checked = self.state.hub.sign_off_mark();
                 let (claims, user) = self
                     .state
@@ -400,10 +410,14 @@ impl Session {
         // The latest read again, now that live ticks are held: one stored since `subscribe`
         // checked `after` is in the catch-up (when it is cut, not only among the held ones,
         // with a gap before them).
+        let Some(sent) = self.subscriptions.get(symbol).map(|s| s.subscriber().sent_up_to()) else { return };
         let ticks = match self.latest_seq(symbol, after).await {
+            // Only what was not sent already is read: a subscription asked again for the same
+            // catch-up (as often as messages are allowed) reads nothing more.
+            Ok(latest) if latest <= sent => Ok(Vec::new()),
             Ok(latest) => {
-                let from = after.max(latest - i64::from(MAX_REPLAY));
-                if from > after {
+                let from = sent.max(latest - i64::from(MAX_REPLAY));
+                if from > sent {
                     let data = json!({ "symbol": symbol, "fromSeq": after, "firstSeq": from + 1 });
                     self.outlet.send(&frame("replay_truncated", data));
                 }

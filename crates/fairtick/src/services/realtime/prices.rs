@@ -47,6 +47,12 @@ impl Subscriber {
         }
     }
 
+    /// The seq of the last tick sent (or held back to start after), so that a catch-up reads
+    /// only what this subscriber has not had.
+    pub fn sent_up_to(&self) -> i64 {
+        self.delivery.lock().last_seq
+    }
+
     /// Keeps live ticks back from now on while the ticks after `after` are replayed.
     pub fn hold(&self, after: i64) {
         let mut delivery = self.delivery.lock();
