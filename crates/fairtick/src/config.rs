@@ -86,6 +86,14 @@ pub struct ServeArgs {
     #[arg(long, env = "FAIRTICK_HASHING_CONCURRENCY", default_value_t = 2)]
     pub hashing_concurrency: usize,
 
+    /// Open WebSocket connections allowed per client IP (an IPv6 client by its /64).
+    #[arg(long, env = "FAIRTICK_WS_PER_IP", default_value_t = 1_000)]
+    pub ws_per_ip: usize,
+
+    /// Marks the session cookie `Secure` (sent over HTTPS only), for a server reached through TLS.
+    #[arg(long, env = "FAIRTICK_SECURE_COOKIE")]
+    pub secure_cookie: bool,
+
     #[command(flatten)]
     pub wallet: WalletArgs,
 
@@ -182,6 +190,8 @@ pub struct Config {
     pub api_per_ip_per_minute: u32,
     pub api_per_user_per_minute: u32,
     pub hashing_concurrency: usize,
+    pub ws_per_ip: usize,
+    pub secure_cookie: bool,
     pub wallet: WalletLimits,
     pub markets: Vec<MarketDefinition>,
     pub feed: FeedSettings,
@@ -217,6 +227,8 @@ impl Config {
             api_per_ip_per_minute: args.api_per_ip_per_minute,
             api_per_user_per_minute: args.api_per_user_per_minute,
             hashing_concurrency: args.hashing_concurrency,
+            ws_per_ip: args.ws_per_ip,
+            secure_cookie: args.secure_cookie,
             wallet: args.wallet.limits()?,
             markets: args.market.markets()?,
             feed: args.market.feed_settings()?,

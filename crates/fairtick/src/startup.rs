@@ -9,7 +9,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
-use crate::http::rate_limit::{ApiRateLimits, AuthRateLimits};
+use crate::http::rate_limit::{ApiRateLimits, AuthRateLimits, SocketsPerIp};
 use crate::http::{self, AppState, Services};
 use crate::services::accounts::Accounts;
 use crate::services::admin::Admin;
@@ -85,6 +85,8 @@ impl Application {
                 config.login_per_account_per_minute,
             ),
             api_limits: ApiRateLimits::new(config.api_per_ip_per_minute, config.api_per_user_per_minute),
+            sockets_per_ip: SocketsPerIp::new(config.ws_per_ip),
+            secure_cookie: config.secure_cookie,
             hub: Hub::new(),
             admin: Admin::new(store.clone(), events.clone()),
             store,

@@ -50,15 +50,17 @@ pub struct MeResponse {
     pub user: UserDto,
 }
 
-fn session_cookie(value: &str, max_age_secs: u64) -> HeaderValue {
+fn session_cookie(value: &str, max_age_secs: u64, secure: bool) -> HeaderValue {
+    let secure = if secure { "; Secure" } else { "" };
     HeaderValue::try_from(format!(
-        "{SESSION_COOKIE}={value}; HttpOnly; SameSite=Strict; Path=/; Max-Age={max_age_secs}"
+        "{SESSION_COOKIE}={value}; HttpOnly; SameSite=Strict; Path=/; Max-Age={max_age_secs}{secure}"
     ))
     .expect("a token is a valid header value")
 }
 
-fn session_response(status: StatusCode, session: Session, ttl_secs: u64) -> Response {
-    let cookie = session_cookie(&session.token, ttl_secs);
+fn session_response(state: &AppState, status: StatusCode, session: Session) -> Response {
+    let ttl_secs = state.accounts.tokens().ttl().as_secs();
+    let cookie = session_cookie(&session.token, ttl_secs, state.secure_cookie);
     let body = SessionResponse { user: UserDto::from(&session.profile), token: session.token };
     let mut response = (status, Json(body)).into_response();
     response.headers_mut().insert(header::SET_COOKIE, cookie);
@@ -87,7 +89,7 @@ pub async fn register(
         role: Role::User,
     };
     let session = state.accounts.sign_up(registration, Utc::now()).await?;
-    Ok(session_response(StatusCode::CREATED, session, state.accounts.tokens().ttl().as_secs()))
+    Ok(session_response(&state, StatusCode::CREATED, session))
 }
 
 /// Sign in with email and password.
@@ -117,7 +119,7 @@ pub async fn login(
         .accounts
         .login(&request.email, &request.password, request.totp_code.as_deref(), Utc::now())
         .await?;
-    Ok(session_response(StatusCode::OK, session, state.accounts.tokens().ttl().as_secs()))
+    Ok(session_response(&state, StatusCode::OK, session))
 }
 
 /// Sign out: this token is refused from now on and the cookie is cleared.
@@ -130,7 +132,7 @@ pub async fn login(
 pub async fn logout(State(state): State<AppState>, AuthUser(claims): AuthUser) -> Result<Response, ApiError> {
     state.accounts.logout(&claims, Utc::now()).await?;
     let mut response = StatusCode::NO_CONTENT.into_response();
-    response.headers_mut().insert(header::SET_COOKIE, session_cookie("", 0));
+    response.headers_mut().insert(header::SET_COOKIE, session_cookie("", 0, state.secure_cookie));
     Ok(response)
 }
 

@@ -38,7 +38,7 @@ use crate::services::trades::Trades;
 use crate::services::wallet::Wallet;
 use crate::store::Store;
 use error::ApiError;
-use rate_limit::{ApiRateLimits, AuthRateLimits};
+use rate_limit::{ApiRateLimits, AuthRateLimits, SocketsPerIp};
 
 /// Largest request body accepted; every request fits in far less.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -74,6 +74,9 @@ pub struct Services {
     pub admin: Admin,
     pub auth_limits: AuthRateLimits,
     pub api_limits: ApiRateLimits,
+    pub sockets_per_ip: SocketsPerIp,
+    /// Whether the session cookie is marked `Secure`.
+    pub secure_cookie: bool,
 }
 
 #[derive(OpenApi)]

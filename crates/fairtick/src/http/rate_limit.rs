@@ -1,6 +1,8 @@
 //! Rate limits on the authentication endpoints: per client IP, and per account for logins, so
-//! neither a single client nor a distributed guesser can hammer one password.
+//! neither a single client nor a distributed guesser can hammer one password; on every API
+//! request; and on the WebSocket connections one address holds open.
 
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::sync::Arc;
@@ -76,6 +78,54 @@ fn limited_as(ip: IpAddr) -> IpAddr {
             None => IpAddr::V6((u128::from(v6) & !((1u128 << 64) - 1)).into()),
         },
         v4 => v4,
+    }
+}
+
+/// Open WebSocket connections by client address, each held by a [`SocketSlot`]: one host cannot
+/// hold more than its share of the node's sockets (and of what each costs to keep).
+#[derive(Clone)]
+pub struct SocketsPerIp {
+    open: Arc<parking_lot::Mutex<HashMap<IpAddr, usize>>>,
+    cap: usize,
+}
+
+/// One open connection counted against its address, until dropped.
+pub struct SocketSlot {
+    open: Arc<parking_lot::Mutex<HashMap<IpAddr, usize>>>,
+    ip: IpAddr,
+}
+
+impl SocketsPerIp {
+    pub fn new(cap: usize) -> SocketsPerIp {
+        SocketsPerIp { open: Arc::default(), cap }
+    }
+
+    pub fn cap(&self) -> usize {
+        self.cap
+    }
+
+    /// A slot for one more connection from `ip`, unless it has `cap` open already.
+    pub fn admit(&self, ip: IpAddr) -> Option<SocketSlot> {
+        let ip = limited_as(ip);
+        let mut open = self.open.lock();
+        let count = open.entry(ip).or_default();
+        if *count >= self.cap {
+            return None;
+        }
+        *count += 1;
+        Some(SocketSlot { open: self.open.clone(), ip })
+    }
+}
+
+impl Drop for SocketSlot {
+    fn drop(&mut self) {
+        let mut open = self.open.lock();
+        if let Some(count) = open.get_mut(&self.ip) {
+            *count -= 1;
+            if *count == 0 {
+                open.remove(&self.ip);
+            }
+        }
     }
 }
 

@@ -17,6 +17,7 @@ async fn registering_answers_201_with_a_token_and_a_user_holding_10000_vusd() {
     let cookie = response.headers().get(SET_COOKIE).expect("a session cookie").to_str().unwrap().to_owned();
     assert!(cookie.starts_with("fairtick_session=ey"), "{cookie}");
     assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"), "{cookie}");
+    assert!(!cookie.contains("Secure"), "plain HTTP by default, or a local browser would drop it: {cookie}");
     let body = body(response).await;
     let user = &body["user"];
     assert_eq!(user["email"], "ann.lee@example.com");
@@ -124,6 +125,15 @@ async fn malformed_requests_get_4xx_in_the_error_shape_never_500() {
         let (got_status, got_code, _) = error_of(response).await;
         assert_eq!((got_status.as_u16(), got_code.as_str()), (status, code), "{why}");
     }
+}
+
+#[tokio::test]
+async fn behind_tls_the_session_cookie_is_marked_secure() {
+    let app = TestApp::spawn_with(|config| config.secure_cookie = true).await;
+    app.signed_up("secure@example.com").await;
+    let login = app.login("secure@example.com", PASSWORD).await;
+    let cookie = login.headers().get(SET_COOKIE).expect("a session cookie").to_str().unwrap().to_owned();
+    assert!(cookie.ends_with("; Secure") && cookie.contains("HttpOnly"), "{cookie}");
 }
 
 #[tokio::test]

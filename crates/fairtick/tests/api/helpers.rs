@@ -82,6 +82,8 @@ pub fn test_config(database_url: String) -> Config {
         api_per_ip_per_minute: 1_000_000,
         api_per_user_per_minute: 1_000_000,
         hashing_concurrency: 2,
+        ws_per_ip: 1_000,
+        secure_cookie: false,
         wallet: WalletLimits::default(),
         markets: catalog::default_markets(TICK_INTERVAL_MS).expect("the default markets"),
         feed: FeedSettings {

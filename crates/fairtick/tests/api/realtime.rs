@@ -238,6 +238,24 @@ async fn a_catch_up_past_its_bound_sends_the_newest_ticks_and_says_where_they_st
     }
 }
 
+/// One address holds at most so many sockets open; one closed frees its slot.
+#[tokio::test]
+async fn an_address_opens_at_most_its_share_of_sockets() {
+    let app = TestApp::spawn_with(|config| config.ws_per_ip = 2).await;
+    let mut first = connect(&app, "", None).await.unwrap();
+    let _second = connect(&app, "", None).await.unwrap();
+    match connect(&app, "", None).await {
+        Err(tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status(), 429);
+            let body = String::from_utf8_lossy(response.body().as_deref().unwrap_or_default()).into_owned();
+            assert!(body.contains("too_many_connections"), "{body}");
+        }
+        other => panic!("a third socket from one address must be refused: {other:?}"),
+    }
+    first.close(None).await.unwrap();
+    eventually(Duration::from_secs(5), || async { connect(&app, "", None).await.ok() }).await;
+}
+
 #[tokio::test]
 async fn a_request_that_is_not_a_websocket_handshake_gets_a_clear_error() {
     let app = TestApp::spawn().await;

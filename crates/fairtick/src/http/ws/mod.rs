@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{FromRequestParts, State};
+use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::response::Response;
 use chrono::Utc;
@@ -30,7 +31,7 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use self::upgrade::WebSocketRequest;
 use super::AppState;
 use super::error::ApiError;
-use super::extract::presented_token;
+use super::extract::{ClientIp, presented_token};
 use crate::services::market::feed::Tick;
 use crate::services::realtime::outlet::{SocketIo, close_frame, ping_frame};
 use crate::services::realtime::prices::Subscription;
@@ -91,12 +92,22 @@ impl<S: Send + Sync> FromRequestParts<S> for OfferedToken {
         (status = 101, description = "Switching to the WebSocket protocol"),
         (status = 400, description = "Not a WebSocket handshake", body = super::error::ErrorBody),
         (status = 401, description = "The token offered is not valid", body = super::error::ErrorBody),
+        (status = 429, description = "This address has as many connections open as it may", body = super::error::ErrorBody),
     ))]
 pub async fn upgrade(
     State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
     OfferedToken(token): OfferedToken,
     request: WebSocketRequest,
 ) -> Result<Response, ApiError> {
+    let Some(slot) = state.sockets_per_ip.admit(ip) else {
+        let cap = state.sockets_per_ip.cap();
+        return Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_connections",
+            format!("at most {cap} connections may be open from one address"),
+        ));
+    };
     let signed_in = match token.as_deref() {
         Some(token) => {
             // Taken before the check: a sign-off after it refuses the registration.
@@ -105,7 +116,10 @@ pub async fn upgrade(
         }
         None => None,
     };
-    Ok(request.accept(move |socket, early| connection(socket, early, state, signed_in)))
+    Ok(request.accept(move |socket, early| async move {
+        let _slot = slot;
+        connection(socket, early, state, signed_in).await
+    }))
 }
 
 #[derive(Deserialize)]
