@@ -1,11 +1,14 @@
 //! `/api/wallet/*`: balances, virtual deposits and withdrawals, reset, and the statement.
 
+use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use fairtick_core::ledger::TransactionKind;
 use fairtick_core::wallet::WalletOp;
+use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -14,6 +17,7 @@ use super::dto::{AmountInput, BalanceDto, TransactionDto};
 use super::error::{ApiError, ErrorBody};
 use super::extract::{AuthUser, IdempotencyKey, Json, Query};
 use crate::services::wallet::{Answer, StatementFilter};
+use crate::store::StatementRow;
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -185,8 +189,29 @@ pub async fn transactions_csv(
 ) -> Result<Response, ApiError> {
     let mut filter = query.into_filter()?;
     filter.cursor = None;
-    let rows = state.wallet.export(claims.user(), filter).await?;
-    let mut csv = String::from("id,type,amount,balanceAfter,reference,createdAt,description\r\n");
+    let pages = state.wallet.export(claims.user(), filter).await?;
+    let header = futures::stream::once(async {
+        Ok::<_, std::io::Error>(Bytes::from_static(
+            b"id,type,amount,balanceAfter,reference,createdAt,description\r\n",
+        ))
+    });
+    // A page that cannot be read ends the body with an error: the download fails rather than
+    // end early looking complete.
+    let lines = pages.map(|page| page.map(|rows| csv_lines(&rows)).map_err(std::io::Error::other));
+    Ok((
+        StatusCode::OK,
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
+            (header::CONTENT_DISPOSITION, "attachment; filename=\"fairtick-transactions.csv\""),
+        ],
+        Body::from_stream(header.chain(lines)),
+    )
+        .into_response())
+}
+
+/// The CSV lines of a page of the statement.
+fn csv_lines(rows: &[StatementRow]) -> Bytes {
+    let mut csv = String::new();
     for row in rows.iter().map(TransactionDto::from) {
         let fields = [
             row.id.to_string(),
@@ -201,15 +226,7 @@ pub async fn transactions_csv(
         csv.push_str(&escaped.join(","));
         csv.push_str("\r\n");
     }
-    Ok((
-        StatusCode::OK,
-        [
-            (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
-            (header::CONTENT_DISPOSITION, "attachment; filename=\"fairtick-transactions.csv\""),
-        ],
-        csv,
-    )
-        .into_response())
+    Bytes::from(csv)
 }
 
 /// RFC 4180 quoting; a leading formula character is neutralised so spreadsheets never

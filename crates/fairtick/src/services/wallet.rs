@@ -4,6 +4,7 @@ use chrono::{DateTime, Utc};
 use fairtick_core::UserId;
 use fairtick_core::ledger::TransactionKind;
 use fairtick_core::wallet::{WalletLimits, WalletOp, WalletRefusal, WalletState};
+use futures::Stream;
 use sha2::{Digest, Sha256};
 
 use super::events::{Event, EventBus};
@@ -89,20 +90,36 @@ impl Wallet {
         Ok(Page { rows, next_cursor })
     }
 
-    /// Every row matching the filter (newest first), page by page, up to [`MAX_EXPORT_ROWS`].
-    pub async fn export(&self, user: UserId, mut filter: StatementFilter) -> Result<Vec<StatementRow>> {
+    /// Every row matching the filter (newest first), up to [`MAX_EXPORT_ROWS`], a page at a
+    /// time, each read when the one before has been taken: an export never holds more than a
+    /// page. The first page is read before this answers, so that a bad filter is an error, not
+    /// a broken stream.
+    pub async fn export(
+        &self,
+        user: UserId,
+        mut filter: StatementFilter,
+    ) -> Result<impl Stream<Item = Result<Vec<StatementRow>>> + Send + 'static> {
         filter.limit = Some(MAX_PAGE);
-        let mut all = Vec::new();
-        loop {
-            let page = self.statement(user, filter.clone()).await?;
-            all.extend(page.rows);
-            match page.next_cursor {
-                Some(cursor) if all.len() < MAX_EXPORT_ROWS => filter.cursor = Some(cursor),
-                _ => break,
+        let first = self.statement(user, filter.clone()).await?;
+        let wallet = self.clone();
+        let pages = futures::stream::try_unfold(Some((first, filter, 0)), move |next| {
+            let wallet = wallet.clone();
+            async move {
+                let Some((page, mut filter, sent)) = next else { return Ok(None) };
+                let mut rows = page.rows;
+                rows.truncate(MAX_EXPORT_ROWS - sent);
+                let sent = sent + rows.len();
+                let following = match page.next_cursor {
+                    Some(cursor) if sent < MAX_EXPORT_ROWS => {
+                        filter.cursor = Some(cursor);
+                        Some((wallet.statement(user, filter.clone()).await?, filter, sent))
+                    }
+                    _ => None,
+                };
+                Ok(Some((rows, following)))
             }
-        }
-        all.truncate(MAX_EXPORT_ROWS);
-        Ok(all)
+        });
+        Ok(pages)
     }
 }
 

@@ -293,6 +293,23 @@ async fn the_csv_export_holds_the_same_rows_as_the_statement() {
     assert_eq!(app.get("/api/wallet/transactions.csv", None).await.status(), StatusCode::UNAUTHORIZED);
 }
 
+/// The export is read and sent a page at a time: past one page it holds every row once, in
+/// order.
+#[tokio::test]
+async fn a_csv_export_longer_than_a_page_holds_every_row_once_newest_first() {
+    let app = TestApp::spawn().await;
+    let token = app.signed_up("longcsv@example.com").await;
+    for _ in 0..230 {
+        let deposit = app.wallet_post("deposit", &token, &amount("0.01"), None).await;
+        assert_eq!(deposit.status(), StatusCode::OK);
+    }
+    let csv = app.get("/api/wallet/transactions.csv", Some(&token)).await.text().await.unwrap();
+    let ids: Vec<i64> =
+        csv.lines().skip(1).map(|line| line.split(',').next().unwrap().parse().unwrap()).collect();
+    assert_eq!(ids.len(), 231, "the welcome credit and 230 deposits");
+    assert!(ids.windows(2).all(|pair| pair[0] > pair[1]), "newest first, none twice");
+}
+
 #[tokio::test]
 async fn the_ledger_is_append_only_and_the_audit_catches_a_tampered_balance() {
     use sqlx::Connection;
