@@ -7,7 +7,7 @@ use reqwest::StatusCode;
 use reqwest::header::{RETRY_AFTER, SET_COOKIE};
 use serde_json::json;
 
-use crate::helpers::{PASSWORD, TestApp, body, error_of, eventually};
+use crate::helpers::{PASSWORD, TestApp, body, error_of, eventually, raw_connection};
 
 #[tokio::test]
 async fn registering_answers_201_with_a_token_and_a_user_holding_10000_vusd() {
@@ -304,4 +304,23 @@ async fn an_imported_bcrypt_hash_verifies_and_is_upgraded_to_argon2id_at_login()
     let upgraded = app.store.user_by_email(&email).await.unwrap().unwrap().password_hash;
     assert!(upgraded.starts_with("$argon2id$"), "{upgraded}");
     assert_eq!(app.login("legacy@example.com", "legacy password").await.status(), StatusCode::OK);
+}
+
+/// A revoked token's record outlives the token by a minute: jsonwebtoken takes a token until
+/// the second after its `exp`, and nodes' clocks differ a little.
+#[tokio::test]
+async fn a_revoked_token_is_remembered_a_while_past_its_expiry() {
+    use chrono::{Duration as Span, Utc};
+    let app = TestApp::spawn().await;
+    let user = UserId(app.user_id(&app.signed_up("sweep@example.com").await).await);
+    let now = Utc::now();
+    app.store.revoke_token(user, "just-expired", now - Span::seconds(30), now).await.unwrap();
+    app.store.revoke_token(user, "long-expired", now - Span::seconds(90), now).await.unwrap();
+    // The next revocation sweeps the records of tokens that expired over a minute before.
+    app.store.revoke_token(user, "current", now + Span::hours(1), now).await.unwrap();
+    let mut conn = raw_connection(&app.database_url).await;
+    let kept: Vec<(String,)> =
+        sqlx::query_as("SELECT jti FROM revoked_tokens ORDER BY jti").fetch_all(&mut conn).await.unwrap();
+    let kept: Vec<&str> = kept.iter().map(|(jti,)| jti.as_str()).collect();
+    assert_eq!(kept, ["current", "just-expired"]);
 }

@@ -39,6 +39,15 @@ async fn trade(app: &TestApp, token: &str, id: i64) -> Value {
     body(response).await["trade"].clone()
 }
 
+/// The trade once its entry tick is fixed (within 5 s).
+async fn entered(app: &TestApp, token: &str, id: i64) -> Value {
+    eventually(Duration::from_secs(5), || async {
+        let trade = trade(app, token, id).await;
+        trade["entry"].is_object().then_some(trade)
+    })
+    .await
+}
+
 async fn ended(app: &TestApp, token: &str, id: i64, within: Duration) -> Value {
     eventually(within, || async {
         let trade = trade(app, token, id).await;
@@ -319,10 +328,7 @@ async fn selling_back_pays_the_bid_and_refusals_say_why() {
     // A two-second trade, once entered, is always inside the two-second cut-off.
     let short = open(&app, &token, &open_body("SIMV100", "up", "10", 2)).await;
     let short_id = short["id"].as_i64().unwrap();
-    eventually(Duration::from_secs(5), || async {
-        trade(&app, &token, short_id).await["entry"].is_object().then_some(())
-    })
-    .await;
+    entered(&app, &token, short_id).await;
     let (status, code, _) = error_of(close(&token, json!({"tradeId": short["id"]})).await).await;
     assert_eq!((status, code.as_str()), (StatusCode::CONFLICT, "sell_cutoff"));
     assert!(app.store.audit().await.unwrap().is_clean());
@@ -704,11 +710,7 @@ async fn a_trade_longer_than_the_tick_retention_settles_from_its_recorded_entry(
     let app = TestApp::spawn_with(|config| config.feed.retention = Duration::from_millis(1)).await;
     let token = app.signed_up("longer@example.com").await;
     let id = open(&app, &token, &open_body("SIMV25", "up", "10", 2)).await["id"].as_i64().unwrap();
-    let entered = eventually(Duration::from_secs(5), || async {
-        let trade = trade(&app, &token, id).await;
-        trade["entry"].is_object().then_some(trade)
-    })
-    .await;
+    let entered = entered(&app, &token, id).await;
     let settled = ended(&app, &token, id, Duration::from_secs(15)).await;
     assert_eq!(settled["status"], "settled", "{settled}");
     assert_eq!(settled["entry"], entered["entry"], "the entry it was given");
@@ -820,11 +822,7 @@ async fn a_tick_stalled_past_a_void_is_stored_after_the_deadline_not_before() {
     .await;
     let token = app.signed_up("stalled-insert@example.com").await;
     let id = open(&app, &token, &open_body("SIMV25", "up", "10", 1)).await["id"].as_i64().unwrap();
-    let entered = eventually(Duration::from_secs(5), || async {
-        let trade = trade(&app, &token, id).await;
-        trade["entry"].is_object().then_some(trade)
-    })
-    .await;
+    let entered = entered(&app, &token, id).await;
     let expires_at = ms(&entered["expiresAt"]);
     let deadline = expires_at + 3_000;
 
@@ -874,10 +872,7 @@ async fn a_feed_that_stops_past_the_grace_period_voids_the_trade_and_the_receipt
     let mut first = TestApp::spawn_with(one_second).await;
     let token = first.signed_up("stalled@example.com").await;
     let id = open(&first, &token, &open_body("SIMV25", "up", "10", 1)).await["id"].as_i64().unwrap();
-    eventually(Duration::from_secs(5), || async {
-        trade(&first, &token, id).await["entry"].is_object().then_some(())
-    })
-    .await;
+    entered(&first, &token, id).await;
     first.stop().await;
     // Down for longer than the 1 s trade and the 1 s grace period.
     tokio::time::sleep(Duration::from_millis(2_500)).await;
